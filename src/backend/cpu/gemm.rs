@@ -1,0 +1,940 @@
+//! Single-precision GEMM for the CPU backend.
+//!
+//! A packed, cache-blocked SGEMM in the BLIS / GotoBLAS style:
+//!
+//! ```text
+//! for ib in 0..m step MB                       (caps the size of the packed A block)
+//!   for pc in 0..k step KC                     (k is NEVER split across threads)
+//!     pack A[ib.., pc..] into MR-row panels    (parallel)
+//!     for jc in 0..n step NC
+//!       pack B[pc.., jc..] into NR-column panels (parallel)
+//!       parallel over a 2-D grid of tasks (rows × columns of the C block):
+//!         for each task: for column chunk (fits L2): for MR panel: for NR panel: micro-kernel
+//! ```
+//!
+//! Packing handles any strides (so transposes are free for the caller: `MatRef::t`), pads
+//! panels with zeros, and the micro-kernels store edge tiles with masks, so every element of
+//! C goes through exactly the same arithmetic whatever the tiling around it.
+//!
+//! Determinism: the blocking (MR/NR/KC/...) depends only on the selected kernel path, never on
+//! the thread count, and each element of C is accumulated over k in a fixed sequential order
+//! (one FMA chain per KC block, then `alpha*ab + c` across KC blocks). The result is therefore
+//! bit-identical whatever the rayon thread count, and run to run on the same machine and path.
+//!
+//! Micro-kernels (picked once at run time, see [`gemm_kernel_name`]):
+//! * `avx512`: 14×32 tile (28 zmm accumulators), AVX-512F FMA, masked edge stores;
+//! * `avx2`:   6×16 tile (12 ymm accumulators), AVX2 + FMA, masked edge stores;
+//! * `scalar`: 4×8 portable tile (auto-vectorised to the baseline SIMD).
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+/// A read-only matrix operand: element (i, j) lives at `data[i * row_stride + j * col_stride]`.
+/// A transpose is the same data with the strides swapped.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// Row-major matrix with `cols` columns (leading dimension `cols`).
+    pub fn row_major(data: &'a [f32], cols: usize) -> Self {
+        MatRef { data, row_stride: cols, col_stride: 1 }
+    }
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub fn row_major_t(data: &'a [f32], cols: usize) -> Self {
+        MatRef { data, row_stride: 1, col_stride: cols }
+    }
+    pub fn t(self) -> Self {
+        MatRef { data: self.data, row_stride: self.col_stride, col_stride: self.row_stride }
+    }
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+}
+
+/// Which micro-kernel family runs the packed GEMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// AVX-512F, 14×32 register tile.
+    Avx512,
+    /// AVX2 + FMA, 6×16 register tile.
+    Avx2,
+    /// Portable Rust, 4×8 tile.
+    Scalar,
+}
+
+impl KernelPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::Avx512 => "avx512",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Scalar => "scalar",
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn is_available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            KernelPath::Avx512 | KernelPath::Avx2 => false,
+            KernelPath::Scalar => true,
+        }
+    }
+
+    /// Every path this CPU can run, fastest first.
+    pub fn available() -> Vec<KernelPath> {
+        [KernelPath::Avx512, KernelPath::Avx2, KernelPath::Scalar]
+            .into_iter()
+            .filter(|p| p.is_available())
+            .collect()
+    }
+
+    /// The path `sgemm` uses (detected once).
+    pub fn detected() -> KernelPath {
+        static PATH: OnceLock<KernelPath> = OnceLock::new();
+        *PATH.get_or_init(|| KernelPath::available()[0])
+    }
+}
+
+/// Name of the micro-kernel path `sgemm` picked on this CPU: "avx512", "avx2" or "scalar".
+pub fn gemm_kernel_name() -> &'static str {
+    KernelPath::detected().name()
+}
+
+/// Below this many multiply-adds (m·n·k), `sgemm` runs a direct loop without packing.
+pub const SMALL_MNK: usize = 4 * 1024;
+/// Below this many multiply-adds (m·n·k), `sgemm` stays on the calling thread.
+pub const PARALLEL_MNK: usize = 1 << 20;
+
+/// C = alpha * A * B + beta * C, with A m×k, B k×n and C m×n row-major (leading dimension ldc).
+/// `beta == 0` overwrites C without reading it (NaNs in C do not propagate).
+/// `alpha == 0` (or `k == 0`) does not read A or B.
+/// Results are bit-identical whatever the rayon thread count: k is never split across threads.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    sgemm_impl(KernelPath::detected(), true, m, n, k, alpha, a, b, beta, c, ldc)
+}
+
+/// [`sgemm`] on an explicitly chosen micro-kernel path (for tests and benchmarks). Unlike
+/// `sgemm` it always takes the packed path (no direct loop for tiny sizes), so tiny problems
+/// exercise the micro-kernel's edge handling. Panics if the CPU cannot run `path`.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_with(
+    path: KernelPath,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    sgemm_impl(path, false, m, n, k, alpha, a, b, beta, c, ldc)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sgemm_impl(
+    path: KernelPath,
+    allow_small: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    check_extents(m, n, k, &a, &b, c, ldc);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || alpha == 0.0 {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    assert!(path.is_available(), "sgemm: kernel path {:?} is not supported by this CPU", path);
+    let mnk = m.saturating_mul(n).saturating_mul(k);
+    if allow_small && mnk < SMALL_MNK {
+        small_gemm(m, n, k, alpha, a, b, beta, c, ldc);
+        return;
+    }
+    let parallel = mnk >= PARALLEL_MNK && rayon::current_num_threads() > 1;
+    let cp = CPtr(c.as_mut_ptr());
+    // SAFETY: extents checked above; the path is supported by this CPU.
+    unsafe {
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => gemm_packed::<x86::Avx512>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => gemm_packed::<x86::Avx2>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            #[cfg(not(target_arch = "x86_64"))]
+            KernelPath::Avx512 | KernelPath::Avx2 => unreachable!(),
+            KernelPath::Scalar => gemm_packed::<ScalarKernel>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+        }
+    }
+}
+
+/// Plain triple-loop reference (f32 accumulation, k in order). Slow; for tests and benches.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_naive(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    check_extents(m, n, k, &a, &b, c, ldc);
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for p in 0..k {
+                acc += a.at(i, p) * b.at(p, j);
+            }
+            let cij = &mut c[i * ldc + j];
+            *cij = if beta == 0.0 { alpha * acc } else { alpha * acc + beta * *cij };
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Checks and trivial paths
+// ------------------------------------------------------------------------------------------
+
+fn needed_len(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    (rows - 1).checked_mul(rs)?.checked_add((cols - 1).checked_mul(cs)?)?.checked_add(1)
+}
+
+fn check_extents(m: usize, n: usize, k: usize, a: &MatRef, b: &MatRef, c: &[f32], ldc: usize) {
+    let need_a = needed_len(m, k, a.row_stride, a.col_stride);
+    assert!(
+        need_a.is_some_and(|l| l <= a.data.len()),
+        "sgemm: A ({m}x{k}, row_stride {}, col_stride {}) needs {:?} elements but its slice has {}",
+        a.row_stride,
+        a.col_stride,
+        need_a,
+        a.data.len()
+    );
+    let need_b = needed_len(k, n, b.row_stride, b.col_stride);
+    assert!(
+        need_b.is_some_and(|l| l <= b.data.len()),
+        "sgemm: B ({k}x{n}, row_stride {}, col_stride {}) needs {:?} elements but its slice has {}",
+        b.row_stride,
+        b.col_stride,
+        need_b,
+        b.data.len()
+    );
+    assert!(m <= 1 || ldc >= n, "sgemm: ldc ({ldc}) < n ({n}) for C ({m}x{n})");
+    let need_c = needed_len(m, n, ldc, 1);
+    assert!(
+        need_c.is_some_and(|l| l <= c.len()),
+        "sgemm: C ({m}x{n}, ldc {ldc}) needs {:?} elements but its slice has {}",
+        need_c,
+        c.len()
+    );
+}
+
+fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
+    for i in 0..m {
+        let row = &mut c[i * ldc..i * ldc + n];
+        if beta == 0.0 {
+            row.fill(0.0);
+        } else if beta != 1.0 {
+            row.iter_mut().for_each(|x| *x *= beta);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn small_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for p in 0..k {
+                // SAFETY: extents checked by the caller.
+                unsafe {
+                    acc += *a.data.get_unchecked(i * a.row_stride + p * a.col_stride)
+                        * *b.data.get_unchecked(p * b.row_stride + j * b.col_stride);
+                }
+            }
+            let cij = &mut c[i * ldc + j];
+            *cij = if beta == 0.0 { alpha * acc } else { alpha * acc + beta * *cij };
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Packed driver
+// ------------------------------------------------------------------------------------------
+
+/// A micro-kernel family with its blocking parameters.
+trait Micro {
+    /// Register tile rows (broadcast from packed A).
+    const MR: usize;
+    /// Register tile columns (vector loads from packed B).
+    const NR: usize;
+    /// Depth of one packed block (k).
+    const KC: usize;
+    /// Columns of packed B a task streams through per pass (packed B chunk kept in L2).
+    const NCL2: usize;
+    /// Columns of one packed B block.
+    const NC: usize;
+    /// Rows of one packed A block (bounds memory).
+    const MB: usize;
+
+    /// C[0..mr, 0..nr] = alpha * (Apanel · Bpanel) + beta * C (beta == 0: C not read).
+    /// `a`: kc × MR packed panel, `b`: kc × NR packed panel (64-byte aligned), `c` row stride ldc.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        alpha: f32,
+        beta: f32,
+    );
+}
+
+#[derive(Clone, Copy)]
+struct CPtr(*mut f32);
+// SAFETY: tasks write disjoint regions of C.
+unsafe impl Send for CPtr {}
+unsafe impl Sync for CPtr {}
+
+#[derive(Clone, Copy)]
+struct PPtr(*const f32);
+// SAFETY: packed buffers are read-only while tasks run.
+unsafe impl Send for PPtr {}
+unsafe impl Sync for PPtr {}
+
+const ALIGN_F32: usize = 16; // 64 bytes
+
+thread_local! {
+    // Packing-buffer cache. Taken (not borrowed) for the duration of a call, so a nested or
+    // re-entrant sgemm on the same thread simply allocates its own.
+    static PACK_CACHE: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+struct PackBuf {
+    v: Vec<f32>,
+}
+
+impl PackBuf {
+    fn take(len: usize) -> PackBuf {
+        let mut v = PACK_CACHE.with(|c| c.take());
+        let need = len + ALIGN_F32;
+        if v.len() < need {
+            v = Vec::new();
+            v.resize(need, 0.0);
+        }
+        PackBuf { v }
+    }
+    /// 64-byte aligned start.
+    fn ptr(&mut self) -> *mut f32 {
+        let p = self.v.as_mut_ptr();
+        let off = p.align_offset(64);
+        debug_assert!(off < ALIGN_F32);
+        // SAFETY: buffer has ALIGN_F32 spare elements.
+        unsafe { p.add(off) }
+    }
+}
+
+impl Drop for PackBuf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.v);
+        PACK_CACHE.with(|c| {
+            let old = c.take();
+            c.set(if old.len() >= v.len() { old } else { v });
+        });
+    }
+}
+
+/// Pack rows [0, mb) × depth [0, kc) of `a` (already offset) into MR-row panels, zero padded.
+/// Panel `ip` occupies dst[ip*MR*kc ..], element (i, p) at [p*MR + i].
+unsafe fn pack_a_panel<const MR: usize>(
+    a: &MatRef,
+    i0: usize,
+    p0: usize,
+    rows: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
+    unsafe {
+        let src = a.data.as_ptr();
+        let (rs, cs) = (a.row_stride, a.col_stride);
+        let base = src.add(i0 * rs + p0 * cs);
+        if rows == MR && rs == 1 {
+            // Column-major-ish A: rows contiguous for each p.
+            for p in 0..kc {
+                let s = base.add(p * cs);
+                let d = dst.add(p * MR);
+                for i in 0..MR {
+                    *d.add(i) = *s.add(i);
+                }
+            }
+        } else if rows == MR && cs == 1 {
+            // Row-major A: go in blocks of 8 k so reads stay contiguous and writes local.
+            let mut p = 0;
+            while p + 8 <= kc {
+                for i in 0..MR {
+                    let s = base.add(i * rs + p);
+                    for q in 0..8 {
+                        *dst.add((p + q) * MR + i) = *s.add(q);
+                    }
+                }
+                p += 8;
+            }
+            while p < kc {
+                for i in 0..MR {
+                    *dst.add(p * MR + i) = *base.add(i * rs + p);
+                }
+                p += 1;
+            }
+        } else {
+            for p in 0..kc {
+                let d = dst.add(p * MR);
+                for i in 0..MR {
+                    *d.add(i) = if i < rows { *base.add(i * rs + p * cs) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// Pack depth [0, kc) × cols [0, cols) of `b` into one NR-column panel, zero padded:
+/// element (p, j) at dst[p*NR + j].
+unsafe fn pack_b_panel<const NR: usize>(
+    b: &MatRef,
+    p0: usize,
+    j0: usize,
+    cols: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
+    unsafe {
+        let src = b.data.as_ptr();
+        let (rs, cs) = (b.row_stride, b.col_stride);
+        let base = src.add(p0 * rs + j0 * cs);
+        if cols == NR && cs == 1 {
+            for p in 0..kc {
+                std::ptr::copy_nonoverlapping(base.add(p * rs), dst.add(p * NR), NR);
+            }
+        } else if cols == NR && rs == 1 {
+            // Transposed B: contiguous along p; go in blocks of 8 p.
+            let mut p = 0;
+            while p + 8 <= kc {
+                for j in 0..NR {
+                    let s = base.add(j * cs + p);
+                    for q in 0..8 {
+                        *dst.add((p + q) * NR + j) = *s.add(q);
+                    }
+                }
+                p += 8;
+            }
+            while p < kc {
+                for j in 0..NR {
+                    *dst.add(p * NR + j) = *base.add(j * cs + p);
+                }
+                p += 1;
+            }
+        } else {
+            for p in 0..kc {
+                let d = dst.add(p * NR);
+                for j in 0..NR {
+                    *d.add(j) = if j < cols { *base.add(p * rs + j * cs) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+fn div_ceil(a: usize, b: usize) -> usize {
+    a.div_ceil(b)
+}
+
+/// Choose a (pm × pn) grid of tasks over an (mt × nt)-tile block for `threads` threads.
+fn task_grid(mt: usize, nt: usize, threads: usize) -> (usize, usize) {
+    if threads <= 1 {
+        return (1, 1);
+    }
+    let mut best = (1, 1);
+    let mut best_cost = f64::INFINITY;
+    for pm in 1..=mt.min(4 * threads) {
+        for pn in 1..=nt.min(4 * threads) {
+            let tasks = pm * pn;
+            let per = div_ceil(mt, pm) * div_ceil(nt, pn);
+            // Rounds of work on `threads` threads, plus a small per-task overhead, plus a
+            // penalty for repacking traffic when the columns are split.
+            let cost = div_ceil(tasks, threads) as f64 * (per as f64 + 1.0) + 0.02 * (pn as f64) * mt as f64;
+            if cost < best_cost - 1e-9 {
+                best_cost = cost;
+                best = (pm, pn);
+            }
+        }
+    }
+    best
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_packed<K: Micro>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: CPtr,
+    ldc: usize,
+    parallel: bool,
+) {
+    let (mr, nr) = (K::MR, K::NR);
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    let kc_max = K::KC.min(k);
+    let mb_max = K::MB.min(m).div_ceil(mr) * mr;
+    let nc_max = K::NC.min(n).div_ceil(nr) * nr;
+    let a_len = mb_max * kc_max;
+    let b_len = nc_max * kc_max;
+    let mut abuf = PackBuf::take(a_len);
+    let mut bbuf = PackBuf::take(b_len);
+    let apack = abuf.ptr();
+    let bpack = bbuf.ptr();
+
+    for ib in (0..m).step_by(K::MB) {
+        let mb = K::MB.min(m - ib);
+        let mt = mb.div_ceil(mr);
+        for pc in (0..k).step_by(K::KC) {
+            let kc = K::KC.min(k - pc);
+            let beta_eff = if pc == 0 { beta } else { 1.0 };
+            // Pack A block.
+            {
+                let ap = CPtr(apack);
+                let pack_one = |ip: usize| {
+                    let ap = ap;
+                    let rows = mr.min(mb - ip * mr);
+                    unsafe { pack_a_panel_dyn::<K>(&a, ib + ip * mr, pc, rows, kc, ap.0.add(ip * mr * kc)) };
+                };
+                if threads > 1 && mt >= 4 {
+                    (0..mt).into_par_iter().with_min_len(2).for_each(pack_one);
+                } else {
+                    (0..mt).for_each(pack_one);
+                }
+            }
+            for jc in (0..n).step_by(K::NC) {
+                let nc = K::NC.min(n - jc);
+                let nt = nc.div_ceil(nr);
+                {
+                    let bp = CPtr(bpack);
+                    let pack_one = |jp: usize| {
+                        let bp = bp;
+                        let cols = nr.min(nc - jp * nr);
+                        unsafe {
+                            pack_b_panel_dyn::<K>(&b, pc, jc + jp * nr, cols, kc, bp.0.add(jp * nr * kc))
+                        };
+                    };
+                    if threads > 1 && nt >= 4 {
+                        (0..nt).into_par_iter().with_min_len(2).for_each(pack_one);
+                    } else {
+                        (0..nt).for_each(pack_one);
+                    }
+                }
+                let (pm, pn) = task_grid(mt, nt, threads);
+                let ap = PPtr(apack);
+                let bp = PPtr(bpack);
+                let run_task = |t: usize| {
+                    let (ap, bp, c) = (ap, bp, c);
+                    let (tm, tn) = (t / pn, t % pn);
+                    let (m0, m1) = split(mt, pm, tm);
+                    let (n0, n1) = split(nt, pn, tn);
+                    unsafe {
+                        macro_kernel::<K>(
+                            ap.0,
+                            bp.0,
+                            kc,
+                            mb,
+                            nc,
+                            m0,
+                            m1,
+                            n0,
+                            n1,
+                            alpha,
+                            beta_eff,
+                            c.0.add((ib) * ldc + jc),
+                            ldc,
+                        )
+                    };
+                };
+                let tasks = pm * pn;
+                if tasks > 1 {
+                    (0..tasks).into_par_iter().with_max_len(1).for_each(run_task);
+                } else {
+                    run_task(0);
+                }
+            }
+        }
+    }
+}
+
+/// Even split of `total` items into `parts`: range of part `i`.
+fn split(total: usize, parts: usize, i: usize) -> (usize, usize) {
+    let base = total / parts;
+    let rem = total % parts;
+    let start = i * base + i.min(rem);
+    let len = base + usize::from(i < rem);
+    (start, start + len)
+}
+
+unsafe fn pack_a_panel_dyn<K: Micro>(
+    a: &MatRef,
+    i0: usize,
+    p0: usize,
+    rows: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
+    unsafe {
+        match K::MR {
+            14 => pack_a_panel::<14>(a, i0, p0, rows, kc, dst),
+            12 => pack_a_panel::<12>(a, i0, p0, rows, kc, dst),
+            8 => pack_a_panel::<8>(a, i0, p0, rows, kc, dst),
+            6 => pack_a_panel::<6>(a, i0, p0, rows, kc, dst),
+            4 => pack_a_panel::<4>(a, i0, p0, rows, kc, dst),
+            _ => unreachable!(),
+        }
+    }
+}
+
+unsafe fn pack_b_panel_dyn<K: Micro>(
+    b: &MatRef,
+    p0: usize,
+    j0: usize,
+    cols: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
+    unsafe {
+        match K::NR {
+            32 => pack_b_panel::<32>(b, p0, j0, cols, kc, dst),
+            16 => pack_b_panel::<16>(b, p0, j0, cols, kc, dst),
+            8 => pack_b_panel::<8>(b, p0, j0, cols, kc, dst),
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// Run the micro-kernel over MR-tiles [m0, m1) × NR-tiles [n0, n1) of the packed block.
+/// `c` points at C(ib, jc); `mb`, `nc` are the block's true extents.
+#[allow(clippy::too_many_arguments)]
+unsafe fn macro_kernel<K: Micro>(
+    apack: *const f32,
+    bpack: *const f32,
+    kc: usize,
+    mb: usize,
+    nc: usize,
+    m0: usize,
+    m1: usize,
+    n0: usize,
+    n1: usize,
+    alpha: f32,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let (mr, nr) = (K::MR, K::NR);
+    let ncl2 = (K::NCL2 / nr).max(1);
+    unsafe {
+        let mut jj = n0;
+        while jj < n1 {
+            let jend = (jj + ncl2).min(n1);
+            for it in m0..m1 {
+                let rows = mr.min(mb - it * mr);
+                let a = apack.add(it * mr * kc);
+                for jt in jj..jend {
+                    let cols = nr.min(nc - jt * nr);
+                    let b = bpack.add(jt * nr * kc);
+                    K::kernel(kc, a, b, c.add(it * mr * ldc + jt * nr), ldc, rows, cols, alpha, beta);
+                }
+            }
+            jj = jend;
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Portable kernel
+// ------------------------------------------------------------------------------------------
+
+struct ScalarKernel;
+
+impl Micro for ScalarKernel {
+    const MR: usize = 4;
+    const NR: usize = 8;
+    const KC: usize = 256;
+    const NCL2: usize = 1024;
+    const NC: usize = 4096;
+    const MB: usize = 4096;
+
+    #[inline(never)]
+    unsafe fn kernel(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        const MR: usize = 4;
+        const NR: usize = 8;
+        let mut acc = [[0.0f32; NR]; MR];
+        unsafe {
+            for p in 0..kc {
+                let bp = &*(b.add(p * NR) as *const [f32; NR]);
+                let ap = &*(a.add(p * MR) as *const [f32; MR]);
+                for i in 0..MR {
+                    for j in 0..NR {
+                        acc[i][j] += ap[i] * bp[j];
+                    }
+                }
+            }
+            for i in 0..mr {
+                let row = c.add(i * ldc);
+                for j in 0..nr {
+                    let t = alpha * acc[i][j];
+                    *row.add(j) = if beta == 0.0 { t } else { t + beta * *row.add(j) };
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// x86-64 kernels
+// ------------------------------------------------------------------------------------------
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Micro;
+    use std::arch::x86_64::*;
+
+    pub struct Avx512;
+
+    impl Micro for Avx512 {
+        const MR: usize = 14;
+        const NR: usize = 32;
+        const KC: usize = 256;
+        const NCL2: usize = 1024;
+        const NC: usize = 4096;
+        const MB: usize = 4096;
+
+        #[inline(always)]
+        unsafe fn kernel(
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            mr: usize,
+            nr: usize,
+            alpha: f32,
+            beta: f32,
+        ) {
+            unsafe { kernel_avx512::<14>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel_avx512<const MR: usize>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        unsafe {
+            let mut acc0 = [_mm512_setzero_ps(); MR];
+            let mut acc1 = [_mm512_setzero_ps(); MR];
+            let mut ap = a;
+            let mut bp = b;
+            for _ in 0..kc {
+                let b0 = _mm512_load_ps(bp);
+                let b1 = _mm512_load_ps(bp.add(16));
+                for i in 0..MR {
+                    let ai = _mm512_set1_ps(*ap.add(i));
+                    acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
+                    acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
+                }
+                ap = ap.add(MR);
+                bp = bp.add(32);
+            }
+            let va = _mm512_set1_ps(alpha);
+            let vb = _mm512_set1_ps(beta);
+            let m0: __mmask16 = if nr >= 16 { 0xFFFF } else { ((1u32 << nr) - 1) as u16 };
+            let m1: __mmask16 = if nr >= 32 {
+                0xFFFF
+            } else if nr > 16 {
+                ((1u32 << (nr - 16)) - 1) as u16
+            } else {
+                0
+            };
+            for i in 0..MR {
+                if i < mr {
+                    let cp = c.wrapping_add(i * ldc);
+                    let cp1 = cp.wrapping_add(16);
+                    let mut r0 = _mm512_mul_ps(acc0[i], va);
+                    let mut r1 = _mm512_mul_ps(acc1[i], va);
+                    if beta != 0.0 {
+                        r0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, cp), vb, r0);
+                        r1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, cp1), vb, r1);
+                    }
+                    _mm512_mask_storeu_ps(cp, m0, r0);
+                    _mm512_mask_storeu_ps(cp1, m1, r1);
+                }
+            }
+        }
+    }
+
+    pub struct Avx2;
+
+    impl Micro for Avx2 {
+        const MR: usize = 6;
+        const NR: usize = 16;
+        const KC: usize = 256;
+        const NCL2: usize = 1024;
+        const NC: usize = 4096;
+        const MB: usize = 4096;
+
+        #[inline(always)]
+        unsafe fn kernel(
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            mr: usize,
+            nr: usize,
+            alpha: f32,
+            beta: f32,
+        ) {
+            unsafe { kernel_avx2::<6>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel_avx2<const MR: usize>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
+        unsafe {
+            let mut acc0 = [_mm256_setzero_ps(); MR];
+            let mut acc1 = [_mm256_setzero_ps(); MR];
+            let mut ap = a;
+            let mut bp = b;
+            for _ in 0..kc {
+                let b0 = _mm256_load_ps(bp);
+                let b1 = _mm256_load_ps(bp.add(8));
+                for i in 0..MR {
+                    let ai = _mm256_broadcast_ss(&*ap.add(i));
+                    acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
+                    acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
+                }
+                ap = ap.add(MR);
+                bp = bp.add(16);
+            }
+            let va = _mm256_set1_ps(alpha);
+            let vb = _mm256_set1_ps(beta);
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let nr = nr as i32;
+            let k0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lanes);
+            let k1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), lanes);
+            let full = nr >= 16;
+            for i in 0..MR {
+                if i < mr {
+                    let cp = c.wrapping_add(i * ldc);
+                    let cp1 = cp.wrapping_add(8);
+                    let mut r0 = _mm256_mul_ps(acc0[i], va);
+                    let mut r1 = _mm256_mul_ps(acc1[i], va);
+                    if full {
+                        if beta != 0.0 {
+                            r0 = _mm256_fmadd_ps(_mm256_loadu_ps(cp), vb, r0);
+                            r1 = _mm256_fmadd_ps(_mm256_loadu_ps(cp1), vb, r1);
+                        }
+                        _mm256_storeu_ps(cp, r0);
+                        _mm256_storeu_ps(cp1, r1);
+                    } else {
+                        if beta != 0.0 {
+                            r0 = _mm256_fmadd_ps(_mm256_maskload_ps(cp, k0), vb, r0);
+                            if nr > 8 {
+                                r1 = _mm256_fmadd_ps(_mm256_maskload_ps(cp1, k1), vb, r1);
+                            }
+                        }
+                        _mm256_maskstore_ps(cp, k0, r0);
+                        if nr > 8 {
+                            _mm256_maskstore_ps(cp1, k1, r1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

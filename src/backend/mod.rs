@@ -1,0 +1,249 @@
+//! The kernel-level op set. Each device implements [`Backend`]; tensors hold a [`Storage`]
+//! and ops reach the kernels through `device.backend()`. Shapes are checked by the ops in
+//! `crate::ops` before they get here, so kernels trust their sizes.
+
+pub mod cpu;
+
+use std::fmt;
+
+/// Where a tensor's data lives. The CUDA issue adds `Cuda(ordinal)` and `Emu` here and a
+/// `Storage` variant each; everything above the backend stays the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Device {
+    Cpu,
+}
+
+impl Device {
+    pub fn backend(self) -> &'static dyn Backend {
+        match self {
+            Device::Cpu => &cpu::CpuBackend,
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+        }
+    }
+}
+
+/// A flat f32 buffer on one device.
+pub enum Storage {
+    Cpu(Vec<f32>),
+}
+
+impl Storage {
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+        }
+    }
+
+    /// The host slice of a CPU buffer. Kernels of the CPU backend use it; a buffer of another
+    /// device reaching them is an engine bug, hence the panic.
+    pub fn cpu(&self) -> &[f32] {
+        match self {
+            Storage::Cpu(v) => v,
+        }
+    }
+
+    pub fn cpu_mut(&mut self) -> &mut [f32] {
+        match self {
+            Storage::Cpu(v) => v,
+        }
+    }
+}
+
+/// Geometry of a 2-D convolution seen from the convolution's side: `x` [n, c_in, h_in, w_in]
+/// is the large image, `y` [n, c_out, h_out, w_out] the result, the weight [c_out, c_in, kh, kw].
+/// A transposed convolution is this convolution's adjoint with the roles swapped: its input is
+/// `y`, its output is `x`, and PyTorch's ConvTranspose2d weight [c_in_t, c_out_t, kh, kw] is
+/// exactly this weight layout. So three kernels serve both ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub n: usize,
+    pub c_in: usize,
+    pub h_in: usize,
+    pub w_in: usize,
+    pub c_out: usize,
+    pub h_out: usize,
+    pub w_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    pub fn x_len(&self) -> usize {
+        self.n * self.c_in * self.h_in * self.w_in
+    }
+    pub fn y_len(&self) -> usize {
+        self.n * self.c_out * self.h_out * self.w_out
+    }
+    pub fn w_len(&self) -> usize {
+        self.c_out * self.c_in * self.kh * self.kw
+    }
+    /// Multiply-adds of one pass (forward, backward-data and backward-weight cost the same).
+    pub fn macs(&self) -> u64 {
+        (self.n * self.c_out * self.h_out * self.w_out) as u64 * (self.c_in * self.kh * self.kw) as u64
+    }
+}
+
+/// NCHW extents for per-channel ops (batchnorm, bias).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelShape {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    Relu,
+    LeakyRelu(f32),
+    Tanh,
+    Sigmoid,
+}
+
+impl Unary {
+    /// Whether the backward rule reads the forward output (else it reads the input).
+    pub fn backward_uses_output(self) -> bool {
+        matches!(self, Unary::Tanh | Unary::Sigmoid)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamParams {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    /// 1-based step count, for the bias corrections.
+    pub step: u64,
+}
+
+/// The kernels. Scalars that the graph produces (a loss, a sum) stay in 1-element storages so
+/// they never force a device-to-host copy in the middle of a step.
+pub trait Backend: Send + Sync {
+    fn zeros(&self, len: usize) -> Storage;
+    fn from_host(&self, data: Vec<f32>) -> Storage;
+    fn to_host(&self, s: &Storage) -> Vec<f32>;
+    fn copy(&self, s: &Storage) -> Storage;
+    fn fill(&self, s: &mut Storage, value: f32);
+
+    // Elementwise.
+    fn binary(&self, op: Binary, a: &Storage, b: &Storage) -> Storage;
+    /// alpha * x + beta
+    fn affine(&self, x: &Storage, alpha: f32, beta: f32) -> Storage;
+    /// y = a * x + b * y, in place (gradient accumulation, running statistics).
+    fn axpby(&self, a: f32, x: &Storage, b: f32, y: &mut Storage);
+    fn unary(&self, op: Unary, x: &Storage) -> Storage;
+    /// `saved` is the forward input or output, as [`Unary::backward_uses_output`] says.
+    fn unary_backward(&self, op: Unary, saved: &Storage, dy: &Storage) -> Storage;
+
+    // Reductions and broadcasts.
+    /// Sum of all elements, into a 1-element storage.
+    fn sum(&self, x: &Storage) -> Storage;
+    /// A `len`-element storage filled with `scale * s[0]`.
+    fn broadcast_scalar(&self, s: &Storage, scale: f32, len: usize) -> Storage;
+    /// Per-channel sums of an NCHW tensor: [c].
+    fn sum_channels(&self, x: &Storage, shape: ChannelShape) -> Storage;
+    /// x + bias[c] for every (n, c, hw).
+    fn add_channels(&self, x: &Storage, bias: &Storage, shape: ChannelShape) -> Storage;
+
+    // Matrix product and convolutions.
+    /// C[m×n] = op(A) op(B), A and B row-major, op = transpose when the flag is set.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        &self,
+        a: &Storage,
+        trans_a: bool,
+        b: &Storage,
+        trans_b: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Storage;
+    fn conv2d_forward(&self, x: &Storage, w: &Storage, g: &ConvGeom) -> Storage;
+    fn conv2d_backward_data(&self, dy: &Storage, w: &Storage, g: &ConvGeom) -> Storage;
+    fn conv2d_backward_weight(&self, x: &Storage, dy: &Storage, g: &ConvGeom) -> Storage;
+
+    // BatchNorm over (n, hw) per channel.
+    /// Training mode: returns (y, batch mean, biased batch variance).
+    fn batchnorm2d_forward_train(
+        &self,
+        x: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+    ) -> (Storage, Storage, Storage);
+    /// Normalise with the given per-channel mean and variance (eval mode).
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm2d_forward_eval(
+        &self,
+        x: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        mean: &Storage,
+        var: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+    ) -> Storage;
+    /// Returns (dx, dgamma, dbeta). `batch_stats` says whether mean/var were computed from
+    /// this batch (training mode: dx includes their dependence on x) or fixed (eval mode).
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm2d_backward(
+        &self,
+        x: &Storage,
+        dy: &Storage,
+        gamma: &Storage,
+        mean: &Storage,
+        var: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        batch_stats: bool,
+    ) -> (Storage, Storage, Storage);
+
+    // Loss.
+    /// Mean over all elements of max(x,0) − x·t + log(1 + e^−|x|), into 1 element.
+    fn bce_with_logits(&self, x: &Storage, target: &Storage) -> Storage;
+    /// dx = dloss[0] · (sigmoid(x) − t) / len
+    fn bce_with_logits_backward(&self, x: &Storage, target: &Storage, dloss: &Storage) -> Storage;
+
+    // Optimisers, in place.
+    fn adam_step(&self, p: &mut Storage, grad: &Storage, m: &mut Storage, v: &mut Storage, hp: &AdamParams);
+    /// buf = momentum·buf + (grad + wd·p) (buf = grad on the first step); p −= lr·buf.
+    #[allow(clippy::too_many_arguments)]
+    fn sgd_step(
+        &self,
+        p: &mut Storage,
+        grad: &Storage,
+        buf: &mut Storage,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        first_step: bool,
+    );
+}

@@ -1,0 +1,70 @@
+//! DCGAN generator and discriminator (Radford et al.), laid out exactly as pytorch/examples'
+//! `dcgan/main.py` — an `nn.Sequential` per network — so their state names match
+//! (`0.weight`, `1.running_mean`, ...). For image size 2^k the stacks have k − 2 stride-2
+//! layers; 64 gives the canonical five-layer networks. D ends in a logit: the loss applies
+//! the sigmoid inside BCE-with-logits.
+
+use crate::backend::Device;
+use crate::nn::init::dcgan_init;
+use crate::nn::{BatchNorm2d, Conv2d, ConvTranspose2d, LeakyReLU, ReLU, Sequential, Tanh};
+use crate::rng::Rng;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DcganConfig {
+    pub image_size: usize,
+    pub channels: usize,
+    pub nz: usize,
+    pub ngf: usize,
+    pub ndf: usize,
+}
+
+impl DcganConfig {
+    /// Stride-2 layers in each network: 4×4 up (or down) to image_size.
+    pub fn stride2_layers(&self) -> usize {
+        assert!(
+            self.image_size >= 16 && self.image_size.is_power_of_two(),
+            "DCGAN image size must be a power of two ≥ 16, got {}",
+            self.image_size
+        );
+        self.image_size.trailing_zeros() as usize - 2
+    }
+}
+
+/// z [N, nz, 1, 1] -> images [N, channels, S, S] in (−1, 1).
+pub fn generator(cfg: &DcganConfig, rng: &mut Rng, device: Device) -> Sequential {
+    let n = cfg.stride2_layers();
+    let mut ch = cfg.ngf << (n - 1);
+    let mut g = Sequential::new()
+        .push(ConvTranspose2d::new(cfg.nz, ch, 4, 1, 0, 0, false, rng, device))
+        .push(BatchNorm2d::new(ch, device))
+        .push(ReLU);
+    for _ in 1..n {
+        g = g
+            .push(ConvTranspose2d::new(ch, ch / 2, 4, 2, 1, 0, false, rng, device))
+            .push(BatchNorm2d::new(ch / 2, device))
+            .push(ReLU);
+        ch /= 2;
+    }
+    let g = g.push(ConvTranspose2d::new(ch, cfg.channels, 4, 2, 1, 0, false, rng, device)).push(Tanh);
+    dcgan_init(&g, rng);
+    g
+}
+
+/// images [N, channels, S, S] -> logits [N, 1, 1, 1].
+pub fn discriminator(cfg: &DcganConfig, rng: &mut Rng, device: Device) -> Sequential {
+    let n = cfg.stride2_layers();
+    let mut ch = cfg.ndf;
+    let mut d = Sequential::new()
+        .push(Conv2d::new(cfg.channels, ch, 4, 2, 1, false, rng, device))
+        .push(LeakyReLU(0.2));
+    for _ in 1..n {
+        d = d
+            .push(Conv2d::new(ch, ch * 2, 4, 2, 1, false, rng, device))
+            .push(BatchNorm2d::new(ch * 2, device))
+            .push(LeakyReLU(0.2));
+        ch *= 2;
+    }
+    let d = d.push(Conv2d::new(ch, 1, 4, 1, 0, false, rng, device));
+    dcgan_init(&d, rng);
+    d
+}

@@ -1,0 +1,3 @@
+fn main() {
+    println!("dcgan {}", env!("CARGO_PKG_VERSION"));
+}

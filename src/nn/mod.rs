@@ -1,0 +1,45 @@
+//! Layers. A [`Module`] maps a tensor to a tensor and lists its tensors by PyTorch's
+//! `state_dict` names, so checkpoints and comparisons with PyTorch line up name for name.
+
+mod activation;
+mod batchnorm;
+mod conv;
+pub mod init;
+mod linear;
+mod sequential;
+
+pub use activation::{LeakyReLU, ReLU, Sigmoid, Tanh};
+pub use batchnorm::BatchNorm2d;
+pub use conv::{Conv2d, ConvTranspose2d};
+pub use linear::Linear;
+pub use sequential::Sequential;
+
+use crate::tensor::Tensor;
+
+pub trait Module: Send + Sync {
+    fn forward(&self, x: &Tensor) -> Tensor;
+
+    /// PyTorch's class name ("Conv2d", "BatchNorm2d", ...), for initialisation rules and
+    /// messages.
+    fn kind(&self) -> &'static str;
+
+    /// Every tensor of the state, trainable or not, under its `state_dict` name relative to
+    /// this module ("weight", "running_mean", "3.weight", ...), in PyTorch's order.
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// The trainable tensors, in `named_tensors` order.
+    fn parameters(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+
+    /// Training mode (batch statistics in BatchNorm) or eval mode (running statistics).
+    fn set_training(&mut self, _training: bool) {}
+}
+
+/// A fresh trainable leaf.
+pub(crate) fn parameter(t: Tensor) -> Tensor {
+    t.set_requires_grad(true);
+    t
+}

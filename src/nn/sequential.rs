@@ -1,0 +1,44 @@
+use super::Module;
+use crate::tensor::Tensor;
+
+/// Layers applied in order; state names are prefixed with the layer index ("0.weight"), as
+/// `nn.Sequential` does.
+#[derive(Default)]
+pub struct Sequential {
+    pub layers: Vec<Box<dyn Module>>,
+}
+
+impl Sequential {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(mut self, layer: impl Module + 'static) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+}
+
+impl Module for Sequential {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.layers.iter().fold(x.clone(), |x, layer| layer.forward(&x))
+    }
+    fn kind(&self) -> &'static str {
+        "Sequential"
+    }
+    fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            out.extend(layer.named_tensors().into_iter().map(|(name, t)| (format!("{i}.{name}"), t)));
+        }
+        out
+    }
+    fn parameters(&self) -> Vec<Tensor> {
+        self.layers.iter().flat_map(|l| l.parameters()).collect()
+    }
+    fn set_training(&mut self, training: bool) {
+        for layer in &mut self.layers {
+            layer.set_training(training);
+        }
+    }
+}

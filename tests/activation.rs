@@ -1,0 +1,52 @@
+//! relu, leaky_relu, tanh, sigmoid: forward against f64, gradients against central
+//! differences (inputs kept away from the kink at 0, where the derivative is one-sided).
+
+#[macro_use]
+mod common;
+use common::{assert_close, check_gradients, random, tensor};
+use dcgan::{Device, Rng, Tensor, leaky_relu, relu, sigmoid, tanh};
+
+type Op = (&'static str, fn(&Tensor) -> Tensor, fn(f64) -> f64);
+
+const OPS: &[Op] = &[
+    ("relu", relu, |x| x.max(0.0)),
+    ("leaky_relu(0.2)", |x| leaky_relu(x, 0.2), |x| if x > 0.0 { x } else { 0.2 * x }),
+    ("tanh", tanh, f64::tanh),
+    ("sigmoid", sigmoid, |x| 1.0 / (1.0 + (-x).exp())),
+];
+
+/// Values in ±[0.01, 4] plus large magnitudes, never within 0.01 of zero.
+fn inputs(len: usize, rng: &mut Rng) -> Vec<f64> {
+    let mut v: Vec<f64> = random(len, rng).iter().map(|x| x.signum() * (0.01 + 4.0 * x.abs())).collect();
+    v.extend([30.0, -30.0, 100.0, -100.0].map(|x: f64| x as f32 as f64));
+    v
+}
+
+fn forward_matches_reference(dev: Device) {
+    let mut rng = Rng::new(31);
+    for &(name, op, f) in OPS {
+        let x = inputs(3 * 5 * 7, &mut rng);
+        let y = op(&tensor(&x, &[x.len()], dev));
+        let want: Vec<f64> = x.iter().map(|&v| f(v)).collect();
+        assert_close(&y.to_vec(), &want, 1e-6, name);
+        assert!(y.to_vec().iter().all(|v| v.is_finite()), "{name}: non-finite output");
+    }
+}
+
+fn gradients_match_finite_differences(dev: Device) {
+    let mut rng = Rng::new(32);
+    for &(name, op, f) in OPS {
+        let x = inputs(2 * 3 * 4, &mut rng);
+        let shape = vec![x.len()];
+        check_gradients(
+            name,
+            &[(x, shape)],
+            &[true],
+            dev,
+            |t| op(&t[0]),
+            |v| v[0].iter().map(|&x| f(x)).collect(),
+        );
+    }
+}
+
+device_tests!(forward_matches_reference, gradients_match_finite_differences);

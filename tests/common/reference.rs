@@ -1,0 +1,140 @@
+//! Naive f64 references, written from the definitions (loops over every index), independent
+//! of the engine's kernels: conv_transpose2d here is a scatter, not the engine's adjoint trick.
+
+/// y[n, co, oy, ox] = Σ x[n, ci, oy·s − p + ki, ox·s − p + kj] · w[co, ci, ki, kj] + b[co]
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    x: &[f64],
+    [n, ci, h, w]: [usize; 4],
+    wt: &[f64],
+    [co, _, kh, kw]: [usize; 4],
+    bias: Option<&[f64]>,
+    stride: usize,
+    pad: usize,
+) -> (Vec<f64>, [usize; 4]) {
+    let oh = (h + 2 * pad - kh) / stride + 1;
+    let ow = (w + 2 * pad - kw) / stride + 1;
+    let mut y = vec![0.0; n * co * oh * ow];
+    for b in 0..n {
+        for o in 0..co {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = bias.map_or(0.0, |bb| bb[o]);
+                    for c in 0..ci {
+                        for ki in 0..kh {
+                            for kj in 0..kw {
+                                let iy = (oy * stride + ki) as isize - pad as isize;
+                                let ix = (ox * stride + kj) as isize - pad as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    acc += x[((b * ci + c) * h + iy as usize) * w + ix as usize]
+                                        * wt[((o * ci + c) * kh + ki) * kw + kj];
+                                }
+                            }
+                        }
+                    }
+                    y[((b * co + o) * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+    }
+    (y, [n, co, oh, ow])
+}
+
+/// Each input pixel scatters its kernel-weighted value into the output:
+/// y[n, co, iy·s − p + ki, ix·s − p + kj] += x[n, ci, iy, ix] · w[ci, co, ki, kj].
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d(
+    x: &[f64],
+    [n, ci, h, w]: [usize; 4],
+    wt: &[f64],
+    [_, co, kh, kw]: [usize; 4],
+    bias: Option<&[f64]>,
+    stride: usize,
+    pad: usize,
+    output_padding: usize,
+) -> (Vec<f64>, [usize; 4]) {
+    let oh = (h - 1) * stride + kh + output_padding - 2 * pad;
+    let ow = (w - 1) * stride + kw + output_padding - 2 * pad;
+    let mut y = vec![0.0; n * co * oh * ow];
+    for b in 0..n {
+        for o in 0..co {
+            let base = (b * co + o) * oh * ow;
+            if let Some(bb) = bias {
+                y[base..base + oh * ow].iter_mut().for_each(|v| *v = bb[o]);
+            }
+            for c in 0..ci {
+                for iy in 0..h {
+                    for ix in 0..w {
+                        let xv = x[((b * ci + c) * h + iy) * w + ix];
+                        for ki in 0..kh {
+                            for kj in 0..kw {
+                                let oy = (iy * stride + ki) as isize - pad as isize;
+                                let ox = (ix * stride + kj) as isize - pad as isize;
+                                if oy >= 0 && ox >= 0 && (oy as usize) < oh && (ox as usize) < ow {
+                                    y[base + oy as usize * ow + ox as usize] +=
+                                        xv * wt[((c * co + o) * kh + ki) * kw + kj];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (y, [n, co, oh, ow])
+}
+
+/// Per-channel (mean, biased variance) over n, h, w.
+pub fn channel_stats(x: &[f64], [n, c, h, w]: [usize; 4]) -> (Vec<f64>, Vec<f64>) {
+    let m = (n * h * w) as f64;
+    let mut mean = vec![0.0; c];
+    let mut var = vec![0.0; c];
+    for ch in 0..c {
+        let vals = (0..n).flat_map(|b| x[(b * c + ch) * h * w..][..h * w].iter().copied());
+        mean[ch] = vals.clone().sum::<f64>() / m;
+        var[ch] = vals.map(|v| (v - mean[ch]).powi(2)).sum::<f64>() / m;
+    }
+    (mean, var)
+}
+
+/// (x − mean)/√(var + eps)·gamma + beta per channel.
+pub fn batch_norm(
+    x: &[f64],
+    shape: [usize; 4],
+    mean: &[f64],
+    var: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+    eps: f64,
+) -> Vec<f64> {
+    let [_, c, h, w] = shape;
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let ch = (i / (h * w)) % c;
+            (v - mean[ch]) / (var[ch] + eps).sqrt() * gamma[ch] + beta[ch]
+        })
+        .collect()
+}
+
+pub fn matmul(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+        }
+    }
+    c
+}
+
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// −[t·log σ(x) + (1 − t)·log(1 − σ(x))] averaged, with log σ(x) = −log(1 + e^−x) written
+/// through ln_1p so large |x| stays finite.
+pub fn bce_with_logits(x: &[f64], t: &[f64]) -> f64 {
+    let log_sig = |x: f64| if x >= 0.0 { -(-x).exp().ln_1p() } else { x - x.exp().ln_1p() };
+    let sum: f64 = x.iter().zip(t).map(|(&x, &t)| -(t * log_sig(x) + (1.0 - t) * log_sig(-x))).sum();
+    sum / x.len() as f64
+}

@@ -1,0 +1,362 @@
+//! Tests of the CPU SGEMM against an f64 reference.
+
+use dcgan::backend::cpu::gemm::{KernelPath, MatRef, gemm_kernel_name, sgemm, sgemm_naive, sgemm_with};
+
+/// Small deterministic PRNG (xorshift64*), values in [-1, 1).
+struct Rng(u64);
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.next_f32()).collect()
+    }
+}
+
+/// A stored operand: element (i, j) at data[off + i*rs + j*cs].
+struct Operand {
+    data: Vec<f32>,
+    rs: usize,
+    cs: usize,
+}
+
+impl Operand {
+    /// rows×cols matrix in one of several layouts: 0 row-major, 1 column-major (transposed),
+    /// 2 row-major with padded leading dim, 3 general strides (neither is 1).
+    fn new(rng: &mut Rng, rows: usize, cols: usize, layout: u32) -> Operand {
+        let (rs, cs, len) = match layout {
+            0 => (cols, 1, rows * cols),
+            1 => (1, rows, rows * cols),
+            2 => (cols + 3, 1, rows * (cols + 3)),
+            _ => (2 * cols + 1, 2, rows * (2 * cols + 1)),
+        };
+        Operand { data: rng.vec(len.max(1)), rs, cs }
+    }
+    fn mat(&self) -> MatRef<'_> {
+        MatRef { data: &self.data, row_stride: self.rs, col_stride: self.cs }
+    }
+    fn at(&self, i: usize, j: usize) -> f64 {
+        self.data[i * self.rs + j * self.cs] as f64
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &Operand,
+    b: &Operand,
+    beta: f32,
+    c: &[f32],
+    ldc: usize,
+) -> Vec<f64> {
+    let mut out = vec![0.0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f64;
+            for p in 0..k {
+                acc += a.at(i, p) * b.at(p, j);
+            }
+            let prev = if beta == 0.0 { 0.0 } else { beta as f64 * c[i * ldc + j] as f64 };
+            out[i * n + j] = alpha as f64 * acc + prev;
+        }
+    }
+    out
+}
+
+/// Runs one case on `path` (None: the default `sgemm`) and checks it against the f64 reference.
+#[allow(clippy::too_many_arguments)]
+fn check_case(
+    path: Option<KernelPath>,
+    m: usize,
+    n: usize,
+    k: usize,
+    la: u32,
+    lb: u32,
+    alpha: f32,
+    beta: f32,
+    ldc_pad: usize,
+    nan_c: bool,
+) {
+    let mut rng = Rng::new((m * 1_000_003 + n * 1009 + k * 17 + la as usize * 3 + lb as usize) as u64);
+    let a = Operand::new(&mut rng, m, k, la);
+    let b = Operand::new(&mut rng, k, n, lb);
+    let ldc = n + ldc_pad;
+    let clen = if m == 0 { 0 } else { (m - 1) * ldc + n };
+    let mut c: Vec<f32> = if nan_c { vec![f32::NAN; clen] } else { rng.vec(clen) };
+    // Sentinels in the padding columns must survive.
+    for i in 0..m {
+        for j in n..ldc {
+            if i * ldc + j < clen {
+                c[i * ldc + j] = 12345.0;
+            }
+        }
+    }
+    let want = reference(m, n, k, alpha, &a, &b, beta, &c, ldc);
+    match path {
+        Some(p) => sgemm_with(p, m, n, k, alpha, a.mat(), b.mat(), beta, &mut c, ldc),
+        None => sgemm(m, n, k, alpha, a.mat(), b.mat(), beta, &mut c, ldc),
+    }
+    // Error bound: k products of values ≤ 1 in magnitude, fp32 accumulation.
+    let tol = 1e-5 * (k as f64 + 4.0) * (alpha.abs() as f64 + 1.0) + 1e-5 * beta.abs() as f64;
+    for i in 0..m {
+        for j in 0..ldc {
+            let idx = i * ldc + j;
+            if idx >= clen {
+                continue;
+            }
+            if j >= n {
+                assert_eq!(c[idx], 12345.0, "padding of C overwritten at ({i},{j}) m={m} n={n} k={k}");
+                continue;
+            }
+            let got = c[idx] as f64;
+            let w = want[i * n + j];
+            assert!(
+                (got - w).abs() <= tol,
+                "path {:?} m={m} n={n} k={k} layouts A{la} B{lb} alpha={alpha} beta={beta} ldc={ldc}: \
+                 C({i},{j}) = {got}, want {w} (tol {tol})",
+                path
+            );
+        }
+    }
+}
+
+const SIZES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (1, 37, 5),
+    (29, 1, 7),
+    (7, 13, 5),
+    (33, 65, 17),
+    (14, 32, 8),
+    (15, 33, 9),
+    (13, 31, 300),
+    (28, 64, 256),
+    (29, 65, 257),
+    (6, 16, 3),
+    (7, 17, 513),
+    (100, 3, 70),
+    (3, 100, 70),
+    (45, 97, 260),
+    (64, 48, 1),
+];
+
+fn paths() -> Vec<Option<KernelPath>> {
+    let mut v: Vec<Option<KernelPath>> = vec![None];
+    v.extend(KernelPath::available().into_iter().map(Some));
+    v
+}
+
+#[test]
+fn reports_a_kernel_path() {
+    let name = gemm_kernel_name();
+    assert!(["avx512", "avx2", "scalar"].contains(&name));
+    assert_eq!(name, KernelPath::detected().name());
+    assert!(KernelPath::available().contains(&KernelPath::Scalar));
+    eprintln!("sgemm kernel path: {name}; available: {:?}", KernelPath::available());
+}
+
+#[test]
+fn all_transposes_and_odd_sizes_every_path() {
+    for path in paths() {
+        for &(m, n, k) in SIZES {
+            for la in 0..2 {
+                for lb in 0..2 {
+                    check_case(path, m, n, k, la, lb, 1.0, 0.0, 0, false);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn general_strides_and_padded_leading_dims() {
+    for path in paths() {
+        for &(m, n, k) in &[(7, 13, 5), (33, 65, 17), (45, 97, 260), (70, 90, 40)] {
+            for la in 0..4 {
+                for lb in 0..4 {
+                    check_case(path, m, n, k, la, lb, 1.0, 0.0, 0, false);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn alpha_beta_variants() {
+    for path in paths() {
+        for &(m, n, k) in &[(7, 13, 5), (33, 65, 17), (29, 65, 257), (1, 1, 1)] {
+            for &(alpha, beta) in
+                &[(1.0, 1.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0), (0.75, 0.5), (0.0, 0.5), (0.0, 0.0)]
+            {
+                check_case(path, m, n, k, 0, 1, alpha, beta, 0, false);
+                check_case(path, m, n, k, 1, 0, alpha, beta, 3, false);
+            }
+        }
+    }
+}
+
+#[test]
+fn beta_zero_ignores_nan_in_c() {
+    for path in paths() {
+        for &(m, n, k) in &[(1, 1, 1), (7, 13, 5), (33, 65, 17), (45, 97, 260), (130, 70, 300)] {
+            check_case(path, m, n, k, 0, 0, 1.0, 0.0, 0, true);
+            check_case(path, m, n, k, 1, 1, 0.5, 0.0, 2, true);
+        }
+        // alpha == 0, beta == 0: C becomes exactly zero even if it held NaN.
+        let mut c = vec![f32::NAN; 12];
+        let a = vec![f32::NAN; 6];
+        let b = vec![f32::NAN; 8];
+        match path {
+            Some(p) => sgemm_with(
+                p,
+                3,
+                4,
+                2,
+                0.0,
+                MatRef::row_major(&a, 2),
+                MatRef::row_major(&b, 4),
+                0.0,
+                &mut c,
+                4,
+            ),
+            None => sgemm(3, 4, 2, 0.0, MatRef::row_major(&a, 2), MatRef::row_major(&b, 4), 0.0, &mut c, 4),
+        }
+        assert!(c.iter().all(|&x| x == 0.0));
+    }
+}
+
+#[test]
+fn ldc_larger_than_n() {
+    for path in paths() {
+        for &(m, n, k) in &[(7, 13, 5), (33, 65, 17), (45, 97, 260)] {
+            check_case(path, m, n, k, 0, 0, 1.0, 0.0, 5, false);
+            check_case(path, m, n, k, 0, 1, 1.0, 1.0, 31, false);
+        }
+    }
+}
+
+#[test]
+fn large_blocks_cross_kc_nc_and_threads() {
+    // Big enough to take the parallel packed path, with k > KC and ragged edges.
+    for path in paths() {
+        check_case(path, 203, 301, 600, 0, 0, 1.0, 0.0, 0, false);
+        check_case(path, 131, 77, 1100, 1, 1, 1.5, 0.5, 3, false);
+    }
+    // n larger than NC (4096 columns) on the default path.
+    check_case(None, 20, 4200, 40, 0, 0, 1.0, 1.0, 0, false);
+}
+
+#[test]
+fn empty_and_k_zero() {
+    let mut c = vec![1.0f32; 6];
+    sgemm(2, 3, 0, 1.0, MatRef::row_major(&[], 0), MatRef::row_major(&[], 3), 2.0, &mut c, 3);
+    assert_eq!(c, vec![2.0; 6]);
+    sgemm(2, 3, 0, 1.0, MatRef::row_major(&[], 0), MatRef::row_major(&[], 3), 0.0, &mut c, 3);
+    assert_eq!(c, vec![0.0; 6]);
+    let mut e: Vec<f32> = vec![];
+    sgemm(0, 5, 4, 1.0, MatRef::row_major(&[], 4), MatRef::row_major(&[0.0; 20], 5), 0.0, &mut e, 5);
+}
+
+#[test]
+#[should_panic(expected = "sgemm")]
+fn short_a_panics() {
+    let a = vec![0.0f32; 5];
+    let b = vec![0.0f32; 6];
+    let mut c = vec![0.0f32; 6];
+    sgemm(2, 3, 3, 1.0, MatRef::row_major(&a, 3), MatRef::row_major(&b, 3), 0.0, &mut c, 3);
+}
+
+#[test]
+#[should_panic(expected = "sgemm")]
+fn short_c_panics() {
+    let a = vec![0.0f32; 6];
+    let b = vec![0.0f32; 9];
+    let mut c = vec![0.0f32; 5];
+    sgemm(2, 3, 3, 1.0, MatRef::row_major(&a, 3), MatRef::row_major(&b, 3), 0.0, &mut c, 3);
+}
+
+#[test]
+fn matches_naive_reference_closely() {
+    let mut rng = Rng::new(7);
+    let (m, n, k) = (37, 41, 29);
+    let a = rng.vec(m * k);
+    let b = rng.vec(k * n);
+    let mut c1 = vec![0.0f32; m * n];
+    let mut c2 = vec![0.0f32; m * n];
+    sgemm(m, n, k, 1.0, MatRef::row_major(&a, k), MatRef::row_major(&b, n), 0.0, &mut c1, n);
+    sgemm_naive(m, n, k, 1.0, MatRef::row_major(&a, k), MatRef::row_major(&b, n), 0.0, &mut c2, n);
+    for (x, y) in c1.iter().zip(&c2) {
+        assert!((x - y).abs() < 1e-4);
+    }
+}
+
+fn run_in_pool(
+    threads: usize,
+    path: KernelPath,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+) -> Vec<u32> {
+    let mut rng = Rng::new(99 + m as u64);
+    let a = rng.vec(m * k);
+    let b = rng.vec(k * n);
+    let mut c = rng.vec(m * n);
+    let am = if ta { MatRef::row_major_t(&a, m) } else { MatRef::row_major(&a, k) };
+    let bm = if tb { MatRef::row_major_t(&b, k) } else { MatRef::row_major(&b, n) };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| sgemm_with(path, m, n, k, 0.7, am, bm, 0.3, &mut c, n));
+    c.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn bit_identical_across_thread_counts() {
+    for path in KernelPath::available() {
+        for &(m, n, k, ta, tb) in &[
+            (257, 259, 700, false, false),
+            (64, 1100, 300, false, true),
+            (500, 40, 520, true, false),
+            (130, 131, 129, true, true),
+        ] {
+            let one = run_in_pool(1, path, m, n, k, ta, tb);
+            for threads in [2, 3, 4] {
+                let many = run_in_pool(threads, path, m, n, k, ta, tb);
+                assert!(one == many, "path {path:?} {m}x{n}x{k}: {threads} threads differ from 1 thread");
+            }
+            // Same pool size, repeated: same bits.
+            assert!(one == run_in_pool(1, path, m, n, k, ta, tb));
+        }
+    }
+}
+
+#[test]
+fn nested_inside_rayon_parallel_loop() {
+    use rayon::prelude::*;
+    let (m, n, k) = (150, 170, 300);
+    let mut rng = Rng::new(5);
+    let a = rng.vec(m * k);
+    let b = rng.vec(k * n);
+    let mut want = vec![0.0f32; m * n];
+    sgemm(m, n, k, 1.0, MatRef::row_major(&a, k), MatRef::row_major(&b, n), 0.0, &mut want, n);
+    let outs: Vec<Vec<f32>> = (0..8)
+        .into_par_iter()
+        .map(|_| {
+            let mut c = vec![f32::NAN; m * n];
+            sgemm(m, n, k, 1.0, MatRef::row_major(&a, k), MatRef::row_major(&b, n), 0.0, &mut c, n);
+            c
+        })
+        .collect();
+    for c in outs {
+        assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}
