@@ -64,7 +64,7 @@ impl Tensor {
     /// A tensor from host data (row-major), placed on `device`.
     pub fn from_vec(data: Vec<f32>, shape: &[usize], device: Device) -> Self {
         assert_eq!(data.len(), numel(shape), "Tensor::from_vec: {} elements for shape {shape:?}", data.len());
-        Self::from_storage(device.backend().from_host(data), shape)
+        Self::from_storage(device.backend().upload(data), shape)
     }
 
     pub fn zeros(shape: &[usize], device: Device) -> Self {
@@ -137,7 +137,7 @@ impl Tensor {
     }
 
     pub fn to_vec(&self) -> Vec<f32> {
-        self.backend().to_host(&self.storage())
+        self.backend().download(&self.storage())
     }
 
     /// The value of a one-element tensor.
@@ -155,7 +155,7 @@ impl Tensor {
             data.len(),
             self.shape()
         );
-        *self.storage_mut() = self.backend().from_host(data.to_vec());
+        *self.storage_mut() = self.backend().upload(data.to_vec());
     }
 
     /// A new buffer with the same contents, not connected to the graph.
@@ -236,10 +236,10 @@ impl Drop for Inner {
         let Some(node) = self.node.take() else { return };
         let mut stack = node.inputs;
         while let Some(t) = stack.pop() {
-            if let Ok(mut inner) = Arc::try_unwrap(t.0) {
-                if let Some(n) = inner.node.take() {
-                    stack.extend(n.inputs);
-                }
+            if let Ok(mut inner) = Arc::try_unwrap(t.0)
+                && let Some(n) = inner.node.take()
+            {
+                stack.extend(n.inputs);
             }
         }
     }

@@ -147,8 +147,8 @@ pub struct AdamParams {
 /// they never force a device-to-host copy in the middle of a step.
 pub trait Backend: Send + Sync {
     fn zeros(&self, len: usize) -> Storage;
-    fn from_host(&self, data: Vec<f32>) -> Storage;
-    fn to_host(&self, s: &Storage) -> Vec<f32>;
+    fn upload(&self, data: Vec<f32>) -> Storage;
+    fn download(&self, s: &Storage) -> Vec<f32>;
     fn copy(&self, s: &Storage) -> Storage;
     fn fill(&self, s: &mut Storage, value: f32);
 

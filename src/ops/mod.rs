@@ -34,7 +34,8 @@ pub(crate) fn add_bias(op: &'static str, y: Tensor, bias: Option<&Tensor>, s: Ch
     let Some(b) = bias else { return y };
     assert!(b.shape() == [s.c], "{op}: bias of shape {:?} for {} output channels", b.shape(), s.c);
     let out = y.backend().add_channels(&y.storage(), &b.storage(), s);
-    crate::autograd::record_op(op, out, &y.shape().to_vec(), vec![y, b.clone()], move |g, _| {
+    let shape = y.shape().to_vec();
+    crate::autograd::record_op(op, out, &shape, vec![y, b.clone()], move |g, _| {
         let db = g.backend().sum_channels(&g.storage(), s);
         vec![Some(g.clone()), Some(Tensor::from_storage(db, &[s.c]))]
     })

@@ -25,10 +25,10 @@ impl Backend for CpuBackend {
     fn zeros(&self, len: usize) -> Storage {
         Storage::Cpu(vec![0.0; len])
     }
-    fn from_host(&self, data: Vec<f32>) -> Storage {
+    fn upload(&self, data: Vec<f32>) -> Storage {
         Storage::Cpu(data)
     }
-    fn to_host(&self, s: &Storage) -> Vec<f32> {
+    fn download(&self, s: &Storage) -> Vec<f32> {
         s.cpu().to_vec()
     }
     fn copy(&self, s: &Storage) -> Storage {

@@ -1,0 +1,139 @@
+//! DCGAN-shaped networks built from the modules: shapes, PyTorch state names, a few Adam
+//! steps on one fixed batch, and bit-identical results for the same seed at any thread count.
+
+#[macro_use]
+mod common;
+use dcgan::gan::{DcganConfig, Gan, GeneratorLoss, StepMetrics, discriminator, generator};
+use dcgan::nn::Module;
+use dcgan::optim::Adam;
+use dcgan::{Device, Rng, Tensor};
+
+fn config(image_size: usize) -> DcganConfig {
+    DcganConfig { image_size, channels: 3, nz: 16, ngf: 8, ndf: 8 }
+}
+
+fn build(cfg: &DcganConfig, seed: u64, dev: Device) -> Gan {
+    let mut rng = Rng::new(seed);
+    let generator = generator(cfg, &mut rng, dev);
+    let discriminator = discriminator(cfg, &mut rng, dev);
+    let opt_g = Adam::new(generator.parameters(), 2e-4, (0.5, 0.999));
+    let opt_d = Adam::new(discriminator.parameters(), 2e-4, (0.5, 0.999));
+    Gan { generator, discriminator, opt_g, opt_d, loss: GeneratorLoss::NonSaturating }
+}
+
+fn shapes_follow_the_image_size(dev: Device) {
+    for size in [16, 32, 64] {
+        let cfg = config(size);
+        let gan = build(&cfg, 1, dev);
+        let z = Tensor::randn(&[2, cfg.nz, 1, 1], 0.0, 1.0, &mut Rng::new(2), dev);
+        let img = gan.generator.forward(&z);
+        assert_eq!(img.shape(), [2, 3, size, size]);
+        assert!(img.to_vec().iter().all(|v| v.abs() < 1.0), "tanh output");
+        assert_eq!(gan.discriminator.forward(&img).shape(), [2, 1, 1, 1]);
+    }
+}
+
+/// The state names of pytorch/examples' dcgan (inside its `main` Sequential), 64×64.
+fn state_names_match_pytorch(dev: Device) {
+    let cfg = DcganConfig { image_size: 64, channels: 3, nz: 100, ngf: 64, ndf: 64 };
+    let gan = build(&cfg, 1, dev);
+    let bn = |i: usize| ["weight", "bias", "running_mean", "running_var"].map(|s| format!("{i}.{s}"));
+    let mut want_g = vec!["0.weight".to_string()];
+    for (bn_i, conv_i) in [(1, 3), (4, 6), (7, 9), (10, 12)] {
+        want_g.extend(bn(bn_i));
+        want_g.push(format!("{conv_i}.weight"));
+    }
+    let names_g: Vec<String> = gan.generator.named_tensors().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names_g, want_g);
+    let shapes_g: Vec<Vec<usize>> =
+        gan.generator.named_tensors().iter().map(|(_, t)| t.shape().to_vec()).collect();
+    assert_eq!(shapes_g[0], [100, 512, 4, 4]);
+    assert_eq!(shapes_g.last().unwrap(), &[64, 3, 4, 4]);
+
+    let mut want_d = vec!["0.weight".to_string()];
+    for (conv_i, bn_i) in [(2, 3), (5, 6), (8, 9)] {
+        want_d.push(format!("{conv_i}.weight"));
+        want_d.extend(bn(bn_i));
+    }
+    want_d.push("11.weight".to_string());
+    let names_d: Vec<String> = gan.discriminator.named_tensors().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names_d, want_d);
+}
+
+/// DCGAN initialisation: conv weights N(0, 0.02), BN weight N(1, 0.02), BN bias 0.
+fn initialisation_statistics(dev: Device) {
+    let cfg = DcganConfig { image_size: 32, channels: 3, nz: 100, ngf: 64, ndf: 64 };
+    let gan = build(&cfg, 5, dev);
+    for (name, t) in gan.generator.named_tensors().into_iter().chain(gan.discriminator.named_tensors()) {
+        let v = t.to_vec();
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let std = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let (want_mean, want_std) = match name.rsplit('.').next().unwrap() {
+            "bias" | "running_mean" => (0.0, 0.0),
+            "running_var" => (1.0, 0.0),
+            _ if t.shape().len() == 1 => (1.0, 0.02),
+            _ => (0.0, 0.02),
+        };
+        let tol = if want_std == 0.0 { 0.0 } else { 5.0 * want_std / n.sqrt() + 0.1 * want_std };
+        assert!((mean - want_mean).abs() <= tol.max(1e-7), "{name}: mean {mean}");
+        assert!((std - want_std).abs() <= tol.max(1e-7), "{name}: std {std}");
+    }
+}
+
+fn run_steps(cfg: &DcganConfig, seed: u64, steps: usize, dev: Device) -> (Vec<StepMetrics>, Vec<f32>) {
+    let mut gan = build(cfg, seed, dev);
+    let mut rng = Rng::new(seed + 100);
+    let real = Tensor::rand_uniform(&[8, 3, cfg.image_size, cfg.image_size], -1.0, 1.0, &mut rng, dev);
+    let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+    let metrics = (0..steps).map(|_| gan.step(&real, &z)).collect();
+    let weights = gan
+        .generator
+        .named_tensors()
+        .iter()
+        .chain(&gan.discriminator.named_tensors())
+        .flat_map(|(_, t)| t.to_vec())
+        .collect();
+    (metrics, weights)
+}
+
+/// Five Adam steps on one fixed batch: D learns to tell it from G's output.
+fn discriminator_loss_falls(dev: Device) {
+    let (m, _) = run_steps(&config(16), 7, 5, dev);
+    for s in &m {
+        assert!(s.loss_d.is_finite() && s.loss_g.is_finite(), "{s:?}");
+    }
+    assert!(
+        m[4].loss_d < m[0].loss_d,
+        "loss_D did not fall: {:?}",
+        m.iter().map(|s| s.loss_d).collect::<Vec<_>>()
+    );
+    assert!(m[4].d_real > m[0].d_real, "D(x) did not rise");
+}
+
+/// Same seed, same bits: run to run, and with 1, 2 or 3 worker threads.
+fn same_seed_same_bits_at_any_thread_count(dev: Device) {
+    let cfg = config(32);
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| run_steps(&cfg, 3, 2, dev))
+    };
+    let (m1, w1) = run(1);
+    let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for threads in [1, 2, 3] {
+        let (m, w) = run(threads);
+        assert_eq!(m, m1, "metrics differ with {threads} threads");
+        assert!(bits(&w) == bits(&w1), "weights differ with {threads} threads");
+    }
+}
+
+device_tests!(
+    shapes_follow_the_image_size,
+    state_names_match_pytorch,
+    initialisation_statistics,
+    discriminator_loss_falls,
+    same_seed_same_bits_at_any_thread_count
+);
