@@ -7,7 +7,9 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod data;
 pub mod gan;
+pub mod io;
 pub mod nn;
 pub mod ops;
 pub mod optim;

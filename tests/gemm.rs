@@ -48,17 +48,7 @@ impl Operand {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn reference(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: &Operand,
-    b: &Operand,
-    beta: f32,
-    c: &[f32],
-    ldc: usize,
-) -> Vec<f64> {
+fn reference(m: usize, n: usize, k: usize, alpha: f32, a: &Operand, b: &Operand, beta: f32, c: &[f32], ldc: usize) -> Vec<f64> {
     let mut out = vec![0.0f64; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -75,18 +65,7 @@ fn reference(
 
 /// Runs one case on `path` (None: the default `sgemm`) and checks it against the f64 reference.
 #[allow(clippy::too_many_arguments)]
-fn check_case(
-    path: Option<KernelPath>,
-    m: usize,
-    n: usize,
-    k: usize,
-    la: u32,
-    lb: u32,
-    alpha: f32,
-    beta: f32,
-    ldc_pad: usize,
-    nan_c: bool,
-) {
+fn check_case(path: Option<KernelPath>, m: usize, n: usize, k: usize, la: u32, lb: u32, alpha: f32, beta: f32, ldc_pad: usize, nan_c: bool) {
     let mut rng = Rng::new((m * 1_000_003 + n * 1009 + k * 17 + la as usize * 3 + lb as usize) as u64);
     let a = Operand::new(&mut rng, m, k, la);
     let b = Operand::new(&mut rng, k, n, lb);
@@ -147,6 +126,14 @@ const SIZES: &[(usize, usize, usize)] = &[
     (3, 100, 70),
     (45, 97, 260),
     (64, 48, 1),
+    // Matrix-vector shapes (sgemm takes a gemv path for these).
+    (1, 300, 70),
+    (200, 1, 100),
+    (1, 1, 5000),
+    (1, 1100, 40),
+    // n ≤ 16 (narrow AVX-512 tile).
+    (100, 16, 50),
+    (57, 9, 300),
 ];
 
 fn paths() -> Vec<Option<KernelPath>> {
@@ -194,9 +181,7 @@ fn general_strides_and_padded_leading_dims() {
 fn alpha_beta_variants() {
     for path in paths() {
         for &(m, n, k) in &[(7, 13, 5), (33, 65, 17), (29, 65, 257), (1, 1, 1)] {
-            for &(alpha, beta) in
-                &[(1.0, 1.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0), (0.75, 0.5), (0.0, 0.5), (0.0, 0.0)]
-            {
+            for &(alpha, beta) in &[(1.0, 1.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0), (0.75, 0.5), (0.0, 0.5), (0.0, 0.0)] {
                 check_case(path, m, n, k, 0, 1, alpha, beta, 0, false);
                 check_case(path, m, n, k, 1, 0, alpha, beta, 3, false);
             }
@@ -216,18 +201,7 @@ fn beta_zero_ignores_nan_in_c() {
         let a = vec![f32::NAN; 6];
         let b = vec![f32::NAN; 8];
         match path {
-            Some(p) => sgemm_with(
-                p,
-                3,
-                4,
-                2,
-                0.0,
-                MatRef::row_major(&a, 2),
-                MatRef::row_major(&b, 4),
-                0.0,
-                &mut c,
-                4,
-            ),
+            Some(p) => sgemm_with(p, 3, 4, 2, 0.0, MatRef::row_major(&a, 2), MatRef::row_major(&b, 4), 0.0, &mut c, 4),
             None => sgemm(3, 4, 2, 0.0, MatRef::row_major(&a, 2), MatRef::row_major(&b, 4), 0.0, &mut c, 4),
         }
         assert!(c.iter().all(|&x| x == 0.0));
@@ -251,6 +225,11 @@ fn large_blocks_cross_kc_nc_and_threads() {
         check_case(path, 203, 301, 600, 0, 0, 1.0, 0.0, 0, false);
         check_case(path, 131, 77, 1100, 1, 1, 1.5, 0.5, 3, false);
     }
+    // Parallel gemv paths.
+    check_case(None, 1, 3000, 400, 0, 0, 1.0, 0.5, 0, false);
+    check_case(None, 1, 3000, 400, 0, 1, 1.0, 0.0, 0, false);
+    check_case(None, 2000, 1, 600, 0, 0, 1.0, 0.0, 0, false);
+    check_case(None, 2000, 1, 600, 1, 1, 2.0, 1.0, 3, false);
     // n larger than NC (4096 columns) on the default path.
     check_case(None, 20, 4200, 40, 0, 0, 1.0, 1.0, 0, false);
 }
@@ -299,15 +278,7 @@ fn matches_naive_reference_closely() {
     }
 }
 
-fn run_in_pool(
-    threads: usize,
-    path: KernelPath,
-    m: usize,
-    n: usize,
-    k: usize,
-    ta: bool,
-    tb: bool,
-) -> Vec<u32> {
+fn run_in_pool(threads: usize, path: KernelPath, m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Vec<u32> {
     let mut rng = Rng::new(99 + m as u64);
     let a = rng.vec(m * k);
     let b = rng.vec(k * n);

@@ -185,11 +185,16 @@ fn sgemm_impl(
         return;
     }
     let parallel = mnk >= PARALLEL_MNK && rayon::current_num_threads() > 1;
+    if allow_small && (n == 1 || m == 1) {
+        gemv(m, n, k, alpha, a, b, beta, c, ldc, parallel);
+        return;
+    }
     let cp = CPtr(c.as_mut_ptr());
     // SAFETY: extents checked above; the path is supported by this CPU.
     unsafe {
         match path {
             #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 if n <= 16 => gemm_packed::<x86::Avx512Narrow>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
             KernelPath::Avx512 => gemm_packed::<x86::Avx512>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx2 => gemm_packed::<x86::Avx2>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
@@ -278,17 +283,7 @@ fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn small_gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: MatRef,
-    b: MatRef,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
+fn small_gemm(m: usize, n: usize, k: usize, alpha: f32, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
     for i in 0..m {
         for j in 0..n {
             let mut acc = 0.0f32;
@@ -301,6 +296,94 @@ fn small_gemm(
             }
             let cij = &mut c[i * ldc + j];
             *cij = if beta == 0.0 { alpha * acc } else { alpha * acc + beta * *cij };
+        }
+    }
+}
+
+/// Dot product of two strided vectors in a fixed order (16 interleaved partial sums, then a
+/// fixed reduction), so it vectorises and is deterministic.
+#[inline]
+fn dot_strided(x: &[f32], xs: usize, y: &[f32], ys: usize, k: usize) -> f32 {
+    if xs == 1 && ys == 1 {
+        let (x, y) = (&x[..k], &y[..k]);
+        let mut acc = [0.0f32; 16];
+        let xc = x.chunks_exact(16);
+        let yc = y.chunks_exact(16);
+        let (xr, yr) = (xc.remainder(), yc.remainder());
+        for (xa, ya) in xc.zip(yc) {
+            for l in 0..16 {
+                acc[l] += xa[l] * ya[l];
+            }
+        }
+        for (l, (a, b)) in xr.iter().zip(yr).enumerate() {
+            acc[l] += a * b;
+        }
+        let mut s8 = [0.0f32; 8];
+        for l in 0..8 {
+            s8[l] = acc[l] + acc[l + 8];
+        }
+        ((s8[0] + s8[4]) + (s8[1] + s8[5])) + ((s8[2] + s8[6]) + (s8[3] + s8[7]))
+    } else {
+        let mut acc = 0.0f32;
+        for p in 0..k {
+            // SAFETY: extents checked by the caller.
+            unsafe {
+                acc += *x.get_unchecked(p * xs) * *y.get_unchecked(p * ys);
+            }
+        }
+        acc
+    }
+}
+
+/// Matrix-vector products (m == 1 or n == 1): no packing, memory-bound.
+#[allow(clippy::too_many_arguments)]
+fn gemv(m: usize, n: usize, k: usize, alpha: f32, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize, parallel: bool) {
+    let fin = |acc: f32, cij: &mut f32| {
+        *cij = if beta == 0.0 { alpha * acc } else { alpha * acc + beta * *cij };
+    };
+    if n == 1 {
+        // c[i*ldc] = A[i, :] · B[:, 0]
+        let row = |i: usize, cij: &mut f32| {
+            let acc = dot_strided(&a.data[i * a.row_stride..], a.col_stride, b.data, b.row_stride, k);
+            fin(acc, cij);
+        };
+        if parallel {
+            c.par_iter_mut().step_by(ldc.max(1)).take(m).enumerate().with_min_len(16).for_each(|(i, cij)| row(i, cij));
+        } else {
+            c.iter_mut().step_by(ldc.max(1)).take(m).enumerate().for_each(|(i, cij)| row(i, cij));
+        }
+    } else if b.row_stride == 1 || b.col_stride != 1 {
+        // m == 1, each output is a dot product along a column of B.
+        let col = |j: usize, cj: &mut f32| {
+            let acc = dot_strided(a.data, a.col_stride, &b.data[j * b.col_stride..], b.row_stride, k);
+            fin(acc, cj);
+        };
+        if parallel {
+            c[..n].par_iter_mut().enumerate().with_min_len(16).for_each(|(j, cj)| col(j, cj));
+        } else {
+            c[..n].iter_mut().enumerate().for_each(|(j, cj)| col(j, cj));
+        }
+    } else {
+        // m == 1, row-major B: accumulate rows of B (vectorises along n), k in order.
+        let chunk = |j0: usize, cs: &mut [f32]| {
+            let w = cs.len();
+            let mut acc = vec![0.0f32; w];
+            for p in 0..k {
+                let ap = a.data[p * a.col_stride];
+                let br = &b.data[p * b.row_stride + j0..p * b.row_stride + j0 + w];
+                for (x, &y) in acc.iter_mut().zip(br) {
+                    *x += ap * y;
+                }
+            }
+            for (x, cj) in acc.into_iter().zip(cs.iter_mut()) {
+                fin(x, cj);
+            }
+        };
+        const W: usize = 512;
+        if parallel {
+            c[..n].par_chunks_mut(W).enumerate().for_each(|(t, cs)| chunk(t * W, cs));
+        } else {
+            c[..n].chunks_mut(W).enumerate().for_each(|(t, cs)| chunk(t * W, cs));
         }
     }
 }
@@ -327,17 +410,7 @@ trait Micro {
     /// C[0..mr, 0..nr] = alpha * (Apanel · Bpanel) + beta * C (beta == 0: C not read).
     /// `a`: kc × MR packed panel, `b`: kc × NR packed panel (64-byte aligned), `c` row stride ldc.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn kernel(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        mr: usize,
-        nr: usize,
-        alpha: f32,
-        beta: f32,
-    );
+    unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32);
 }
 
 #[derive(Clone, Copy)]
@@ -370,6 +443,7 @@ impl PackBuf {
         let need = len + ALIGN_F32;
         if v.len() < need {
             v = Vec::new();
+            // Contents are always written (packed) before being read.
             v.resize(need, 0.0);
         }
         PackBuf { v }
@@ -396,14 +470,7 @@ impl Drop for PackBuf {
 
 /// Pack rows [0, mb) × depth [0, kc) of `a` (already offset) into MR-row panels, zero padded.
 /// Panel `ip` occupies dst[ip*MR*kc ..], element (i, p) at [p*MR + i].
-unsafe fn pack_a_panel<const MR: usize>(
-    a: &MatRef,
-    i0: usize,
-    p0: usize,
-    rows: usize,
-    kc: usize,
-    dst: *mut f32,
-) {
+unsafe fn pack_a_panel<const MR: usize>(a: &MatRef, i0: usize, p0: usize, rows: usize, kc: usize, dst: *mut f32) {
     unsafe {
         let src = a.data.as_ptr();
         let (rs, cs) = (a.row_stride, a.col_stride);
@@ -448,14 +515,7 @@ unsafe fn pack_a_panel<const MR: usize>(
 
 /// Pack depth [0, kc) × cols [0, cols) of `b` into one NR-column panel, zero padded:
 /// element (p, j) at dst[p*NR + j].
-unsafe fn pack_b_panel<const NR: usize>(
-    b: &MatRef,
-    p0: usize,
-    j0: usize,
-    cols: usize,
-    kc: usize,
-    dst: *mut f32,
-) {
+unsafe fn pack_b_panel<const NR: usize>(b: &MatRef, p0: usize, j0: usize, cols: usize, kc: usize, dst: *mut f32) {
     unsafe {
         let src = b.data.as_ptr();
         let (rs, cs) = (b.row_stride, b.col_stride);
@@ -520,6 +580,33 @@ fn task_grid(mt: usize, nt: usize, threads: usize) -> (usize, usize) {
     best
 }
 
+#[derive(Clone, Copy)]
+struct Blocking {
+    kc: usize,
+    ncl2: usize,
+    nc: usize,
+    mb: usize,
+    mcl2: usize,
+    b_resident: bool,
+}
+
+fn blocking<K: Micro>() -> Blocking {
+    let mut bl = Blocking { kc: K::KC, ncl2: K::NCL2, nc: K::NC, mb: K::MB, mcl2: 336, b_resident: false };
+    if let Ok(v) = std::env::var("DCGAN_GEMM_TUNE") {
+        let f: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
+        bl.kc = f[0];
+        bl.ncl2 = f[1];
+        bl.mcl2 = f[2];
+        bl.b_resident = f[3] != 0;
+        #[cfg(target_arch = "x86_64")]
+        {
+            x86::PF_B.store(f[4], std::sync::atomic::Ordering::Relaxed);
+
+        }
+    }
+    bl
+}
+
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_packed<K: Micro>(
     m: usize,
@@ -534,22 +621,23 @@ unsafe fn gemm_packed<K: Micro>(
     parallel: bool,
 ) {
     let (mr, nr) = (K::MR, K::NR);
+    let bl = blocking::<K>();
     let threads = if parallel { rayon::current_num_threads() } else { 1 };
-    let kc_max = K::KC.min(k);
-    let mb_max = K::MB.min(m).div_ceil(mr) * mr;
-    let nc_max = K::NC.min(n).div_ceil(nr) * nr;
-    let a_len = mb_max * kc_max;
+    let kc_max = bl.kc.min(k);
+    let mb_max = bl.mb.min(m).div_ceil(mr) * mr;
+    let nc_max = bl.nc.min(n).div_ceil(nr) * nr;
+    let a_len = (mb_max * kc_max).div_ceil(ALIGN_F32) * ALIGN_F32;
     let b_len = nc_max * kc_max;
-    let mut abuf = PackBuf::take(a_len);
-    let mut bbuf = PackBuf::take(b_len);
-    let apack = abuf.ptr();
-    let bpack = bbuf.ptr();
+    let mut buf = PackBuf::take(a_len + b_len);
+    let apack = buf.ptr();
+    // SAFETY: the buffer holds a_len + b_len elements past the aligned start.
+    let bpack = unsafe { apack.add(a_len) };
 
-    for ib in (0..m).step_by(K::MB) {
-        let mb = K::MB.min(m - ib);
+    for ib in (0..m).step_by(bl.mb) {
+        let mb = bl.mb.min(m - ib);
         let mt = mb.div_ceil(mr);
-        for pc in (0..k).step_by(K::KC) {
-            let kc = K::KC.min(k - pc);
+        for pc in (0..k).step_by(bl.kc) {
+            let kc = bl.kc.min(k - pc);
             let beta_eff = if pc == 0 { beta } else { 1.0 };
             // Pack A block.
             {
@@ -565,17 +653,15 @@ unsafe fn gemm_packed<K: Micro>(
                     (0..mt).for_each(pack_one);
                 }
             }
-            for jc in (0..n).step_by(K::NC) {
-                let nc = K::NC.min(n - jc);
+            for jc in (0..n).step_by(bl.nc) {
+                let nc = bl.nc.min(n - jc);
                 let nt = nc.div_ceil(nr);
                 {
                     let bp = CPtr(bpack);
                     let pack_one = |jp: usize| {
                         let bp = bp;
                         let cols = nr.min(nc - jp * nr);
-                        unsafe {
-                            pack_b_panel_dyn::<K>(&b, pc, jc + jp * nr, cols, kc, bp.0.add(jp * nr * kc))
-                        };
+                        unsafe { pack_b_panel_dyn::<K>(&b, pc, jc + jp * nr, cols, kc, bp.0.add(jp * nr * kc)) };
                     };
                     if threads > 1 && nt >= 4 {
                         (0..nt).into_par_iter().with_min_len(2).for_each(pack_one);
@@ -593,19 +679,8 @@ unsafe fn gemm_packed<K: Micro>(
                     let (n0, n1) = split(nt, pn, tn);
                     unsafe {
                         macro_kernel::<K>(
-                            ap.0,
-                            bp.0,
-                            kc,
-                            mb,
-                            nc,
-                            m0,
-                            m1,
-                            n0,
-                            n1,
-                            alpha,
-                            beta_eff,
-                            c.0.add((ib) * ldc + jc),
-                            ldc,
+                            &bl, ap.0, bp.0, kc, mb, nc, m0, m1, n0, n1, alpha, beta_eff,
+                            c.0.add((ib) * ldc + jc), ldc,
                         )
                     };
                 };
@@ -629,16 +704,10 @@ fn split(total: usize, parts: usize, i: usize) -> (usize, usize) {
     (start, start + len)
 }
 
-unsafe fn pack_a_panel_dyn<K: Micro>(
-    a: &MatRef,
-    i0: usize,
-    p0: usize,
-    rows: usize,
-    kc: usize,
-    dst: *mut f32,
-) {
+unsafe fn pack_a_panel_dyn<K: Micro>(a: &MatRef, i0: usize, p0: usize, rows: usize, kc: usize, dst: *mut f32) {
     unsafe {
         match K::MR {
+            24 => pack_a_panel::<24>(a, i0, p0, rows, kc, dst),
             14 => pack_a_panel::<14>(a, i0, p0, rows, kc, dst),
             12 => pack_a_panel::<12>(a, i0, p0, rows, kc, dst),
             8 => pack_a_panel::<8>(a, i0, p0, rows, kc, dst),
@@ -649,14 +718,7 @@ unsafe fn pack_a_panel_dyn<K: Micro>(
     }
 }
 
-unsafe fn pack_b_panel_dyn<K: Micro>(
-    b: &MatRef,
-    p0: usize,
-    j0: usize,
-    cols: usize,
-    kc: usize,
-    dst: *mut f32,
-) {
+unsafe fn pack_b_panel_dyn<K: Micro>(b: &MatRef, p0: usize, j0: usize, cols: usize, kc: usize, dst: *mut f32) {
     unsafe {
         match K::NR {
             32 => pack_b_panel::<32>(b, p0, j0, cols, kc, dst),
@@ -671,6 +733,7 @@ unsafe fn pack_b_panel_dyn<K: Micro>(
 /// `c` points at C(ib, jc); `mb`, `nc` are the block's true extents.
 #[allow(clippy::too_many_arguments)]
 unsafe fn macro_kernel<K: Micro>(
+    bl: &Blocking,
     apack: *const f32,
     bpack: *const f32,
     kc: usize,
@@ -686,21 +749,41 @@ unsafe fn macro_kernel<K: Micro>(
     ldc: usize,
 ) {
     let (mr, nr) = (K::MR, K::NR);
-    let ncl2 = (K::NCL2 / nr).max(1);
     unsafe {
-        let mut jj = n0;
-        while jj < n1 {
-            let jend = (jj + ncl2).min(n1);
-            for it in m0..m1 {
-                let rows = mr.min(mb - it * mr);
-                let a = apack.add(it * mr * kc);
-                for jt in jj..jend {
+        if bl.b_resident {
+            // B micro-panel in L1 across a chunk of A panels (kept in L2).
+            let mcl2 = (bl.mcl2 / mr).max(1);
+            let mut ii = m0;
+            while ii < m1 {
+                let iend = (ii + mcl2).min(m1);
+                for jt in n0..n1 {
                     let cols = nr.min(nc - jt * nr);
                     let b = bpack.add(jt * nr * kc);
-                    K::kernel(kc, a, b, c.add(it * mr * ldc + jt * nr), ldc, rows, cols, alpha, beta);
+                    for it in ii..iend {
+                        let rows = mr.min(mb - it * mr);
+                        let a = apack.add(it * mr * kc);
+                        K::kernel(kc, a, b, c.add(it * mr * ldc + jt * nr), ldc, rows, cols, alpha, beta);
+                    }
                 }
+                ii = iend;
             }
-            jj = jend;
+        } else {
+            // A micro-panel in L1 across a chunk of B panels (kept in L2).
+            let ncl2 = (bl.ncl2 / nr).max(1);
+            let mut jj = n0;
+            while jj < n1 {
+                let jend = (jj + ncl2).min(n1);
+                for it in m0..m1 {
+                    let rows = mr.min(mb - it * mr);
+                    let a = apack.add(it * mr * kc);
+                    for jt in jj..jend {
+                        let cols = nr.min(nc - jt * nr);
+                        let b = bpack.add(jt * nr * kc);
+                        K::kernel(kc, a, b, c.add(it * mr * ldc + jt * nr), ldc, rows, cols, alpha, beta);
+                    }
+                }
+                jj = jend;
+            }
         }
     }
 }
@@ -720,17 +803,7 @@ impl Micro for ScalarKernel {
     const MB: usize = 4096;
 
     #[inline(never)]
-    unsafe fn kernel(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        mr: usize,
-        nr: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
         const MR: usize = 4;
         const NR: usize = 8;
         let mut acc = [[0.0f32; NR]; MR];
@@ -765,6 +838,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     pub struct Avx512;
+    pub static PF_B: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
     impl Micro for Avx512 {
         const MR: usize = 14;
@@ -775,24 +849,32 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(
-            kc: usize,
-            a: *const f32,
-            b: *const f32,
-            c: *mut f32,
-            ldc: usize,
-            mr: usize,
-            nr: usize,
-            alpha: f32,
-            beta: f32,
-        ) {
-            unsafe { kernel_avx512::<14>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
+        unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            unsafe { kernel_avx512::<14, 2>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
         }
     }
 
+    /// Narrow variant for n ≤ 16: 24×16 tile (24 accumulators), no half-empty B panels.
+    pub struct Avx512Narrow;
+
+    impl Micro for Avx512Narrow {
+        const MR: usize = 24;
+        const NR: usize = 16;
+        const KC: usize = 256;
+        const NCL2: usize = 1024;
+        const NC: usize = 4096;
+        const MB: usize = 4096;
+
+        #[inline(always)]
+        unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            unsafe { kernel_avx512::<24, 1>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
+        }
+    }
+
+    /// MR×(16·NV) tile: C[0..mr, 0..nr] = alpha·A·B + beta·C, masked at the edges.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn kernel_avx512<const MR: usize>(
+    unsafe fn kernel_avx512<const MR: usize, const NV: usize>(
         kc: usize,
         a: *const f32,
         b: *const f32,
@@ -804,43 +886,63 @@ mod x86 {
         beta: f32,
     ) {
         unsafe {
-            let mut acc0 = [_mm512_setzero_ps(); MR];
-            let mut acc1 = [_mm512_setzero_ps(); MR];
-            let mut ap = a;
-            let mut bp = b;
-            for _ in 0..kc {
-                let b0 = _mm512_load_ps(bp);
-                let b1 = _mm512_load_ps(bp.add(16));
-                for i in 0..MR {
-                    let ai = _mm512_set1_ps(*ap.add(i));
-                    acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
-                    acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
-                }
-                ap = ap.add(MR);
-                bp = bp.add(32);
-            }
-            let va = _mm512_set1_ps(alpha);
-            let vb = _mm512_set1_ps(beta);
-            let m0: __mmask16 = if nr >= 16 { 0xFFFF } else { ((1u32 << nr) - 1) as u16 };
-            let m1: __mmask16 = if nr >= 32 {
-                0xFFFF
-            } else if nr > 16 {
-                ((1u32 << (nr - 16)) - 1) as u16
-            } else {
-                0
-            };
+            // Fetch the C tile while the k loop runs.
             for i in 0..MR {
                 if i < mr {
                     let cp = c.wrapping_add(i * ldc);
-                    let cp1 = cp.wrapping_add(16);
-                    let mut r0 = _mm512_mul_ps(acc0[i], va);
-                    let mut r1 = _mm512_mul_ps(acc1[i], va);
-                    if beta != 0.0 {
-                        r0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, cp), vb, r0);
-                        r1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, cp1), vb, r1);
+                    _mm_prefetch::<_MM_HINT_T0>(cp as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(cp.wrapping_add(nr - 1) as *const i8);
+                }
+            }
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            let mut ap = a;
+            let mut bp = b;
+            let pfd = PF_B.load(std::sync::atomic::Ordering::Relaxed);
+            for _ in 0..kc {
+                if pfd > 0 {
+                    for v in 0..NV {
+                        _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(pfd * 16 * NV + 16 * v) as *const i8);
                     }
-                    _mm512_mask_storeu_ps(cp, m0, r0);
-                    _mm512_mask_storeu_ps(cp1, m1, r1);
+                }
+                let mut bv = [_mm512_setzero_ps(); NV];
+                for v in 0..NV {
+                    bv[v] = _mm512_load_ps(bp.add(16 * v));
+                }
+                for i in 0..MR {
+                    let ai = _mm512_set1_ps(*ap.add(i));
+                    for v in 0..NV {
+                        acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+                    }
+                }
+                ap = ap.add(MR);
+                bp = bp.add(16 * NV);
+            }
+            let va = _mm512_set1_ps(alpha);
+            let vb = _mm512_set1_ps(beta);
+            let mut masks = [0u16; NV];
+            for v in 0..NV {
+                let lo = 16 * v;
+                masks[v] = if nr >= lo + 16 {
+                    0xFFFF
+                } else if nr > lo {
+                    ((1u32 << (nr - lo)) - 1) as u16
+                } else {
+                    0
+                };
+            }
+            for i in 0..MR {
+                if i < mr {
+                    let cp = c.wrapping_add(i * ldc);
+                    for v in 0..NV {
+                        if masks[v] != 0 {
+                            let cv = cp.wrapping_add(16 * v);
+                            let mut r = _mm512_mul_ps(acc[i][v], va);
+                            if beta != 0.0 {
+                                r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(masks[v], cv), vb, r);
+                            }
+                            _mm512_mask_storeu_ps(cv, masks[v], r);
+                        }
+                    }
                 }
             }
         }
@@ -857,17 +959,7 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(
-            kc: usize,
-            a: *const f32,
-            b: *const f32,
-            c: *mut f32,
-            ldc: usize,
-            mr: usize,
-            nr: usize,
-            alpha: f32,
-            beta: f32,
-        ) {
+        unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
             unsafe { kernel_avx2::<6>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
         }
     }
@@ -937,4 +1029,29 @@ mod x86 {
             }
         }
     }
+}
+
+#[doc(hidden)]
+/// DEV: run the AVX-512 micro-kernel `reps` times on L1-resident panels; returns seconds.
+pub fn dev_kernel_bench(kc: usize, reps: usize) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use x86::Avx512 as K;
+        let mut buf = PackBuf::take(kc * (K::MR + K::NR) + 64);
+        let p = buf.ptr();
+        unsafe {
+            for i in 0..kc * (K::MR + K::NR) { *p.add(i) = 0.001 * (i % 7) as f32; }
+            let a = p;
+            let b = p.add(kc * K::MR);
+            let mut c = vec![0f32; K::MR * K::NR];
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                K::kernel(kc, a, b, c.as_mut_ptr(), K::NR, K::MR, K::NR, 1.0, 1.0);
+            }
+            std::hint::black_box(&c);
+            return t.elapsed().as_secs_f64();
+        }
+    }
+    #[allow(unreachable_code)]
+    0.0
 }

@@ -1,0 +1,1 @@
+//! Files the trainer reads and writes: checkpoints, image grids, plots.
