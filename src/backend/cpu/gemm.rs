@@ -194,7 +194,9 @@ fn sgemm_impl(
     unsafe {
         match path {
             #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx512 if n <= 16 => gemm_packed::<x86::Avx512Narrow>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            KernelPath::Avx512 if n <= 16 => {
+                gemm_packed::<x86::Avx512Narrow>(m, n, k, alpha, a, b, beta, cp, ldc, parallel)
+            }
             KernelPath::Avx512 => gemm_packed::<x86::Avx512>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx2 => gemm_packed::<x86::Avx2>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
@@ -283,7 +285,17 @@ fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn small_gemm(m: usize, n: usize, k: usize, alpha: f32, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
+fn small_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
     for i in 0..m {
         for j in 0..n {
             let mut acc = 0.0f32;
@@ -337,7 +349,18 @@ fn dot_strided(x: &[f32], xs: usize, y: &[f32], ys: usize, k: usize) -> f32 {
 
 /// Matrix-vector products (m == 1 or n == 1): no packing, memory-bound.
 #[allow(clippy::too_many_arguments)]
-fn gemv(m: usize, n: usize, k: usize, alpha: f32, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize, parallel: bool) {
+fn gemv(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    parallel: bool,
+) {
     let fin = |acc: f32, cij: &mut f32| {
         *cij = if beta == 0.0 { alpha * acc } else { alpha * acc + beta * *cij };
     };
@@ -348,7 +371,12 @@ fn gemv(m: usize, n: usize, k: usize, alpha: f32, a: MatRef, b: MatRef, beta: f3
             fin(acc, cij);
         };
         if parallel {
-            c.par_iter_mut().step_by(ldc.max(1)).take(m).enumerate().with_min_len(16).for_each(|(i, cij)| row(i, cij));
+            c.par_iter_mut()
+                .step_by(ldc.max(1))
+                .take(m)
+                .enumerate()
+                .with_min_len(16)
+                .for_each(|(i, cij)| row(i, cij));
         } else {
             c.iter_mut().step_by(ldc.max(1)).take(m).enumerate().for_each(|(i, cij)| row(i, cij));
         }
@@ -410,7 +438,17 @@ trait Micro {
     /// C[0..mr, 0..nr] = alpha * (Apanel · Bpanel) + beta * C (beta == 0: C not read).
     /// `a`: kc × MR packed panel, `b`: kc × NR packed panel (64-byte aligned), `c` row stride ldc.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32);
+    unsafe fn kernel(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        alpha: f32,
+        beta: f32,
+    );
 }
 
 #[derive(Clone, Copy)]
@@ -470,7 +508,14 @@ impl Drop for PackBuf {
 
 /// Pack rows [0, mb) × depth [0, kc) of `a` (already offset) into MR-row panels, zero padded.
 /// Panel `ip` occupies dst[ip*MR*kc ..], element (i, p) at [p*MR + i].
-unsafe fn pack_a_panel<const MR: usize>(a: &MatRef, i0: usize, p0: usize, rows: usize, kc: usize, dst: *mut f32) {
+unsafe fn pack_a_panel<const MR: usize>(
+    a: &MatRef,
+    i0: usize,
+    p0: usize,
+    rows: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
     unsafe {
         let src = a.data.as_ptr();
         let (rs, cs) = (a.row_stride, a.col_stride);
@@ -515,7 +560,14 @@ unsafe fn pack_a_panel<const MR: usize>(a: &MatRef, i0: usize, p0: usize, rows: 
 
 /// Pack depth [0, kc) × cols [0, cols) of `b` into one NR-column panel, zero padded:
 /// element (p, j) at dst[p*NR + j].
-unsafe fn pack_b_panel<const NR: usize>(b: &MatRef, p0: usize, j0: usize, cols: usize, kc: usize, dst: *mut f32) {
+unsafe fn pack_b_panel<const NR: usize>(
+    b: &MatRef,
+    p0: usize,
+    j0: usize,
+    cols: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
     unsafe {
         let src = b.data.as_ptr();
         let (rs, cs) = (b.row_stride, b.col_stride);
@@ -601,7 +653,6 @@ fn blocking<K: Micro>() -> Blocking {
         #[cfg(target_arch = "x86_64")]
         {
             x86::PF_B.store(f[4], std::sync::atomic::Ordering::Relaxed);
-
         }
     }
     bl
@@ -661,7 +712,9 @@ unsafe fn gemm_packed<K: Micro>(
                     let pack_one = |jp: usize| {
                         let bp = bp;
                         let cols = nr.min(nc - jp * nr);
-                        unsafe { pack_b_panel_dyn::<K>(&b, pc, jc + jp * nr, cols, kc, bp.0.add(jp * nr * kc)) };
+                        unsafe {
+                            pack_b_panel_dyn::<K>(&b, pc, jc + jp * nr, cols, kc, bp.0.add(jp * nr * kc))
+                        };
                     };
                     if threads > 1 && nt >= 4 {
                         (0..nt).into_par_iter().with_min_len(2).for_each(pack_one);
@@ -679,8 +732,20 @@ unsafe fn gemm_packed<K: Micro>(
                     let (n0, n1) = split(nt, pn, tn);
                     unsafe {
                         macro_kernel::<K>(
-                            &bl, ap.0, bp.0, kc, mb, nc, m0, m1, n0, n1, alpha, beta_eff,
-                            c.0.add((ib) * ldc + jc), ldc,
+                            &bl,
+                            ap.0,
+                            bp.0,
+                            kc,
+                            mb,
+                            nc,
+                            m0,
+                            m1,
+                            n0,
+                            n1,
+                            alpha,
+                            beta_eff,
+                            c.0.add((ib) * ldc + jc),
+                            ldc,
                         )
                     };
                 };
@@ -704,7 +769,14 @@ fn split(total: usize, parts: usize, i: usize) -> (usize, usize) {
     (start, start + len)
 }
 
-unsafe fn pack_a_panel_dyn<K: Micro>(a: &MatRef, i0: usize, p0: usize, rows: usize, kc: usize, dst: *mut f32) {
+unsafe fn pack_a_panel_dyn<K: Micro>(
+    a: &MatRef,
+    i0: usize,
+    p0: usize,
+    rows: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
     unsafe {
         match K::MR {
             24 => pack_a_panel::<24>(a, i0, p0, rows, kc, dst),
@@ -718,7 +790,14 @@ unsafe fn pack_a_panel_dyn<K: Micro>(a: &MatRef, i0: usize, p0: usize, rows: usi
     }
 }
 
-unsafe fn pack_b_panel_dyn<K: Micro>(b: &MatRef, p0: usize, j0: usize, cols: usize, kc: usize, dst: *mut f32) {
+unsafe fn pack_b_panel_dyn<K: Micro>(
+    b: &MatRef,
+    p0: usize,
+    j0: usize,
+    cols: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
     unsafe {
         match K::NR {
             32 => pack_b_panel::<32>(b, p0, j0, cols, kc, dst),
@@ -803,7 +882,17 @@ impl Micro for ScalarKernel {
     const MB: usize = 4096;
 
     #[inline(never)]
-    unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+    unsafe fn kernel(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
         const MR: usize = 4;
         const NR: usize = 8;
         let mut acc = [[0.0f32; NR]; MR];
@@ -849,7 +938,17 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        unsafe fn kernel(
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            mr: usize,
+            nr: usize,
+            alpha: f32,
+            beta: f32,
+        ) {
             unsafe { kernel_avx512::<14, 2>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
         }
     }
@@ -866,7 +965,17 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        unsafe fn kernel(
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            mr: usize,
+            nr: usize,
+            alpha: f32,
+            beta: f32,
+        ) {
             unsafe { kernel_avx512::<24, 1>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
         }
     }
@@ -959,7 +1068,17 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        unsafe fn kernel(
+            kc: usize,
+            a: *const f32,
+            b: *const f32,
+            c: *mut f32,
+            ldc: usize,
+            mr: usize,
+            nr: usize,
+            alpha: f32,
+            beta: f32,
+        ) {
             unsafe { kernel_avx2::<6>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
         }
     }
@@ -1040,7 +1159,9 @@ pub fn dev_kernel_bench(kc: usize, reps: usize) -> f64 {
         let mut buf = PackBuf::take(kc * (K::MR + K::NR) + 64);
         let p = buf.ptr();
         unsafe {
-            for i in 0..kc * (K::MR + K::NR) { *p.add(i) = 0.001 * (i % 7) as f32; }
+            for i in 0..kc * (K::MR + K::NR) {
+                *p.add(i) = 0.001 * (i % 7) as f32;
+            }
             let a = p;
             let b = p.add(kc * K::MR);
             let mut c = vec![0f32; K::MR * K::NR];
