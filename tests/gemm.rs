@@ -48,17 +48,7 @@ impl Operand {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn reference(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: &Operand,
-    b: &Operand,
-    beta: f32,
-    c: &[f32],
-    ldc: usize,
-) -> Vec<f64> {
+fn reference(m: usize, n: usize, k: usize, alpha: f32, a: &Operand, b: &Operand, beta: f32, c: &[f32], ldc: usize) -> Vec<f64> {
     let mut out = vec![0.0f64; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -75,18 +65,7 @@ fn reference(
 
 /// Runs one case on `path` (None: the default `sgemm`) and checks it against the f64 reference.
 #[allow(clippy::too_many_arguments)]
-fn check_case(
-    path: Option<KernelPath>,
-    m: usize,
-    n: usize,
-    k: usize,
-    la: u32,
-    lb: u32,
-    alpha: f32,
-    beta: f32,
-    ldc_pad: usize,
-    nan_c: bool,
-) {
+fn check_case(path: Option<KernelPath>, m: usize, n: usize, k: usize, la: u32, lb: u32, alpha: f32, beta: f32, ldc_pad: usize, nan_c: bool) {
     let mut rng = Rng::new((m * 1_000_003 + n * 1009 + k * 17 + la as usize * 3 + lb as usize) as u64);
     let a = Operand::new(&mut rng, m, k, la);
     let b = Operand::new(&mut rng, k, n, lb);
@@ -202,9 +181,7 @@ fn general_strides_and_padded_leading_dims() {
 fn alpha_beta_variants() {
     for path in paths() {
         for &(m, n, k) in &[(7, 13, 5), (33, 65, 17), (29, 65, 257), (1, 1, 1)] {
-            for &(alpha, beta) in
-                &[(1.0, 1.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0), (0.75, 0.5), (0.0, 0.5), (0.0, 0.0)]
-            {
+            for &(alpha, beta) in &[(1.0, 1.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0), (0.75, 0.5), (0.0, 0.5), (0.0, 0.0)] {
                 check_case(path, m, n, k, 0, 1, alpha, beta, 0, false);
                 check_case(path, m, n, k, 1, 0, alpha, beta, 3, false);
             }
@@ -224,18 +201,7 @@ fn beta_zero_ignores_nan_in_c() {
         let a = vec![f32::NAN; 6];
         let b = vec![f32::NAN; 8];
         match path {
-            Some(p) => sgemm_with(
-                p,
-                3,
-                4,
-                2,
-                0.0,
-                MatRef::row_major(&a, 2),
-                MatRef::row_major(&b, 4),
-                0.0,
-                &mut c,
-                4,
-            ),
+            Some(p) => sgemm_with(p, 3, 4, 2, 0.0, MatRef::row_major(&a, 2), MatRef::row_major(&b, 4), 0.0, &mut c, 4),
             None => sgemm(3, 4, 2, 0.0, MatRef::row_major(&a, 2), MatRef::row_major(&b, 4), 0.0, &mut c, 4),
         }
         assert!(c.iter().all(|&x| x == 0.0));
@@ -312,15 +278,7 @@ fn matches_naive_reference_closely() {
     }
 }
 
-fn run_in_pool(
-    threads: usize,
-    path: KernelPath,
-    m: usize,
-    n: usize,
-    k: usize,
-    ta: bool,
-    tb: bool,
-) -> Vec<u32> {
+fn run_in_pool(threads: usize, path: KernelPath, m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Vec<u32> {
     let mut rng = Rng::new(99 + m as u64);
     let a = rng.vec(m * k);
     let b = rng.vec(k * n);
@@ -371,5 +329,50 @@ fn nested_inside_rayon_parallel_loop() {
         .collect();
     for c in outs {
         assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}
+
+/// `sgemm` itself (with its gemv, narrow-tile and split/shared parallel modes) gives the same
+/// bits on 1, 2 and 3 threads.
+#[test]
+fn sgemm_bit_identical_across_thread_counts_all_modes() {
+    let shapes: &[(usize, usize, usize, bool, bool)] = &[
+        (1, 3000, 400, false, false),  // gemv, m == 1, row-major B
+        (1, 3000, 400, false, true),   // gemv, m == 1, dot products
+        (3000, 1, 400, true, false),   // gemv, n == 1
+        (600, 16, 300, false, false),  // narrow tile
+        (700, 12, 260, true, false),   // narrow tile, A read in place
+        (300, 64, 700, true, false),   // A read in place (n small)
+        (20, 900, 300, false, false),  // B read in place (m small)
+        (400, 500, 300, false, true),  // split mode
+        (520, 530, 300, true, true),   // shared-panel mode (m·n·k > SPLIT_MAX_MNK)
+    ];
+    for &(m, n, k, ta, tb) in shapes {
+        let run = |threads: usize| -> Vec<u32> {
+            let mut rng = Rng::new(1234 + m as u64 * 7 + n as u64);
+            let a = rng.vec(m * k);
+            let b = rng.vec(k * n);
+            let mut c = rng.vec(m * n);
+            let am = if ta { MatRef::row_major_t(&a, m) } else { MatRef::row_major(&a, k) };
+            let bm = if tb { MatRef::row_major_t(&b, k) } else { MatRef::row_major(&b, n) };
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| sgemm(m, n, k, 1.25, am, bm, 0.5, &mut c, n));
+            c.iter().map(|x| x.to_bits()).collect()
+        };
+        let one = run(1);
+        assert!(one == run(2), "{m}x{n}x{k}: 2 threads differ from 1");
+        assert!(one == run(3), "{m}x{n}x{k}: 3 threads differ from 1");
+        // And it is right.
+        let mut rng = Rng::new(1234 + m as u64 * 7 + n as u64);
+        let a = rng.vec(m * k);
+        let b = rng.vec(k * n);
+        let c0 = rng.vec(m * n);
+        let at = |i: usize, p: usize| if ta { a[p * m + i] } else { a[i * k + p] } as f64;
+        let bt = |p: usize, j: usize| if tb { b[j * k + p] } else { b[p * n + j] } as f64;
+        for &(i, j) in &[(0, 0), (m - 1, n - 1), (m / 2, n / 3), (m - 1, 0), (0, n - 1)] {
+            let want = 1.25 * (0..k).map(|p| at(i, p) * bt(p, j)).sum::<f64>() + 0.5 * c0[i * n + j] as f64;
+            let got = f32::from_bits(one[i * n + j]) as f64;
+            assert!((got - want).abs() < 1e-3, "{m}x{n}x{k} C({i},{j}) = {got}, want {want}");
+        }
     }
 }

@@ -3,28 +3,41 @@
 //! A packed, cache-blocked SGEMM in the BLIS / GotoBLAS style:
 //!
 //! ```text
-//! for ib in 0..m step MB                       (caps the size of the packed A block)
-//!   for pc in 0..k step KC                     (k is NEVER split across threads)
+//! for ib in 0..m step MB (4096)                (caps the size of the packed A block)
+//!   for pc in 0..k step KC (256)               (k is NEVER split across threads)
 //!     pack A[ib.., pc..] into MR-row panels    (parallel)
-//!     for jc in 0..n step NC
+//!     for jc in 0..n step NC (4096)
 //!       pack B[pc.., jc..] into NR-column panels (parallel)
 //!       parallel over a 2-D grid of tasks (rows × columns of the C block):
-//!         for each task: for column chunk (fits L2): for MR panel: for NR panel: micro-kernel
+//!         for column chunk (NCL2 = 1024 columns of packed B, kept in L2):
+//!           for MR panel of A (kept in L1): for NR panel of B: micro-kernel
 //! ```
 //!
-//! Packing handles any strides (so transposes are free for the caller: `MatRef::t`), pads
-//! panels with zeros, and the micro-kernels store edge tiles with masks, so every element of
-//! C goes through exactly the same arithmetic whatever the tiling around it.
+//! * Packing handles any strides (so transposes are free for the caller: `MatRef::t`) and pads
+//!   panels with zeros; the micro-kernels store edge tiles with masks, so every element of C
+//!   goes through exactly the same arithmetic whatever the tiling around it.
+//! * Panels that would be reused at most twice are read in place instead of packed when the
+//!   layout allows (A with unit row stride, i.e. a transposed row-major A; B with unit column
+//!   stride, i.e. row-major B). Full row-major A panels are packed with AVX-512 gathers.
+//! * Medium problems (m·n·k < [`SPLIT_MAX_MNK`]) on several threads are split into independent
+//!   sub-GEMMs (one rayon region, no barriers); large ones share packed panels between threads.
+//! * Tiny problems (m·n·k < [`SMALL_MNK`]) take a direct loop; m == 1 or n == 1 a gemv loop.
+//!   Only problems with m·n·k ≥ [`PARALLEL_MNK`] use rayon.
 //!
-//! Determinism: the blocking (MR/NR/KC/...) depends only on the selected kernel path, never on
+//! Determinism: the blocking depends only on the selected kernel path and the shape, never on
 //! the thread count, and each element of C is accumulated over k in a fixed sequential order
 //! (one FMA chain per KC block, then `alpha*ab + c` across KC blocks). The result is therefore
-//! bit-identical whatever the rayon thread count, and run to run on the same machine and path.
+//! bit-identical whatever the rayon thread count (including nested calls from inside rayon
+//! tasks), and run to run on the same machine and path.
 //!
 //! Micro-kernels (picked once at run time, see [`gemm_kernel_name`]):
-//! * `avx512`: 14×32 tile (28 zmm accumulators), AVX-512F FMA, masked edge stores;
-//! * `avx2`:   6×16 tile (12 ymm accumulators), AVX2 + FMA, masked edge stores;
+//! * `avx512`: 14×32 tile (28 zmm accumulators), AVX-512F FMA; for n ≤ 16 a 24×16 tile;
+//! * `avx2`:   6×16 tile (12 ymm accumulators), AVX2 + FMA;
 //! * `scalar`: 4×8 portable tile (auto-vectorised to the baseline SIMD).
+
+// Index loops mirror the register-tile math; the `let x = x;` rebinds make closures capture the
+// whole Send/Sync wrapper rather than its raw-pointer field.
+#![allow(clippy::needless_range_loop, clippy::redundant_locals)]
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -194,15 +207,14 @@ fn sgemm_impl(
     unsafe {
         match path {
             #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx512 if n <= 16 => {
-                gemm_packed::<x86::Avx512Narrow>(m, n, k, alpha, a, b, beta, cp, ldc, parallel)
-            }
-            KernelPath::Avx512 => gemm_packed::<x86::Avx512>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            KernelPath::Avx512 if n <= 16 => gemm_top::<x86::Avx512Narrow>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
             #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx2 => gemm_packed::<x86::Avx2>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            KernelPath::Avx512 => gemm_top::<x86::Avx512>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => gemm_top::<x86::Avx2>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
             #[cfg(not(target_arch = "x86_64"))]
             KernelPath::Avx512 | KernelPath::Avx2 => unreachable!(),
-            KernelPath::Scalar => gemm_packed::<ScalarKernel>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            KernelPath::Scalar => gemm_top::<ScalarKernel>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
         }
     }
 }
@@ -285,17 +297,7 @@ fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn small_gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: MatRef,
-    b: MatRef,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-) {
+fn small_gemm(m: usize, n: usize, k: usize, alpha: f32, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
     for i in 0..m {
         for j in 0..n {
             let mut acc = 0.0f32;
@@ -349,18 +351,7 @@ fn dot_strided(x: &[f32], xs: usize, y: &[f32], ys: usize, k: usize) -> f32 {
 
 /// Matrix-vector products (m == 1 or n == 1): no packing, memory-bound.
 #[allow(clippy::too_many_arguments)]
-fn gemv(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f32,
-    a: MatRef,
-    b: MatRef,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-    parallel: bool,
-) {
+fn gemv(m: usize, n: usize, k: usize, alpha: f32, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize, parallel: bool) {
     let fin = |acc: f32, cij: &mut f32| {
         *cij = if beta == 0.0 { alpha * acc } else { alpha * acc + beta * *cij };
     };
@@ -371,12 +362,7 @@ fn gemv(
             fin(acc, cij);
         };
         if parallel {
-            c.par_iter_mut()
-                .step_by(ldc.max(1))
-                .take(m)
-                .enumerate()
-                .with_min_len(16)
-                .for_each(|(i, cij)| row(i, cij));
+            c.par_iter_mut().step_by(ldc.max(1)).take(m).enumerate().with_min_len(16).for_each(|(i, cij)| row(i, cij));
         } else {
             c.iter_mut().step_by(ldc.max(1)).take(m).enumerate().for_each(|(i, cij)| row(i, cij));
         }
@@ -434,21 +420,14 @@ trait Micro {
     const NC: usize;
     /// Rows of one packed A block (bounds memory).
     const MB: usize;
+    /// Pack full row-major A panels with AVX-512 gathers.
+    const GATHER_PACK: bool = false;
 
     /// C[0..mr, 0..nr] = alpha * (Apanel · Bpanel) + beta * C (beta == 0: C not read).
-    /// `a`: kc × MR packed panel, `b`: kc × NR packed panel (64-byte aligned), `c` row stride ldc.
+    /// `a`: kc × MR panel, element (p, i) at a[p*ask + i]; `b`: kc × NR panel, element (p, j) at
+    /// b[p*bsk + j]; `c` row stride ldc.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn kernel(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        mr: usize,
-        nr: usize,
-        alpha: f32,
-        beta: f32,
-    );
+    unsafe fn kernel(kc: usize, a: *const f32, ask: usize, b: *const f32, bsk: usize, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32);
 }
 
 #[derive(Clone, Copy)]
@@ -456,12 +435,6 @@ struct CPtr(*mut f32);
 // SAFETY: tasks write disjoint regions of C.
 unsafe impl Send for CPtr {}
 unsafe impl Sync for CPtr {}
-
-#[derive(Clone, Copy)]
-struct PPtr(*const f32);
-// SAFETY: packed buffers are read-only while tasks run.
-unsafe impl Send for PPtr {}
-unsafe impl Sync for PPtr {}
 
 const ALIGN_F32: usize = 16; // 64 bytes
 
@@ -508,14 +481,7 @@ impl Drop for PackBuf {
 
 /// Pack rows [0, mb) × depth [0, kc) of `a` (already offset) into MR-row panels, zero padded.
 /// Panel `ip` occupies dst[ip*MR*kc ..], element (i, p) at [p*MR + i].
-unsafe fn pack_a_panel<const MR: usize>(
-    a: &MatRef,
-    i0: usize,
-    p0: usize,
-    rows: usize,
-    kc: usize,
-    dst: *mut f32,
-) {
+unsafe fn pack_a_panel<const MR: usize>(a: &MatRef, i0: usize, p0: usize, rows: usize, kc: usize, dst: *mut f32) {
     unsafe {
         let src = a.data.as_ptr();
         let (rs, cs) = (a.row_stride, a.col_stride);
@@ -560,14 +526,7 @@ unsafe fn pack_a_panel<const MR: usize>(
 
 /// Pack depth [0, kc) × cols [0, cols) of `b` into one NR-column panel, zero padded:
 /// element (p, j) at dst[p*NR + j].
-unsafe fn pack_b_panel<const NR: usize>(
-    b: &MatRef,
-    p0: usize,
-    j0: usize,
-    cols: usize,
-    kc: usize,
-    dst: *mut f32,
-) {
+unsafe fn pack_b_panel<const NR: usize>(b: &MatRef, p0: usize, j0: usize, cols: usize, kc: usize, dst: *mut f32) {
     unsafe {
         let src = b.data.as_ptr();
         let (rs, cs) = (b.row_stride, b.col_stride);
@@ -632,30 +591,60 @@ fn task_grid(mt: usize, nt: usize, threads: usize) -> (usize, usize) {
     best
 }
 
+/// Parallel problems below this m·n·k are split into independent sub-GEMMs (one rayon
+/// region, each task packs its own panels); larger ones share packed panels between threads.
+pub const SPLIT_MAX_MNK: usize = 1 << 26;
+
+/// Top level of the packed path: chooses how to use the threads.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_top<K: Micro>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: CPtr,
+    ldc: usize,
+    parallel: bool,
+) {
+    unsafe {
+        if !parallel || m * n * k >= SPLIT_MAX_MNK {
+            gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, parallel);
+            return;
+        }
+        let threads = rayon::current_num_threads();
+        let (mt, nt) = (m.div_ceil(K::MR), n.div_ceil(K::NR));
+        let (pm, pn) = task_grid(mt, nt, threads);
+        let tasks = pm * pn;
+        if tasks <= 1 {
+            gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, false);
+            return;
+        }
+        (0..tasks).into_par_iter().with_max_len(1).for_each(|t| {
+            let c = c;
+            let (t0, t1) = split(mt, pm, t / pn);
+            let (u0, u1) = split(nt, pn, t % pn);
+            let (m0, m1) = (t0 * K::MR, (t1 * K::MR).min(m));
+            let (n0, n1) = (u0 * K::NR, (u1 * K::NR).min(n));
+            let sa = MatRef { data: &a.data[m0 * a.row_stride..], ..a };
+            let sb = MatRef { data: &b.data[n0 * b.col_stride..], ..b };
+            gemm_packed::<K>(m1 - m0, n1 - n0, k, alpha, sa, sb, beta, CPtr(c.0.add(m0 * ldc + n0)), ldc, false);
+        });
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Blocking {
     kc: usize,
     ncl2: usize,
     nc: usize,
     mb: usize,
-    mcl2: usize,
-    b_resident: bool,
 }
 
 fn blocking<K: Micro>() -> Blocking {
-    let mut bl = Blocking { kc: K::KC, ncl2: K::NCL2, nc: K::NC, mb: K::MB, mcl2: 336, b_resident: false };
-    if let Ok(v) = std::env::var("DCGAN_GEMM_TUNE") {
-        let f: Vec<usize> = v.split(',').map(|x| x.parse().unwrap()).collect();
-        bl.kc = f[0];
-        bl.ncl2 = f[1];
-        bl.mcl2 = f[2];
-        bl.b_resident = f[3] != 0;
-        #[cfg(target_arch = "x86_64")]
-        {
-            x86::PF_B.store(f[4], std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    bl
+    Blocking { kc: K::KC, ncl2: K::NCL2, nc: K::NC, mb: K::MB }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -683,6 +672,13 @@ unsafe fn gemm_packed<K: Micro>(
     let apack = buf.ptr();
     // SAFETY: the buffer holds a_len + b_len elements past the aligned start.
     let bpack = unsafe { apack.add(a_len) };
+    // An operand whose panels are reused at most DIRECT_REUSE times is read in place when its
+    // layout allows (A with unit row stride, B with unit column stride): full panels only, the
+    // ragged last panel is still packed (zero padded).
+    let a_direct = a.row_stride == 1 && nc_max / nr <= DIRECT_REUSE;
+    let b_direct = b.col_stride == 1 && mb_max / mr <= DIRECT_REUSE;
+    let mut apanels = vec![Panel { ptr: std::ptr::null(), ks: 0 }; mb_max / mr];
+    let mut bpanels = vec![Panel { ptr: std::ptr::null(), ks: 0 }; nc_max / nr];
 
     for ib in (0..m).step_by(bl.mb) {
         let mb = bl.mb.min(m - ib);
@@ -690,18 +686,25 @@ unsafe fn gemm_packed<K: Micro>(
         for pc in (0..k).step_by(bl.kc) {
             let kc = bl.kc.min(k - pc);
             let beta_eff = if pc == 0 { beta } else { 1.0 };
-            // Pack A block.
+            // Pack (or point at) the A block.
             {
                 let ap = CPtr(apack);
-                let pack_one = |ip: usize| {
+                let pack_one = |(ip, panel): (usize, &mut Panel)| {
                     let ap = ap;
                     let rows = mr.min(mb - ip * mr);
-                    unsafe { pack_a_panel_dyn::<K>(&a, ib + ip * mr, pc, rows, kc, ap.0.add(ip * mr * kc)) };
+                    if a_direct && rows == mr {
+                        // SAFETY: in bounds (extents checked).
+                        *panel = Panel { ptr: unsafe { a.data.as_ptr().add(ib + ip * mr + pc * a.col_stride) }, ks: a.col_stride };
+                    } else {
+                        let dst = unsafe { ap.0.add(ip * mr * kc) };
+                        unsafe { pack_a_panel_dyn::<K>(&a, ib + ip * mr, pc, rows, kc, dst) };
+                        *panel = Panel { ptr: dst, ks: mr };
+                    }
                 };
-                if threads > 1 && mt >= 4 {
-                    (0..mt).into_par_iter().with_min_len(2).for_each(pack_one);
+                if threads > 1 && mt >= 4 && !a_direct {
+                    apanels[..mt].par_iter_mut().enumerate().with_min_len(2).for_each(pack_one);
                 } else {
-                    (0..mt).for_each(pack_one);
+                    apanels[..mt].iter_mut().enumerate().for_each(pack_one);
                 }
             }
             for jc in (0..n).step_by(bl.nc) {
@@ -709,44 +712,32 @@ unsafe fn gemm_packed<K: Micro>(
                 let nt = nc.div_ceil(nr);
                 {
                     let bp = CPtr(bpack);
-                    let pack_one = |jp: usize| {
+                    let pack_one = |(jp, panel): (usize, &mut Panel)| {
                         let bp = bp;
                         let cols = nr.min(nc - jp * nr);
-                        unsafe {
-                            pack_b_panel_dyn::<K>(&b, pc, jc + jp * nr, cols, kc, bp.0.add(jp * nr * kc))
-                        };
+                        if b_direct && cols == nr {
+                            *panel = Panel { ptr: unsafe { b.data.as_ptr().add(pc * b.row_stride + jc + jp * nr) }, ks: b.row_stride };
+                        } else {
+                            let dst = unsafe { bp.0.add(jp * nr * kc) };
+                            unsafe { pack_b_panel_dyn::<K>(&b, pc, jc + jp * nr, cols, kc, dst) };
+                            *panel = Panel { ptr: dst, ks: nr };
+                        }
                     };
-                    if threads > 1 && nt >= 4 {
-                        (0..nt).into_par_iter().with_min_len(2).for_each(pack_one);
+                    if threads > 1 && nt >= 4 && !b_direct {
+                        bpanels[..nt].par_iter_mut().enumerate().with_min_len(2).for_each(pack_one);
                     } else {
-                        (0..nt).for_each(pack_one);
+                        bpanels[..nt].iter_mut().enumerate().for_each(pack_one);
                     }
                 }
                 let (pm, pn) = task_grid(mt, nt, threads);
-                let ap = PPtr(apack);
-                let bp = PPtr(bpack);
+                let (ap, bp) = (&apanels[..mt], &bpanels[..nt]);
                 let run_task = |t: usize| {
-                    let (ap, bp, c) = (ap, bp, c);
+                    let c = c;
                     let (tm, tn) = (t / pn, t % pn);
                     let (m0, m1) = split(mt, pm, tm);
                     let (n0, n1) = split(nt, pn, tn);
                     unsafe {
-                        macro_kernel::<K>(
-                            &bl,
-                            ap.0,
-                            bp.0,
-                            kc,
-                            mb,
-                            nc,
-                            m0,
-                            m1,
-                            n0,
-                            n1,
-                            alpha,
-                            beta_eff,
-                            c.0.add((ib) * ldc + jc),
-                            ldc,
-                        )
+                        macro_kernel::<K>(&bl, ap, bp, kc, mb, nc, m0, m1, n0, n1, alpha, beta_eff, c.0.add(ib * ldc + jc), ldc)
                     };
                 };
                 let tasks = pm * pn;
@@ -760,6 +751,19 @@ unsafe fn gemm_packed<K: Micro>(
     }
 }
 
+/// Panels reused at most this many times are read in place instead of packed (when possible).
+const DIRECT_REUSE: usize = 2;
+
+/// One micro-panel: element (p, i) at ptr[p * ks + i].
+#[derive(Clone, Copy)]
+struct Panel {
+    ptr: *const f32,
+    ks: usize,
+}
+// SAFETY: panels point into read-only operands or packed buffers not written while shared.
+unsafe impl Send for Panel {}
+unsafe impl Sync for Panel {}
+
 /// Even split of `total` items into `parts`: range of part `i`.
 fn split(total: usize, parts: usize, i: usize) -> (usize, usize) {
     let base = total / parts;
@@ -769,15 +773,14 @@ fn split(total: usize, parts: usize, i: usize) -> (usize, usize) {
     (start, start + len)
 }
 
-unsafe fn pack_a_panel_dyn<K: Micro>(
-    a: &MatRef,
-    i0: usize,
-    p0: usize,
-    rows: usize,
-    kc: usize,
-    dst: *mut f32,
-) {
+unsafe fn pack_a_panel_dyn<K: Micro>(a: &MatRef, i0: usize, p0: usize, rows: usize, kc: usize, dst: *mut f32) {
     unsafe {
+        #[cfg(target_arch = "x86_64")]
+        if K::GATHER_PACK && rows == K::MR && a.col_stride == 1 && a.row_stride.checked_mul(K::MR).is_some_and(|x| x < i32::MAX as usize) {
+            let base = a.data.as_ptr().add(i0 * a.row_stride + p0);
+            x86::pack_a_gather(base, a.row_stride, K::MR, kc, dst);
+            return;
+        }
         match K::MR {
             24 => pack_a_panel::<24>(a, i0, p0, rows, kc, dst),
             14 => pack_a_panel::<14>(a, i0, p0, rows, kc, dst),
@@ -790,14 +793,7 @@ unsafe fn pack_a_panel_dyn<K: Micro>(
     }
 }
 
-unsafe fn pack_b_panel_dyn<K: Micro>(
-    b: &MatRef,
-    p0: usize,
-    j0: usize,
-    cols: usize,
-    kc: usize,
-    dst: *mut f32,
-) {
+unsafe fn pack_b_panel_dyn<K: Micro>(b: &MatRef, p0: usize, j0: usize, cols: usize, kc: usize, dst: *mut f32) {
     unsafe {
         match K::NR {
             32 => pack_b_panel::<32>(b, p0, j0, cols, kc, dst),
@@ -808,13 +804,14 @@ unsafe fn pack_b_panel_dyn<K: Micro>(
     }
 }
 
-/// Run the micro-kernel over MR-tiles [m0, m1) × NR-tiles [n0, n1) of the packed block.
+/// Run the micro-kernel over MR-tiles [m0, m1) × NR-tiles [n0, n1) of the block.
 /// `c` points at C(ib, jc); `mb`, `nc` are the block's true extents.
+/// Order: an A micro-panel stays in L1 while a chunk of B panels (kept in L2) streams past.
 #[allow(clippy::too_many_arguments)]
 unsafe fn macro_kernel<K: Micro>(
     bl: &Blocking,
-    apack: *const f32,
-    bpack: *const f32,
+    apanels: &[Panel],
+    bpanels: &[Panel],
     kc: usize,
     mb: usize,
     nc: usize,
@@ -829,40 +826,20 @@ unsafe fn macro_kernel<K: Micro>(
 ) {
     let (mr, nr) = (K::MR, K::NR);
     unsafe {
-        if bl.b_resident {
-            // B micro-panel in L1 across a chunk of A panels (kept in L2).
-            let mcl2 = (bl.mcl2 / mr).max(1);
-            let mut ii = m0;
-            while ii < m1 {
-                let iend = (ii + mcl2).min(m1);
-                for jt in n0..n1 {
+        let ncl2 = (bl.ncl2 / nr).max(1);
+        let mut jj = n0;
+        while jj < n1 {
+            let jend = (jj + ncl2).min(n1);
+            for it in m0..m1 {
+                let rows = mr.min(mb - it * mr);
+                let a = apanels[it];
+                for jt in jj..jend {
                     let cols = nr.min(nc - jt * nr);
-                    let b = bpack.add(jt * nr * kc);
-                    for it in ii..iend {
-                        let rows = mr.min(mb - it * mr);
-                        let a = apack.add(it * mr * kc);
-                        K::kernel(kc, a, b, c.add(it * mr * ldc + jt * nr), ldc, rows, cols, alpha, beta);
-                    }
+                    let b = bpanels[jt];
+                    K::kernel(kc, a.ptr, a.ks, b.ptr, b.ks, c.add(it * mr * ldc + jt * nr), ldc, rows, cols, alpha, beta);
                 }
-                ii = iend;
             }
-        } else {
-            // A micro-panel in L1 across a chunk of B panels (kept in L2).
-            let ncl2 = (bl.ncl2 / nr).max(1);
-            let mut jj = n0;
-            while jj < n1 {
-                let jend = (jj + ncl2).min(n1);
-                for it in m0..m1 {
-                    let rows = mr.min(mb - it * mr);
-                    let a = apack.add(it * mr * kc);
-                    for jt in jj..jend {
-                        let cols = nr.min(nc - jt * nr);
-                        let b = bpack.add(jt * nr * kc);
-                        K::kernel(kc, a, b, c.add(it * mr * ldc + jt * nr), ldc, rows, cols, alpha, beta);
-                    }
-                }
-                jj = jend;
-            }
+            jj = jend;
         }
     }
 }
@@ -882,24 +859,14 @@ impl Micro for ScalarKernel {
     const MB: usize = 4096;
 
     #[inline(never)]
-    unsafe fn kernel(
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        mr: usize,
-        nr: usize,
-        alpha: f32,
-        beta: f32,
-    ) {
+    unsafe fn kernel(kc: usize, a: *const f32, ask: usize, b: *const f32, bsk: usize, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
         const MR: usize = 4;
         const NR: usize = 8;
         let mut acc = [[0.0f32; NR]; MR];
         unsafe {
             for p in 0..kc {
-                let bp = &*(b.add(p * NR) as *const [f32; NR]);
-                let ap = &*(a.add(p * MR) as *const [f32; MR]);
+                let bp = &*(b.add(p * bsk) as *const [f32; NR]);
+                let ap = &*(a.add(p * ask) as *const [f32; MR]);
                 for i in 0..MR {
                     for j in 0..NR {
                         acc[i][j] += ap[i] * bp[j];
@@ -927,7 +894,6 @@ mod x86 {
     use std::arch::x86_64::*;
 
     pub struct Avx512;
-    pub static PF_B: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
     impl Micro for Avx512 {
         const MR: usize = 14;
@@ -938,19 +904,10 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(
-            kc: usize,
-            a: *const f32,
-            b: *const f32,
-            c: *mut f32,
-            ldc: usize,
-            mr: usize,
-            nr: usize,
-            alpha: f32,
-            beta: f32,
-        ) {
-            unsafe { kernel_avx512::<14, 2>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
+        unsafe fn kernel(kc: usize, a: *const f32, ask: usize, b: *const f32, bsk: usize, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            unsafe { kernel_avx512::<14, 2>(kc, a, ask, b, bsk, c, ldc, mr, nr, alpha, beta) }
         }
+        const GATHER_PACK: bool = true;
     }
 
     /// Narrow variant for n ≤ 16: 24×16 tile (24 accumulators), no half-empty B panels.
@@ -965,18 +922,31 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(
-            kc: usize,
-            a: *const f32,
-            b: *const f32,
-            c: *mut f32,
-            ldc: usize,
-            mr: usize,
-            nr: usize,
-            alpha: f32,
-            beta: f32,
-        ) {
-            unsafe { kernel_avx512::<24, 1>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
+        unsafe fn kernel(kc: usize, a: *const f32, ask: usize, b: *const f32, bsk: usize, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            unsafe { kernel_avx512::<24, 1>(kc, a, ask, b, bsk, c, ldc, mr, nr, alpha, beta) }
+        }
+        const GATHER_PACK: bool = true;
+    }
+
+    /// Pack a full MR-row panel of a row-major A (rows `rs` apart) with 16-lane gathers:
+    /// element (i, p) to dst[p*mr + i].
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn pack_a_gather(base: *const f32, rs: usize, mr: usize, kc: usize, dst: *mut f32) {
+        unsafe {
+            let rs = rs as i32;
+            let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let mut r0 = 0;
+            while r0 < mr {
+                let g = (mr - r0).min(16);
+                let mask: __mmask16 = if g == 16 { 0xFFFF } else { ((1u32 << g) - 1) as u16 };
+                let idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(rs));
+                let rb = base.add(r0 * rs as usize);
+                for p in 0..kc {
+                    let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, rb.add(p));
+                    _mm512_mask_storeu_ps(dst.add(p * mr + r0), mask, v);
+                }
+                r0 += 16;
+            }
         }
     }
 
@@ -986,7 +956,9 @@ mod x86 {
     unsafe fn kernel_avx512<const MR: usize, const NV: usize>(
         kc: usize,
         a: *const f32,
+        ask: usize,
         b: *const f32,
+        bsk: usize,
         c: *mut f32,
         ldc: usize,
         mr: usize,
@@ -1006,16 +978,10 @@ mod x86 {
             let mut acc = [[_mm512_setzero_ps(); NV]; MR];
             let mut ap = a;
             let mut bp = b;
-            let pfd = PF_B.load(std::sync::atomic::Ordering::Relaxed);
             for _ in 0..kc {
-                if pfd > 0 {
-                    for v in 0..NV {
-                        _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add(pfd * 16 * NV + 16 * v) as *const i8);
-                    }
-                }
                 let mut bv = [_mm512_setzero_ps(); NV];
                 for v in 0..NV {
-                    bv[v] = _mm512_load_ps(bp.add(16 * v));
+                    bv[v] = _mm512_loadu_ps(bp.add(16 * v));
                 }
                 for i in 0..MR {
                     let ai = _mm512_set1_ps(*ap.add(i));
@@ -1023,8 +989,8 @@ mod x86 {
                         acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
                     }
                 }
-                ap = ap.add(MR);
-                bp = bp.add(16 * NV);
+                ap = ap.add(ask);
+                bp = bp.add(bsk);
             }
             let va = _mm512_set1_ps(alpha);
             let vb = _mm512_set1_ps(beta);
@@ -1068,18 +1034,8 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(
-            kc: usize,
-            a: *const f32,
-            b: *const f32,
-            c: *mut f32,
-            ldc: usize,
-            mr: usize,
-            nr: usize,
-            alpha: f32,
-            beta: f32,
-        ) {
-            unsafe { kernel_avx2::<6>(kc, a, b, c, ldc, mr, nr, alpha, beta) }
+        unsafe fn kernel(kc: usize, a: *const f32, ask: usize, b: *const f32, bsk: usize, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+            unsafe { kernel_avx2::<6>(kc, a, ask, b, bsk, c, ldc, mr, nr, alpha, beta) }
         }
     }
 
@@ -1088,7 +1044,9 @@ mod x86 {
     unsafe fn kernel_avx2<const MR: usize>(
         kc: usize,
         a: *const f32,
+        ask: usize,
         b: *const f32,
+        bsk: usize,
         c: *mut f32,
         ldc: usize,
         mr: usize,
@@ -1102,15 +1060,15 @@ mod x86 {
             let mut ap = a;
             let mut bp = b;
             for _ in 0..kc {
-                let b0 = _mm256_load_ps(bp);
-                let b1 = _mm256_load_ps(bp.add(8));
+                let b0 = _mm256_loadu_ps(bp);
+                let b1 = _mm256_loadu_ps(bp.add(8));
                 for i in 0..MR {
                     let ai = _mm256_broadcast_ss(&*ap.add(i));
                     acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
                     acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
                 }
-                ap = ap.add(MR);
-                bp = bp.add(16);
+                ap = ap.add(ask);
+                bp = bp.add(bsk);
             }
             let va = _mm256_set1_ps(alpha);
             let vb = _mm256_set1_ps(beta);
@@ -1150,29 +1108,3 @@ mod x86 {
     }
 }
 
-#[doc(hidden)]
-/// DEV: run the AVX-512 micro-kernel `reps` times on L1-resident panels; returns seconds.
-pub fn dev_kernel_bench(kc: usize, reps: usize) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use x86::Avx512 as K;
-        let mut buf = PackBuf::take(kc * (K::MR + K::NR) + 64);
-        let p = buf.ptr();
-        unsafe {
-            for i in 0..kc * (K::MR + K::NR) {
-                *p.add(i) = 0.001 * (i % 7) as f32;
-            }
-            let a = p;
-            let b = p.add(kc * K::MR);
-            let mut c = vec![0f32; K::MR * K::NR];
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                K::kernel(kc, a, b, c.as_mut_ptr(), K::NR, K::MR, K::NR, 1.0, 1.0);
-            }
-            std::hint::black_box(&c);
-            return t.elapsed().as_secs_f64();
-        }
-    }
-    #[allow(unreachable_code)]
-    0.0
-}
