@@ -3,6 +3,7 @@
 //! `crate::ops` before they get here, so kernels trust their sizes.
 
 pub mod cpu;
+pub mod profile;
 
 use std::fmt;
 
@@ -15,7 +16,9 @@ pub enum Device {
 
 impl Device {
     pub fn backend(self) -> &'static dyn Backend {
+        static PROFILED_CPU: profile::Profiled = profile::Profiled(&cpu::CpuBackend);
         match self {
+            Device::Cpu if profile::is_enabled() => &PROFILED_CPU,
             Device::Cpu => &cpu::CpuBackend,
         }
     }

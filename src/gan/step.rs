@@ -26,6 +26,10 @@ pub struct StepMetrics {
     pub d_fake_before: f32,
     /// Mean D(G(z)) after the D update (as seen by the G step).
     pub d_fake_after: f32,
+    /// L2 norm of all of D's gradients in its (last) update.
+    pub grad_norm_d: f32,
+    /// L2 norm of all of G's gradients.
+    pub grad_norm_g: f32,
 }
 
 pub struct Gan {
@@ -41,6 +45,14 @@ fn mean_probability(logits: &Tensor) -> f32 {
     v.iter().map(|&l| crate::backend::cpu::activation::sigmoid(l) as f64).sum::<f64>() as f32 / v.len() as f32
 }
 
+/// √(Σ‖grad‖²) over a model's parameters.
+fn grad_norm(model: &Sequential) -> f32 {
+    crate::no_grad(|| {
+        let sq: f64 = model.parameters().iter().filter_map(|p| p.grad()).map(|g| g.mul(&g).sum().item() as f64).sum();
+        sq.sqrt() as f32
+    })
+}
+
 fn set_requires_grad(model: &Sequential, on: bool) {
     for p in model.parameters() {
         p.set_requires_grad(on);
@@ -50,25 +62,42 @@ fn set_requires_grad(model: &Sequential, on: bool) {
 impl Gan {
     /// One D update on `real` and G(z), then one G update with the same z.
     pub fn step(&mut self, real: &Tensor, z: &Tensor) -> StepMetrics {
-        let n = real.shape()[0];
-        let dev = real.device();
+        self.step_k(std::slice::from_ref(real), std::slice::from_ref(z))
+    }
+
+    /// Goodfellow et al.'s Algorithm 1 with k = reals.len() discriminator updates, each on
+    /// its own real batch and noise, then one generator update reusing the last noise (G has
+    /// not changed since, so its fakes are reused rather than recomputed).
+    pub fn step_k(&mut self, reals: &[Tensor], zs: &[Tensor]) -> StepMetrics {
+        assert!(!reals.is_empty() && reals.len() == zs.len(), "Gan::step_k: {} real batches, {} noise batches", reals.len(), zs.len());
+        let n = reals[0].shape()[0];
+        let dev = reals[0].device();
         let ones = Tensor::ones(&[n], dev);
         let zeros = Tensor::zeros(&[n], dev);
-        let d = |x: &Tensor| self.discriminator.forward(x).reshape(&[n]);
+        let mut m = StepMetrics::default();
 
-        // D step: maximise log D(x) + log(1 − D(G(z))).
-        self.opt_d.zero_grad();
-        let fake = self.generator.forward(z);
-        let real_logits = d(real);
-        let fake_logits = d(&fake.detach());
-        let loss_d = bce(&real_logits, &ones).add(&bce(&fake_logits, &zeros));
-        loss_d.backward();
-        self.opt_d.step();
+        // D steps: maximise log D(x) + log(1 − D(G(z))).
+        let mut fake = None;
+        for (real, z) in reals.iter().zip(zs) {
+            self.opt_d.zero_grad();
+            let f = self.generator.forward(z);
+            let real_logits = self.discriminator.forward(real).reshape(&[n]);
+            let fake_logits = self.discriminator.forward(&f.detach()).reshape(&[n]);
+            let loss_d = bce(&real_logits, &ones).add(&bce(&fake_logits, &zeros));
+            loss_d.backward();
+            m.grad_norm_d = grad_norm(&self.discriminator);
+            self.opt_d.step();
+            m.loss_d = loss_d.item();
+            m.d_real = mean_probability(&real_logits);
+            m.d_fake_before = mean_probability(&fake_logits);
+            fake = Some(f);
+        }
+        let fake = fake.expect("at least one D step");
 
         // G step through a frozen D: its weight gradients are neither needed nor computed.
         self.opt_g.zero_grad();
         set_requires_grad(&self.discriminator, false);
-        let fake_logits_after = d(&fake);
+        let fake_logits_after = self.discriminator.forward(&fake).reshape(&[n]);
         let loss_g = match self.loss {
             GeneratorLoss::NonSaturating => bce(&fake_logits_after, &ones),
             // log(1 − σ(l)) = −bce(l, 0)
@@ -76,14 +105,10 @@ impl Gan {
         };
         loss_g.backward();
         set_requires_grad(&self.discriminator, true);
+        m.grad_norm_g = grad_norm(&self.generator);
         self.opt_g.step();
-
-        StepMetrics {
-            loss_d: loss_d.item(),
-            loss_g: loss_g.item(),
-            d_real: mean_probability(&real_logits),
-            d_fake_before: mean_probability(&fake_logits),
-            d_fake_after: mean_probability(&fake_logits_after),
-        }
+        m.loss_g = loss_g.item();
+        m.d_fake_after = mean_probability(&fake_logits_after);
+        m
     }
 }

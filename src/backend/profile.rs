@@ -1,0 +1,188 @@
+//! Time per kernel family, for `dcgan bench`'s breakdown: a [`Backend`] that forwards every
+//! call to the real one and adds its wall time (and a convolution's FLOPs) to a table.
+//! Enabled per process with [`enable`]; when off, `Device::backend()` hands out the plain
+//! backend and nothing is measured.
+
+use super::{AdamParams, Backend, Binary, ChannelShape, ConvGeom, Storage, Unary};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// The families the breakdown reports, in display order.
+pub const CATEGORIES: &[&str] = &[
+    "conv forward",
+    "conv backward-data",
+    "conv backward-weight",
+    "batchnorm",
+    "activations",
+    "loss",
+    "adam",
+    "matmul",
+    "other",
+];
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Clone, Debug, Default)]
+pub struct Entry {
+    pub seconds: f64,
+    pub calls: u64,
+    pub flops: f64,
+}
+
+static TABLE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+
+pub fn enable(on: bool) {
+    ENABLED.store(on, Ordering::SeqCst);
+}
+
+pub fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The accumulated table (one entry per [`CATEGORIES`] name), and clears it.
+pub fn take() -> Vec<(&'static str, Entry)> {
+    let mut t = TABLE.lock().expect("profile table");
+    let entries = std::mem::take(&mut *t);
+    CATEGORIES.iter().enumerate().map(|(i, &c)| (c, entries.get(i).cloned().unwrap_or_default())).collect()
+}
+
+fn record<T>(category: usize, flops: f64, f: impl FnOnce() -> T) -> T {
+    let t0 = Instant::now();
+    let r = f();
+    let dt = t0.elapsed().as_secs_f64();
+    let mut t = TABLE.lock().expect("profile table");
+    if t.len() < CATEGORIES.len() {
+        t.resize(CATEGORIES.len(), Entry::default());
+    }
+    let e = &mut t[category];
+    e.seconds += dt;
+    e.calls += 1;
+    e.flops += flops;
+    r
+}
+
+const CONV_FWD: usize = 0;
+const CONV_BWD_DATA: usize = 1;
+const CONV_BWD_WEIGHT: usize = 2;
+const BATCHNORM: usize = 3;
+const ACTIVATIONS: usize = 4;
+const LOSS: usize = 5;
+const ADAM: usize = 6;
+const MATMUL: usize = 7;
+const OTHER: usize = 8;
+
+pub struct Profiled(pub &'static dyn Backend);
+
+impl Backend for Profiled {
+    fn zeros(&self, len: usize) -> Storage {
+        record(OTHER, 0.0, || self.0.zeros(len))
+    }
+    fn upload(&self, data: Vec<f32>) -> Storage {
+        record(OTHER, 0.0, || self.0.upload(data))
+    }
+    fn download(&self, s: &Storage) -> Vec<f32> {
+        record(OTHER, 0.0, || self.0.download(s))
+    }
+    fn copy(&self, s: &Storage) -> Storage {
+        record(OTHER, 0.0, || self.0.copy(s))
+    }
+    fn fill(&self, s: &mut Storage, value: f32) {
+        record(OTHER, 0.0, || self.0.fill(s, value))
+    }
+    fn binary(&self, op: Binary, a: &Storage, b: &Storage) -> Storage {
+        record(OTHER, 0.0, || self.0.binary(op, a, b))
+    }
+    fn affine(&self, x: &Storage, alpha: f32, beta: f32) -> Storage {
+        record(OTHER, 0.0, || self.0.affine(x, alpha, beta))
+    }
+    fn axpby(&self, a: f32, x: &Storage, b: f32, y: &mut Storage) {
+        record(OTHER, 0.0, || self.0.axpby(a, x, b, y))
+    }
+    fn unary(&self, op: Unary, x: &Storage) -> Storage {
+        record(ACTIVATIONS, 0.0, || self.0.unary(op, x))
+    }
+    fn unary_backward(&self, op: Unary, saved: &Storage, dy: &Storage) -> Storage {
+        record(ACTIVATIONS, 0.0, || self.0.unary_backward(op, saved, dy))
+    }
+    fn sum(&self, x: &Storage) -> Storage {
+        record(OTHER, 0.0, || self.0.sum(x))
+    }
+    fn broadcast_scalar(&self, s: &Storage, scale: f32, len: usize) -> Storage {
+        record(OTHER, 0.0, || self.0.broadcast_scalar(s, scale, len))
+    }
+    fn sum_channels(&self, x: &Storage, shape: ChannelShape) -> Storage {
+        record(OTHER, 0.0, || self.0.sum_channels(x, shape))
+    }
+    fn add_channels(&self, x: &Storage, bias: &Storage, shape: ChannelShape) -> Storage {
+        record(OTHER, 0.0, || self.0.add_channels(x, bias, shape))
+    }
+    fn matmul(&self, a: &Storage, ta: bool, b: &Storage, tb: bool, m: usize, n: usize, k: usize) -> Storage {
+        record(MATMUL, 2.0 * (m * n * k) as f64, || self.0.matmul(a, ta, b, tb, m, n, k))
+    }
+    fn conv2d_forward(&self, x: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
+        record(CONV_FWD, 2.0 * g.macs() as f64, || self.0.conv2d_forward(x, w, g))
+    }
+    fn conv2d_backward_data(&self, dy: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
+        record(CONV_BWD_DATA, 2.0 * g.macs() as f64, || self.0.conv2d_backward_data(dy, w, g))
+    }
+    fn conv2d_backward_weight(&self, x: &Storage, dy: &Storage, g: &ConvGeom) -> Storage {
+        record(CONV_BWD_WEIGHT, 2.0 * g.macs() as f64, || self.0.conv2d_backward_weight(x, dy, g))
+    }
+    fn batchnorm2d_forward_train(
+        &self,
+        x: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+    ) -> (Storage, Storage, Storage) {
+        record(BATCHNORM, 0.0, || self.0.batchnorm2d_forward_train(x, gamma, beta, shape, eps))
+    }
+    fn batchnorm2d_forward_eval(
+        &self,
+        x: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        mean: &Storage,
+        var: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+    ) -> Storage {
+        record(BATCHNORM, 0.0, || self.0.batchnorm2d_forward_eval(x, gamma, beta, mean, var, shape, eps))
+    }
+    fn batchnorm2d_backward(
+        &self,
+        x: &Storage,
+        dy: &Storage,
+        gamma: &Storage,
+        mean: &Storage,
+        var: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        batch_stats: bool,
+    ) -> (Storage, Storage, Storage) {
+        record(BATCHNORM, 0.0, || self.0.batchnorm2d_backward(x, dy, gamma, mean, var, shape, eps, batch_stats))
+    }
+    fn bce_with_logits(&self, x: &Storage, target: &Storage) -> Storage {
+        record(LOSS, 0.0, || self.0.bce_with_logits(x, target))
+    }
+    fn bce_with_logits_backward(&self, x: &Storage, target: &Storage, dloss: &Storage) -> Storage {
+        record(LOSS, 0.0, || self.0.bce_with_logits_backward(x, target, dloss))
+    }
+    fn adam_step(&self, p: &mut Storage, grad: &Storage, m: &mut Storage, v: &mut Storage, hp: &AdamParams) {
+        record(ADAM, 0.0, || self.0.adam_step(p, grad, m, v, hp))
+    }
+    fn sgd_step(
+        &self,
+        p: &mut Storage,
+        grad: &Storage,
+        buf: &mut Storage,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        first_step: bool,
+    ) {
+        record(ADAM, 0.0, || self.0.sgd_step(p, grad, buf, lr, momentum, weight_decay, first_step))
+    }
+}

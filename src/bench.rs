@@ -1,0 +1,192 @@
+//! `dcgan bench`: time whole DCGAN training steps (one D update on real + detached fake,
+//! one G update) on random data, and say where the time goes.
+
+use crate::backend::{Device, profile};
+use crate::gan::{DcganConfig, Gan, GeneratorLoss, discriminator, generator};
+use crate::nn::Module;
+use crate::optim::Adam;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+use serde::Serialize;
+use std::time::Instant;
+
+pub struct BenchOptions {
+    pub model: DcganConfig,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub warmup: usize,
+    pub device: Device,
+    /// Peak GFLOP/s to compare with; None: measure this machine's with the engine's gemm.
+    pub peak_gflops: Option<f64>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Breakdown {
+    pub kernel: String,
+    pub ms_per_step: f64,
+    pub share: f64,
+    pub calls_per_step: f64,
+    pub gflops: Option<f64>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct BenchReport {
+    pub device: String,
+    pub image_size: usize,
+    pub channels: usize,
+    pub batch_size: usize,
+    pub nz: usize,
+    pub ngf: usize,
+    pub ndf: usize,
+    pub threads: usize,
+    pub steps: usize,
+    pub ms_per_step_median: f64,
+    pub ms_per_step_min: f64,
+    pub images_per_s: f64,
+    /// Convolution FLOPs of one step, as executed (D's weight gradients are skipped in the G
+    /// step).
+    pub conv_gflop_per_step: f64,
+    /// Convolution FLOPs over the whole median step time.
+    pub gflops: f64,
+    pub peak_gflops: f64,
+    pub peak_measured: bool,
+    pub percent_of_peak: f64,
+    pub peak_rss_mib: f64,
+    pub breakdown: Vec<Breakdown>,
+}
+
+/// Peak resident set size of this process so far (Linux: VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The machine's practical fp32 peak as the engine's own gemm reaches it (2048³, best of 3).
+pub fn measure_gemm_peak() -> f64 {
+    use crate::backend::cpu::gemm::{MatRef, sgemm};
+    let n = 2048;
+    let mut rng = Rng::new(1);
+    let mut a = vec![0.0; n * n];
+    let mut b = vec![0.0; n * n];
+    rng.fill_uniform(&mut a, -1.0, 1.0);
+    rng.fill_uniform(&mut b, -1.0, 1.0);
+    let mut c = vec![0.0; n * n];
+    let mut best = f64::INFINITY;
+    for _ in 0..4 {
+        let t = Instant::now();
+        sgemm(n, n, n, 1.0, MatRef::row_major(&a, n), MatRef::row_major(&b, n), 0.0, &mut c, n);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+pub fn run(opts: &BenchOptions) -> BenchReport {
+    let cfg = opts.model;
+    let dev = opts.device;
+    let mut rng = Rng::new(0);
+    let g = generator(&cfg, &mut rng, dev);
+    let d = discriminator(&cfg, &mut rng, dev);
+    let opt_g = Adam::new(g.parameters(), 2e-4, (0.5, 0.999));
+    let opt_d = Adam::new(d.parameters(), 2e-4, (0.5, 0.999));
+    let mut gan = Gan { generator: g, discriminator: d, opt_g, opt_d, loss: GeneratorLoss::NonSaturating };
+    let real = Tensor::rand_uniform(&[opts.batch_size, cfg.channels, cfg.image_size, cfg.image_size], -1.0, 1.0, &mut rng, dev);
+    let z = Tensor::randn(&[opts.batch_size, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+
+    for _ in 0..opts.warmup {
+        gan.step(&real, &z);
+    }
+    let mut times = Vec::with_capacity(opts.steps);
+    for _ in 0..opts.steps {
+        let t = Instant::now();
+        gan.step(&real, &z);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    // A separate profiled pass, so the timed steps carry no bookkeeping.
+    let profiled_steps = opts.steps.clamp(1, 3);
+    profile::enable(true);
+    let _ = profile::take();
+    for _ in 0..profiled_steps {
+        gan.step(&real, &z);
+    }
+    profile::enable(false);
+    let table = profile::take();
+
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let min = times[0];
+    let per_step = |v: f64| v / profiled_steps as f64;
+    let total_profiled: f64 = table.iter().map(|(_, e)| e.seconds).sum();
+    let conv_flops: f64 = table.iter().filter(|(k, _)| k.starts_with("conv")).map(|(_, e)| per_step(e.flops)).sum();
+    let breakdown = table
+        .iter()
+        .filter(|(_, e)| e.calls > 0)
+        .map(|(k, e)| Breakdown {
+            kernel: k.to_string(),
+            ms_per_step: per_step(e.seconds) * 1e3,
+            share: if total_profiled > 0.0 { e.seconds / total_profiled } else { 0.0 },
+            calls_per_step: per_step(e.calls as f64),
+            gflops: (e.flops > 0.0).then(|| e.flops / e.seconds / 1e9),
+        })
+        .collect();
+    let (peak, measured) = match opts.peak_gflops {
+        Some(p) => (p, false),
+        None => (measure_gemm_peak(), true),
+    };
+    let gflops = conv_flops / median / 1e9;
+    BenchReport {
+        device: dev.to_string(),
+        image_size: cfg.image_size,
+        channels: cfg.channels,
+        batch_size: opts.batch_size,
+        nz: cfg.nz,
+        ngf: cfg.ngf,
+        ndf: cfg.ndf,
+        threads: rayon::current_num_threads(),
+        steps: opts.steps,
+        ms_per_step_median: median * 1e3,
+        ms_per_step_min: min * 1e3,
+        images_per_s: opts.batch_size as f64 / median,
+        conv_gflop_per_step: conv_flops / 1e9,
+        gflops,
+        peak_gflops: peak,
+        peak_measured: measured,
+        percent_of_peak: 100.0 * gflops / peak,
+        peak_rss_mib: peak_rss_mib(),
+        breakdown,
+    }
+}
+
+pub fn render_text(r: &BenchReport) -> String {
+    let mut s = format!(
+        "DCGAN-{} {}ch batch {} (nz {}, ngf {}, ndf {}) on {} with {} threads, {} steps\n",
+        r.image_size, r.channels, r.batch_size, r.nz, r.ngf, r.ndf, r.device, r.threads, r.steps
+    );
+    s += &format!(
+        "  {:.1} ms/step median ({:.1} min), {:.1} img/s\n  convolutions: {:.2} GFLOP/step, {:.1} GFLOP/s = {:.1}% of {:.0} GFLOP/s peak ({})\n  peak RSS {:.0} MiB\n",
+        r.ms_per_step_median,
+        r.ms_per_step_min,
+        r.images_per_s,
+        r.conv_gflop_per_step,
+        r.gflops,
+        r.percent_of_peak,
+        r.peak_gflops,
+        if r.peak_measured { "measured: engine gemm 2048³" } else { "--peak" },
+        r.peak_rss_mib
+    );
+    s += "  breakdown (profiled steps):\n";
+    for b in &r.breakdown {
+        s += &format!(
+            "    {:<22} {:>9.2} ms {:>5.1}%  {:>6.0} calls{}\n",
+            b.kernel,
+            b.ms_per_step,
+            100.0 * b.share,
+            b.calls_per_step,
+            b.gflops.map(|g| format!("  {g:.1} GFLOP/s")).unwrap_or_default()
+        );
+    }
+    s
+}
