@@ -1,0 +1,129 @@
+//! A folder of PNG/JPEG images (CelebA, a photo collection, ...), searched recursively in sorted
+//! order so that index `i` is the same image on every machine. Grey, RGB, RGBA, palette and 16-bit
+//! images mix freely: each is converted to the target channels, never refused. Decoding runs in
+//! parallel; the order is the sorted path order regardless.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use image::ImageReader;
+use rayon::prelude::*;
+
+use super::{DataError, Dataset, ImageSet, check_params, list_dir, resize};
+
+fn is_image_name(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["png", "jpg", "jpeg"].iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// Every image file under `dir`, sorted by path. Directory symlinks are followed, but each real
+/// directory is visited once, so a link loop ends.
+fn walk(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    walk_into(dir, &mut seen, &mut out)?;
+    Ok(out)
+}
+
+fn walk_into(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    let real = std::fs::canonicalize(dir).map_err(|e| DataError::io(dir, e))?;
+    if !seen.insert(real) {
+        return Ok(());
+    }
+    for p in list_dir(dir)? {
+        if p.is_dir() {
+            walk_into(&p, seen, out)?;
+        } else if p.is_file() && is_image_name(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn has_images(dir: &Path) -> Result<bool, DataError> {
+    Ok(!walk(dir)?.is_empty())
+}
+
+/// One decoded image at the target size: planar pixels, and whether the source had colour.
+struct Decoded {
+    pixels: Vec<u8>,
+    has_color: bool,
+}
+
+fn decode_one(path: &Path, to_c: Option<usize>, size: usize) -> Result<Decoded, DataError> {
+    let err =
+        |reason: String| DataError::Decode { path: path.display().to_string(), reason, also: String::new() };
+    let img = ImageReader::open(path)
+        .map_err(|e| DataError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?
+        .decode()
+        .map_err(|e| err(e.to_string()))?;
+    let has_color = img.color().has_color();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        return Err(err(format!("image is {w}×{h}, expected at least 1×1")));
+    }
+    // Unknown target (None): keep RGB for now; an all-grey folder is reduced to one plane later.
+    let pixels = match (to_c, has_color) {
+        (Some(1), false) => resize::prepare_hwc(img.to_luma8().as_raw(), h, w, 1, 1, size),
+        (Some(1), true) => resize::prepare_hwc(img.to_rgb8().as_raw(), h, w, 3, 1, size),
+        _ => resize::prepare_hwc(img.to_rgb8().as_raw(), h, w, 3, 3, size),
+    };
+    Ok(Decoded { pixels, has_color })
+}
+
+pub(crate) fn open(
+    dir: &Path,
+    image_size: usize,
+    channels: Option<usize>,
+) -> Result<Box<dyn Dataset>, DataError> {
+    check_params(image_size, channels)?;
+    let files = if dir.is_dir() {
+        walk(dir)?
+    } else {
+        return Err(DataError::WrongFormat {
+            path: dir.display().to_string(),
+            what: "is a file; the folder format expects a directory of PNG/JPEG images".into(),
+        });
+    };
+    if files.is_empty() {
+        return Err(DataError::NoImages { path: dir.display().to_string() });
+    }
+    let decoded: Vec<Result<Decoded, DataError>> =
+        files.par_iter().map(|p| decode_one(p, channels, image_size)).collect();
+    // The first failure in path order, so the message does not depend on thread timing; the
+    // count of the others, so the user fixes them all in one go.
+    let failures = decoded.iter().filter(|d| d.is_err()).count();
+    if failures > 0 {
+        let mut first = decoded.into_iter().find_map(Result::err).expect("a failure");
+        if let DataError::Decode { also, .. } = &mut first
+            && failures > 1
+        {
+            *also = format!(
+                " (and {} more unreadable image{})",
+                failures - 1,
+                if failures > 2 { "s" } else { "" }
+            );
+        }
+        return Err(first);
+    }
+    let decoded: Vec<Decoded> = decoded.into_iter().map(|d| d.expect("checked above")).collect();
+    let any_color = decoded.iter().any(|d| d.has_color);
+    let to_c = channels.unwrap_or(if any_color { 3 } else { 1 });
+    let plane = image_size * image_size;
+    let mut pixels = Vec::with_capacity(decoded.len() * to_c * plane);
+    for d in &decoded {
+        // Only the all-grey folder with channels unspecified needs reducing: R = G = B there.
+        pixels.extend_from_slice(if d.pixels.len() == to_c * plane { &d.pixels } else { &d.pixels[..plane] });
+    }
+    let grey = decoded.len() - decoded.iter().filter(|d| d.has_color).count();
+    let description = format!(
+        "image folder ({}): {} images ({} colour, {grey} greyscale) -> {to_c}×{image_size}×{image_size}",
+        dir.display(),
+        decoded.len(),
+        decoded.len() - grey,
+    );
+    Ok(Box::new(ImageSet::new(to_c, to_c, image_size, pixels, None, description)))
+}
