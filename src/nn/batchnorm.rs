@@ -67,4 +67,14 @@ impl Module for BatchNorm2d {
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![("num_batches_tracked".to_string(), self.num_batches_tracked.load(Ordering::Relaxed))]
+    }
+    fn set_counter(&self, name: &str, value: u64) -> bool {
+        if name != "num_batches_tracked" {
+            return false;
+        }
+        self.num_batches_tracked.store(value, Ordering::Relaxed);
+        true
+    }
 }

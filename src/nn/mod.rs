@@ -36,6 +36,18 @@ pub trait Module: Send + Sync {
 
     /// Training mode (batch statistics in BatchNorm) or eval mode (running statistics).
     fn set_training(&mut self, _training: bool) {}
+
+    /// Integer state that is not a tensor, under its `state_dict` name relative to this module
+    /// (BatchNorm2d's "num_batches_tracked", "1.num_batches_tracked" in a Sequential), in
+    /// PyTorch's order. Checkpoints store each as a 0-dim int64 tensor.
+    fn counters(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+
+    /// Set the counter `name` (a name from [`Module::counters`]); false when there is none.
+    fn set_counter(&self, _name: &str, _value: u64) -> bool {
+        false
+    }
 }
 
 /// A fresh trainable leaf.

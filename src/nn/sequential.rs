@@ -41,4 +41,18 @@ impl Module for Sequential {
             layer.set_training(training);
         }
     }
+    fn counters(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            out.extend(layer.counters().into_iter().map(|(name, n)| (format!("{i}.{name}"), n)));
+        }
+        out
+    }
+    fn set_counter(&self, name: &str, value: u64) -> bool {
+        let Some((index, rest)) = name.split_once('.') else { return false };
+        match index.parse::<usize>().ok().and_then(|i| self.layers.get(i)) {
+            Some(layer) => layer.set_counter(rest, value),
+            None => false,
+        }
+    }
 }
