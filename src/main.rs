@@ -1,3 +1,211 @@
-fn main() {
-    println!("dcgan {}", env!("CARGO_PKG_VERSION"));
+//! The `dcgan` command line. Each subcommand parses its flags here and calls the library;
+//! errors print as one message (with their causes) and exit 1, never as a panic.
+
+use clap::{Args, Parser, Subcommand};
+use dcgan::gan::config::{DataFormatArg, LossKind, TrainConfig, WeightDtype};
+use dcgan::gan::sample::{SampleOptions, sample};
+use dcgan::gan::trainer::{TrainOptions, train};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "dcgan",
+    version,
+    about = "Train DCGANs with a from-scratch tensor engine (CPU and CUDA kernels)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a DCGAN (Radford et al.) on synthetic shapes, MNIST-family idx, CIFAR-10 or an image folder.
+    Train(TrainArgs),
+    /// Generate images from a checkpoint's generator (BatchNorm in eval mode).
+    Sample(SampleArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// "synthetic" (procedural shapes, no files needed) or a path to a dataset.
+    #[arg(long, default_value = "synthetic")]
+    data: String,
+    /// Dataset format; auto detects idx (raw or .gz), CIFAR-10 binary and image folders.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: DataFormatArg,
+    /// Image side, a power of two from 16; the networks deepen with it (64 is the paper's).
+    #[arg(long, default_value_t = 32)]
+    image_size: usize,
+    /// Image channels, 1 or 3 (default: the data's own).
+    #[arg(long)]
+    channels: Option<usize>,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Generator steps to reach (a total: with --resume, the run continues up to it).
+    #[arg(long, conflicts_with = "epochs")]
+    steps: Option<u64>,
+    /// Passes over a finite dataset (instead of --steps).
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Size of the latent vector z.
+    #[arg(long, default_value_t = 100)]
+    nz: usize,
+    /// Generator width (channels of its last hidden layer).
+    #[arg(long, default_value_t = 64)]
+    ngf: usize,
+    /// Discriminator width (channels of its first layer).
+    #[arg(long, default_value_t = 64)]
+    ndf: usize,
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f32,
+    #[arg(long, default_value_t = 0.5)]
+    beta1: f32,
+    #[arg(long, default_value_t = 0.999)]
+    beta2: f32,
+    /// Discriminator updates per generator update (k in Goodfellow et al.'s Algorithm 1).
+    #[arg(long, default_value_t = 1)]
+    d_steps: usize,
+    /// Generator loss: non-saturating −log D(G(z)) or minimax log(1 − D(G(z))).
+    #[arg(long, value_enum, default_value = "non-saturating")]
+    loss: LossKind,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// CPU worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Run directory (default runs/<UTC timestamp>; with --resume, the resumed run's).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write a sample grid from fixed noise every N steps.
+    #[arg(long, default_value_t = 100)]
+    sample_every: u64,
+    /// Write a checkpoint every N steps (and always at the end).
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: u64,
+    /// Print a log line every N steps.
+    #[arg(long, default_value_t = 20)]
+    log_every: u64,
+    /// Continue a run from a checkpoint or run directory, bit for bit (CPU).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Storage type of the weights files (the optimizer file keeps f32 masters).
+    #[arg(long, value_enum, default_value = "f32")]
+    save_dtype: WeightDtype,
+    /// Plain log lines instead of a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// A checkpoint directory, or a run directory (its latest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 64)]
+    n: usize,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = 0, conflicts_with = "z")]
+    seed: u64,
+    /// safetensors file with the noise as a tensor "z" [n, nz, 1, 1] (instead of --seed).
+    #[arg(long)]
+    z: Option<PathBuf>,
+    #[arg(long, default_value = "samples")]
+    out: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// runs/YYYYmmdd-HHMMSS in UTC, from the system clock (no timezone database needed).
+fn default_run_dir() -> PathBuf {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    PathBuf::from(format!(
+        "runs/{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    ))
+}
+
+fn run_train(a: TrainArgs) -> anyhow::Result<()> {
+    let cfg = TrainConfig {
+        data: a.data,
+        format: a.format,
+        image_size: a.image_size,
+        channels: a.channels,
+        batch_size: a.batch_size,
+        steps: a.steps,
+        epochs: a.epochs,
+        nz: a.nz,
+        ngf: a.ngf,
+        ndf: a.ndf,
+        lr: a.lr,
+        beta1: a.beta1,
+        beta2: a.beta2,
+        d_steps: a.d_steps,
+        loss: a.loss,
+        device: a.device,
+        threads: a.threads,
+        seed: a.seed,
+        sample_every: a.sample_every,
+        checkpoint_every: a.checkpoint_every,
+        log_every: a.log_every,
+        save_dtype: a.save_dtype,
+    };
+    let out = match (a.out, &a.resume) {
+        (Some(out), _) => out,
+        // Resuming writes into the run the checkpoint belongs to.
+        (None, Some(resume)) => dcgan::gan::checkpoint::run_dir_of(resume)?,
+        (None, None) => default_run_dir(),
+    };
+    let summary = train(cfg, &TrainOptions { out, resume: a.resume, no_progress: a.no_progress })?;
+    let verb = if summary.interrupted { "stopped" } else { "finished" };
+    eprintln!("{verb} at step {}; outputs in {}", summary.steps, summary.out.display());
+    Ok(())
+}
+
+fn run_sample(a: SampleArgs) -> anyhow::Result<()> {
+    let device = dcgan::gan::parse_device(&a.device)?;
+    let out = sample(&SampleOptions {
+        checkpoint: a.checkpoint,
+        n: a.n,
+        seed: a.seed,
+        z: a.z,
+        out: a.out,
+        device,
+    })?;
+    eprintln!("wrote {0}/samples.png and {0}/samples.safetensors", out.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => run_train(a),
+        Command::Sample(a) => run_sample(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

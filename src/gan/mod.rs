@@ -1,7 +1,33 @@
-//! The DCGAN: the two networks and one training step.
+//! The DCGAN: the two networks, one training step, the training loop and its checkpoints.
 
+pub mod checkpoint;
+pub mod config;
 pub mod models;
+pub mod sample;
 pub mod step;
+pub mod trainer;
 
+pub use config::TrainConfig;
 pub use models::{DcganConfig, discriminator, generator};
 pub use step::{Gan, GeneratorLoss, StepMetrics};
+
+use crate::backend::Device;
+
+/// Steps of a run given neither --steps nor --epochs: what the default synthetic run needs
+/// to draw recognisable shapes in under five minutes on two cores (see the README).
+pub const DEFAULT_STEPS: u64 = 600;
+
+/// `--device auto|cpu|cuda[:N]`.
+pub fn parse_device(s: &str) -> anyhow::Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => {
+            eprintln!("device auto: no CUDA backend in this build; using the CPU");
+            Ok(Device::Cpu)
+        }
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            anyhow::bail!("--device {s}: this build has no CUDA backend yet; use --device cpu")
+        }
+        s => anyhow::bail!("--device {s}: expected auto, cpu, cuda or cuda:N"),
+    }
+}

@@ -1,0 +1,134 @@
+//! Everything that defines a training run. Saved as `config.json` in the run directory and
+//! inside every checkpoint's `state.json`, so a run can be resumed or sampled from alone.
+
+use super::models::DcganConfig;
+use super::step::GeneratorLoss;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// "synthetic" or a path.
+    pub data: String,
+    pub format: DataFormatArg,
+    pub image_size: usize,
+    /// None: the data's own channel count.
+    pub channels: Option<usize>,
+    pub batch_size: usize,
+    /// Total generator steps; `epochs` is turned into steps once the dataset size is known.
+    pub steps: Option<u64>,
+    pub epochs: Option<u64>,
+    pub nz: usize,
+    pub ngf: usize,
+    pub ndf: usize,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub d_steps: usize,
+    pub loss: LossKind,
+    pub device: String,
+    pub threads: Option<usize>,
+    pub seed: u64,
+    pub sample_every: u64,
+    pub checkpoint_every: u64,
+    pub log_every: u64,
+    pub save_dtype: WeightDtype,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFormatArg {
+    Auto,
+    Mnist,
+    Cifar10,
+    Folder,
+}
+
+/// Storage type of the weights files (the optimizer file keeps f32 masters, so resuming is
+/// exact whatever this is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    NonSaturating,
+    Minimax,
+}
+
+impl From<LossKind> for GeneratorLoss {
+    fn from(k: LossKind) -> Self {
+        match k {
+            LossKind::NonSaturating => GeneratorLoss::NonSaturating,
+            LossKind::Minimax => GeneratorLoss::Minimax,
+        }
+    }
+}
+
+/// The largest image side accepted: a 2048² DCGAN already needs ~10 GiB of activations at
+/// batch 64; anything bigger is a typo.
+pub const MAX_IMAGE_SIZE: usize = 2048;
+
+impl TrainConfig {
+    pub fn model(&self, channels: usize) -> DcganConfig {
+        DcganConfig { image_size: self.image_size, channels, nz: self.nz, ngf: self.ngf, ndf: self.ndf }
+    }
+
+    /// Checks every value a user can set; the message names the flag and what it accepts.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        let s = self.image_size;
+        if !(16..=MAX_IMAGE_SIZE).contains(&s) || !s.is_power_of_two() {
+            bail!(
+                "--image-size {s}: expected a power of two from 16 to {MAX_IMAGE_SIZE} (16, 32, 64, 128, ...)"
+            );
+        }
+        if let Some(c) = self.channels
+            && c != 1
+            && c != 3
+        {
+            bail!("--channels {c}: expected 1 (greyscale) or 3 (RGB)");
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size 0: expected at least 1 (BatchNorm needs 2 or more)");
+        }
+        if self.batch_size == 1 {
+            bail!("--batch-size 1: BatchNorm needs at least 2 images per batch");
+        }
+        if self.steps == Some(0) || self.epochs == Some(0) {
+            bail!("--steps/--epochs 0: expected at least 1");
+        }
+        for (flag, v) in
+            [("--nz", self.nz), ("--ngf", self.ngf), ("--ndf", self.ndf), ("--d-steps", self.d_steps)]
+        {
+            if v == 0 {
+                bail!("{flag} 0: expected at least 1");
+            }
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            bail!("--lr {}: expected a positive finite learning rate (DCGAN uses 2e-4)", self.lr);
+        }
+        for (flag, b) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                bail!("--{} {b}: expected a value in [0, 1)", flag.trim_start_matches('-'));
+            }
+        }
+        for (flag, v) in [
+            ("--sample-every", self.sample_every),
+            ("--checkpoint-every", self.checkpoint_every),
+            ("--log-every", self.log_every),
+        ] {
+            if v == 0 {
+                bail!("{flag} 0: expected at least 1");
+            }
+        }
+        if self.threads == Some(0) {
+            bail!("--threads 0: expected at least 1");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,373 @@
+//! The training loop behind `dcgan train`: data, models, the step, and everything a run
+//! leaves in its directory (see the README for the layout).
+
+use super::checkpoint::{self, RunState};
+use super::config::{DataFormatArg, TrainConfig};
+use super::models::{discriminator, generator};
+use super::step::{Gan, StepMetrics};
+use crate::backend::Device;
+use crate::data::{self, DataFormat, Dataset, Loader};
+use crate::io::{self, MetricsCsv};
+use crate::nn::Module;
+use crate::optim::Adam;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+use anyhow::{Context, Result, bail};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Samples in every grid: 64 as in PyTorch's example, an 8×8 grid.
+pub const GRID_SAMPLES: usize = 64;
+
+/// Columns of metrics.csv: only numbers of the game, so a resumed run's file is
+/// byte-identical to an uninterrupted one (timings go to timing.csv).
+pub const METRIC_COLUMNS: &[&str] = &[
+    "step",
+    "epoch",
+    "loss_d",
+    "loss_g",
+    "d_real",
+    "d_fake_before",
+    "d_fake_after",
+    "grad_norm_d",
+    "grad_norm_g",
+];
+
+/// Set by Ctrl-C; the loop checkpoints and stops at the end of the current step.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+pub struct TrainOptions {
+    pub out: PathBuf,
+    /// Continue from this checkpoint (or run directory).
+    pub resume: Option<PathBuf>,
+    /// Plain log lines even on a terminal.
+    pub no_progress: bool,
+}
+
+pub struct Summary {
+    pub steps: u64,
+    pub last: Option<StepMetrics>,
+    pub interrupted: bool,
+    pub out: PathBuf,
+}
+
+fn data_format(f: DataFormatArg) -> DataFormat {
+    match f {
+        DataFormatArg::Auto => DataFormat::Auto,
+        DataFormatArg::Mnist => DataFormat::Mnist,
+        DataFormatArg::Cifar10 => DataFormat::Cifar10,
+        DataFormatArg::Folder => DataFormat::Folder,
+    }
+}
+
+pub fn open_dataset(cfg: &TrainConfig) -> Result<Arc<dyn Dataset>> {
+    let ds: Box<dyn Dataset> = if cfg.data == "synthetic" {
+        data::synthetic(cfg.seed, cfg.image_size)
+    } else {
+        data::open(Path::new(&cfg.data), data_format(cfg.format), cfg.image_size, cfg.channels)?
+    };
+    Ok(Arc::from(ds))
+}
+
+/// Generator steps the run should reach.
+fn total_steps(cfg: &TrainConfig, ds: &dyn Dataset) -> Result<u64> {
+    match (cfg.steps, cfg.epochs, ds.len()) {
+        (Some(s), _, _) => Ok(s),
+        (None, Some(_), None) => {
+            bail!("--epochs needs a finite dataset; synthetic data is unlimited: use --steps")
+        }
+        (None, Some(e), Some(len)) => {
+            let batches = (len / cfg.batch_size) as u64 * e;
+            Ok(batches.div_ceil(cfg.d_steps as u64).max(1))
+        }
+        (None, None, _) => Ok(crate::gan::DEFAULT_STEPS),
+    }
+}
+
+fn check_writable(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("--out {}: cannot create the directory", out.display()))?;
+    let probe = out.join(".dcgan-write-test");
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("--out {}: directory is not writable", out.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn install_ctrl_c() {
+    // A second handler (a second train call in one process) is refused by ctrlc; the first
+    // one already sets the same flag.
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130); // second Ctrl-C: stop now
+        }
+    });
+}
+
+/// Noise for a batch: N(0, 1), [n, nz, 1, 1], drawn on the host from the run's generator.
+pub fn noise(n: usize, nz: usize, rng: &mut Rng, device: Device) -> Tensor {
+    Tensor::randn(&[n, nz, 1, 1], 0.0, 1.0, rng, device)
+}
+
+/// G in eval mode (running BatchNorm statistics) without recording: sampling never disturbs
+/// training.
+pub fn sample_images(gan: &mut Gan, z: &Tensor) -> Tensor {
+    gan.generator.set_training(false);
+    let images = crate::no_grad(|| gan.generator.forward(z));
+    gan.generator.set_training(true);
+    images
+}
+
+pub fn save_grid(path: &Path, images: &Tensor) -> Result<()> {
+    let [n, c, h, w] = images.dims4("save_grid");
+    io::save_image_grid(path, &images.to_vec(), n, c, h, w, 8)?;
+    Ok(())
+}
+
+fn log_line(step: u64, total: u64, epoch: u64, m: &StepMetrics, ms: f64, img_s: f64) -> String {
+    format!(
+        "step {step:>6}/{total} epoch {epoch:>3} | loss_D {:.4} loss_G {:.4} | D(x) {:.3} D(G(z)) {:.3} -> {:.3} | {ms:.1} ms/step {img_s:.0} img/s",
+        m.loss_d, m.loss_g, m.d_real, m.d_fake_before, m.d_fake_after
+    )
+}
+
+/// losses.png from metrics.csv: the whole history, resumed parts included.
+pub fn plot_losses(out: &Path) -> Result<()> {
+    let (cols, rows) = io::read_metrics_csv(&out.join("metrics.csv"))?;
+    let col = |name: &str| -> Vec<f64> {
+        let i = cols.iter().position(|c| c == name).expect("metrics.csv column");
+        rows.iter().map(|r| r[i]).collect()
+    };
+    let steps = col("step");
+    let series = [
+        ("loss_D", col("loss_d")),
+        ("loss_G", col("loss_g")),
+        ("D(x)", col("d_real")),
+        ("D(G(z))", col("d_fake_before")),
+    ];
+    let refs: Vec<(&str, &[f64])> = series.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    let opts = io::PlotOptions::new("DCGAN training", "generator step", "loss / probability");
+    io::plot_series(&out.join("losses.png"), &opts, &steps, &refs)?;
+    Ok(())
+}
+
+pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
+    let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
+    let resumed: Option<RunState> = resume_dir.as_deref().map(checkpoint::read_state).transpose()?;
+    if let Some(state) = &resumed {
+        // The run's own settings win; only the length may be extended.
+        let (steps, epochs) = (cfg.steps, cfg.epochs);
+        cfg = state.config.clone();
+        if steps.is_some() || epochs.is_some() {
+            cfg.steps = steps;
+            cfg.epochs = epochs;
+        }
+    }
+    cfg.validate()?;
+    let device = crate::gan::parse_device(&cfg.device)?;
+    if let Some(t) = cfg.threads {
+        // Only the first call in a process can size the global pool; later calls keep it.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
+    }
+    let out = opts.out.clone();
+    check_writable(&out)?;
+
+    let dataset = open_dataset(&cfg)?;
+    let channels = match &resumed {
+        Some(s) => s.channels,
+        None => dataset.channels(),
+    };
+    if dataset.channels() != channels {
+        bail!(
+            "{}: data has {} channels, the checkpoint was trained on {channels}",
+            cfg.data,
+            dataset.channels()
+        );
+    }
+    let total = total_steps(&cfg, dataset.as_ref())?;
+    let loader_state = resumed.as_ref().map(|s| s.loader).unwrap_or_default();
+    let mut loader = Loader::restore(dataset.clone(), cfg.batch_size, cfg.seed, loader_state)?;
+
+    let model = cfg.model(channels);
+    let mut rng = Rng::new(cfg.seed);
+    let g = generator(&model, &mut rng, device);
+    let d = discriminator(&model, &mut rng, device);
+    let opt_g = Adam::new(g.parameters(), cfg.lr, (cfg.beta1, cfg.beta2));
+    let opt_d = Adam::new(d.parameters(), cfg.lr, (cfg.beta1, cfg.beta2));
+    let mut gan = Gan { generator: g, discriminator: d, opt_g, opt_d, loss: cfg.loss.into() };
+    // Fixed noise for the sample grids: its own stream, so it is the same on resume.
+    let fixed_z = noise(GRID_SAMPLES, cfg.nz, &mut Rng::new(cfg.seed ^ 0xF1CED), device);
+
+    let mut step = 0;
+    let mut epoch = 0;
+    if let (Some(dir), Some(state)) = (&resume_dir, &resumed) {
+        checkpoint::load_into(dir, &mut gan)?;
+        rng = Rng::from_state(state.rng);
+        step = state.step;
+        epoch = state.epoch;
+        if step >= total {
+            bail!(
+                "--resume {}: already at step {step} of {total}; pass a larger --steps to continue",
+                dir.display()
+            );
+        }
+        eprintln!("resuming {} at step {step}", dir.display());
+    }
+
+    io::write_json_atomic(&out.join("config.json"), &cfg)?;
+    let mut metrics =
+        MetricsCsv::open(&out.join("metrics.csv"), METRIC_COLUMNS, resumed.as_ref().map(|s| s.step))?;
+    let mut timing = MetricsCsv::open(
+        &out.join("timing.csv"),
+        &["step", "ms", "img_per_s"],
+        resumed.as_ref().map(|s| s.step),
+    )?;
+    std::fs::create_dir_all(out.join("samples"))
+        .with_context(|| format!("cannot create {}/samples", out.display()))?;
+
+    eprintln!("device: {device}; data: {}", dataset.describe());
+    eprintln!(
+        "G {} params, D {} params; image {}x{}x{}, batch {}, {} steps -> {}",
+        checkpoint::parameter_count(&gan.generator),
+        checkpoint::parameter_count(&gan.discriminator),
+        channels,
+        cfg.image_size,
+        cfg.image_size,
+        cfg.batch_size,
+        total,
+        out.display()
+    );
+
+    let image_len = channels * cfg.image_size * cfg.image_size;
+    let batch_shape = [cfg.batch_size, channels, cfg.image_size, cfg.image_size];
+    let mut host_batch = Vec::with_capacity(cfg.batch_size * image_len);
+    if step == 0 {
+        // A grid of real images from a loader of its own, so training batches are unchanged.
+        let mut peek =
+            Loader::new(dataset.clone(), cfg.batch_size.min(dataset.len().unwrap_or(usize::MAX)), cfg.seed)?;
+        peek.next_batch(&mut host_batch);
+        let n = (host_batch.len() / image_len).min(GRID_SAMPLES);
+        io::save_image_grid(
+            &out.join("real.png"),
+            &host_batch[..n * image_len],
+            n,
+            channels,
+            cfg.image_size,
+            cfg.image_size,
+            8,
+        )?;
+    }
+
+    install_ctrl_c();
+    let progress = (!opts.no_progress && std::io::stderr().is_terminal()).then(|| {
+        let pb = indicatif::ProgressBar::new(total);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .expect("progress template"),
+        );
+        pb.set_position(step);
+        pb
+    });
+    let say = |line: &str| match &progress {
+        Some(pb) => pb.println(line),
+        None => eprintln!("{line}"),
+    };
+
+    let mut last = None;
+    let mut last_checkpoint = resumed.as_ref().map(|s| s.step);
+    let mut interrupted = false;
+    while step < total {
+        let t0 = Instant::now();
+        let mut reals = Vec::with_capacity(cfg.d_steps);
+        let mut zs = Vec::with_capacity(cfg.d_steps);
+        for _ in 0..cfg.d_steps {
+            let info = loader.next_batch(&mut host_batch);
+            epoch = info.epoch;
+            reals.push(Tensor::from_vec(host_batch.clone(), &batch_shape, device));
+            zs.push(noise(cfg.batch_size, cfg.nz, &mut rng, device));
+        }
+        let m = gan.step_k(&reals, &zs);
+        step += 1;
+        let secs = t0.elapsed().as_secs_f64();
+        let img_s = (cfg.batch_size * cfg.d_steps) as f64 / secs;
+
+        for (name, v) in [
+            ("loss_D", m.loss_d),
+            ("loss_G", m.loss_g),
+            ("grad_norm_D", m.grad_norm_d),
+            ("grad_norm_G", m.grad_norm_g),
+        ] {
+            if !v.is_finite() {
+                let kept = match last_checkpoint {
+                    Some(s) => {
+                        format!("the last good checkpoint, {}, is untouched", checkpoint::step_dir_name(s))
+                    }
+                    None => "no checkpoint had been written yet".to_string(),
+                };
+                bail!("step {step}: {name} is {v}; training stopped ({kept}). Try a lower --lr.");
+            }
+        }
+        metrics.row(&[
+            &step,
+            &epoch,
+            &m.loss_d,
+            &m.loss_g,
+            &m.d_real,
+            &m.d_fake_before,
+            &m.d_fake_after,
+            &m.grad_norm_d,
+            &m.grad_norm_g,
+        ])?;
+        timing.row(&[&step, &(secs * 1e3), &img_s])?;
+        if let Some(pb) = &progress {
+            pb.set_position(step);
+            pb.set_message(format!("loss_D {:.3} loss_G {:.3}", m.loss_d, m.loss_g));
+        }
+        if step % cfg.log_every == 0 || step == total {
+            say(&log_line(step, total, epoch, &m, secs * 1e3, img_s));
+        }
+        if step % cfg.sample_every == 0 || step == total {
+            let images = sample_images(&mut gan, &fixed_z);
+            save_grid(
+                &out.join("samples").join(format!("{}.png", checkpoint::step_dir_name(step))),
+                &images,
+            )?;
+        }
+        interrupted = INTERRUPTED.load(Ordering::SeqCst);
+        if step % cfg.checkpoint_every == 0 || step == total || interrupted {
+            let state = RunState {
+                format_version: checkpoint::FORMAT_VERSION,
+                created_by: format!("dcgan {}", env!("CARGO_PKG_VERSION")),
+                config: cfg.clone(),
+                step,
+                epoch,
+                rng: rng.state(),
+                loader: loader.state(),
+                channels,
+            };
+            let dir = checkpoint::save(&out, &state, &gan)?;
+            last_checkpoint = Some(step);
+            if interrupted {
+                say(&format!(
+                    "interrupted: checkpoint written to {}; continue with --resume {}",
+                    dir.display(),
+                    out.display()
+                ));
+            }
+        }
+        last = Some(m);
+        if interrupted {
+            break;
+        }
+    }
+    if let Some(pb) = &progress {
+        pb.finish_and_clear();
+    }
+    plot_losses(&out)?;
+    Ok(Summary { steps: step, last, interrupted, out })
+}
