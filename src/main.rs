@@ -58,7 +58,7 @@ struct TrainArgs {
     /// Discriminator width (channels of its first layer).
     #[arg(long, default_value_t = 64)]
     ndf: usize,
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = 2e-4, allow_negative_numbers = true)]
     lr: f32,
     #[arg(long, default_value_t = 0.5)]
     beta1: f32,

@@ -1,0 +1,348 @@
+//! The `dcgan` binary end to end: training on the real-data fixture, sampling, resume, and
+//! every bad input answered with a clear message, a non-zero exit and no panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dcgan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dcgan")).args(args).output().expect("run dcgan")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A fresh empty directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dcgan-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Expects failure whose message contains every needle, and no panic.
+fn assert_fails(args: &[&str], needles: &[&str]) {
+    let o = dcgan(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "dcgan {args:?} succeeded:\n{err}");
+    assert!(!err.contains("panicked"), "dcgan {args:?} panicked:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "dcgan {args:?}: message lacks {n:?}:\n{err}");
+    }
+}
+
+fn fixture() -> String {
+    format!("{}/tests/data/fashion-mnist-1k", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tiny configuration that trains in well under a second a step.
+const SMALL: &[&str] =
+    &["--image-size", "16", "--batch-size", "16", "--ngf", "8", "--ndf", "8", "--nz", "16", "--no-progress"];
+
+fn train(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(extra);
+    dcgan(&args)
+}
+
+#[test]
+fn trains_on_the_fashion_mnist_fixture_and_writes_every_output() {
+    let out = scratch("fixture");
+    let data = fixture();
+    let o = train(
+        &out,
+        &[
+            "--data",
+            &data,
+            "--steps",
+            "30",
+            "--sample-every",
+            "10",
+            "--checkpoint-every",
+            "15",
+            "--log-every",
+            "10",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("step     30/30"), "log lines:\n{err}");
+    for f in [
+        "real.png",
+        "samples/step_000010.png",
+        "samples/step_000030.png",
+        "metrics.csv",
+        "timing.csv",
+        "losses.png",
+        "config.json",
+        "checkpoints/latest",
+        "checkpoints/step_000015/generator.safetensors",
+        "checkpoints/step_000030/discriminator.safetensors",
+        "checkpoints/step_000030/optimizer.safetensors",
+        "checkpoints/step_000030/state.json",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    assert_eq!(std::fs::read_to_string(out.join("checkpoints/latest")).unwrap().trim(), "step_000030");
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 31, "header + one row per step");
+    let img = image::open(out.join("real.png")).unwrap();
+    assert_eq!(
+        (img.width(), img.height()),
+        (8 * 18 + 2, 2 * 18 + 2),
+        "16 greyscale 16×16 images, 8 per row, 2 px padding"
+    );
+}
+
+#[test]
+fn resume_continues_bit_for_bit() {
+    let (a, b) = (scratch("resume-a"), scratch("resume-b"));
+    let data = fixture();
+    let common = ["--data", data.as_str(), "--checkpoint-every", "500"];
+    let straight: Vec<&str> = common.iter().copied().chain(["--steps", "24"]).collect();
+    let half: Vec<&str> = common.iter().copied().chain(["--steps", "12"]).collect();
+    assert!(train(&a, &straight).status.success());
+    assert!(train(&b, &half).status.success());
+    let o = dcgan(&["train", "--resume", b.to_str().unwrap(), "--steps", "24", "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["generator.safetensors", "discriminator.safetensors", "optimizer.safetensors"] {
+        let x = std::fs::read(a.join("checkpoints/step_000024").join(f)).unwrap();
+        let y = std::fs::read(b.join("checkpoints/step_000024").join(f)).unwrap();
+        assert!(x == y, "{f} differs between 24 straight steps and 12 + 12 resumed");
+    }
+    assert_eq!(std::fs::read(a.join("metrics.csv")).unwrap(), std::fs::read(b.join("metrics.csv")).unwrap());
+    // Asking for no more steps than the checkpoint has is explained, not silently ignored.
+    assert_fails(
+        &["train", "--resume", b.to_str().unwrap(), "--steps", "24"],
+        &["already at step 24", "--steps"],
+    );
+}
+
+#[test]
+fn sample_writes_a_grid_and_reproduces_from_saved_noise() {
+    let run = scratch("sample-run");
+    assert!(train(&run, &["--steps", "3"]).status.success());
+    let (s1, s2) = (scratch("sample-1"), scratch("sample-2"));
+    let ok = |o: Output| assert!(o.status.success(), "{}", stderr(&o));
+    ok(dcgan(&[
+        "sample",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--n",
+        "10",
+        "--seed",
+        "4",
+        "--out",
+        s1.to_str().unwrap(),
+    ]));
+    assert!(s1.join("samples.png").is_file());
+    let z = s1.join("samples.safetensors");
+    ok(dcgan(&[
+        "sample",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--z",
+        z.to_str().unwrap(),
+        "--out",
+        s2.to_str().unwrap(),
+    ]));
+    let read = |p: &Path| dcgan::io::read_safetensors(p).unwrap();
+    let (a, b) = (read(&z), read(&s2.join("samples.safetensors")));
+    let images = |v: &[dcgan::io::NamedArray]| v.iter().find(|x| x.name == "images").unwrap().clone();
+    assert_eq!(images(&a).shape, vec![10, 3, 16, 16]);
+    assert_eq!(images(&a), images(&b), "the same z must give the same images");
+}
+
+#[test]
+fn bad_flags_are_refused_with_the_flag_named() {
+    for (flag, value, needle) in [
+        ("--image-size", "0", "--image-size 0"),
+        ("--image-size", "48", "power of two"),
+        ("--image-size", "100000", "--image-size 100000"),
+        ("--batch-size", "0", "--batch-size 0"),
+        ("--lr", "0", "--lr 0"),
+        ("--lr", "-1", "--lr -1"),
+        ("--beta1", "1.5", "--beta1"),
+        ("--channels", "2", "--channels 2"),
+        ("--device", "tpu", "--device tpu"),
+    ] {
+        assert_fails(&["train", flag, value, "--steps", "1", "--out", "/tmp/dcgan-never"], &[needle]);
+    }
+    assert_fails(&["train", "--format", "tiff"], &["tiff"]);
+    assert_fails(&["train", "--steps", "1", "--epochs", "1"], &["--epochs"]);
+    assert_fails(&["train", "--epochs", "1", "--out", "/tmp/dcgan-never"], &["--epochs", "synthetic"]);
+}
+
+#[test]
+fn bad_datasets_name_the_file_and_the_problem() {
+    let dir = scratch("bad-data");
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    assert_fails(&["train", "--data", &p("missing"), "--steps", "1"], &["missing", "no such file"]);
+
+    // idx: wrong magic, truncated, dimensions that disagree with the size.
+    let header = |magic: u32, n: u32| {
+        [magic.to_be_bytes(), n.to_be_bytes(), 28u32.to_be_bytes(), 28u32.to_be_bytes()].concat()
+    };
+    std::fs::write(p("magic.idx"), [header(0x0000_0999, 1), vec![0; 784]].concat()).unwrap();
+    assert_fails(
+        &["train", "--data", &p("magic.idx"), "--format", "mnist", "--steps", "1"],
+        &["magic.idx", "magic"],
+    );
+    std::fs::write(p("short.idx"), [header(0x0000_0803, 100), vec![0; 784]].concat()).unwrap();
+    assert_fails(
+        &["train", "--data", &p("short.idx"), "--format", "mnist", "--steps", "1"],
+        &["short.idx", "truncated"],
+    );
+    std::fs::write(p("long.idx"), [header(0x0000_0803, 1), vec![0; 785]].concat()).unwrap();
+    assert_fails(&["train", "--data", &p("long.idx"), "--format", "mnist", "--steps", "1"], &["long.idx"]);
+
+    // CIFAR: size not a multiple of 3073.
+    std::fs::create_dir_all(dir.join("cifar")).unwrap();
+    std::fs::write(dir.join("cifar/data_batch_1.bin"), vec![0u8; 3073 * 2 + 5]).unwrap();
+    assert_fails(&["train", "--data", &p("cifar"), "--steps", "1"], &["data_batch_1.bin", "3073"]);
+
+    // Folders: empty, and one unreadable image among good ones.
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    assert_fails(
+        &["train", "--data", &p("empty"), "--format", "folder", "--steps", "1"],
+        &["empty", "no PNG/JPEG"],
+    );
+    std::fs::create_dir_all(dir.join("imgs")).unwrap();
+    image::RgbImage::new(20, 20).save(dir.join("imgs/good.png")).unwrap();
+    std::fs::write(dir.join("imgs/broken.png"), b"not a png at all").unwrap();
+    assert_fails(&["train", "--data", &p("imgs"), "--steps", "1"], &["broken.png"]);
+
+    // A batch larger than the dataset.
+    assert_fails(
+        &["train", "--data", &fixture(), "--batch-size", "2000", "--steps", "1", "--out", &p("o")],
+        &["2000", "1000"],
+    );
+}
+
+#[test]
+fn unwritable_out_is_refused() {
+    let dir = scratch("unwritable");
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = file.join("run");
+    assert_fails(&["train", "--steps", "1", "--out", out.to_str().unwrap()], &["--out", "a-file"]);
+}
+
+#[test]
+fn bad_checkpoints_are_refused() {
+    let run = scratch("ckpt-run");
+    assert!(train(&run, &["--steps", "2"]).status.success());
+    let ckpt = run.join("checkpoints/step_000002");
+    let copy = |name: &str| {
+        let d = scratch(name);
+        for f in ["generator.safetensors", "discriminator.safetensors", "optimizer.safetensors", "state.json"]
+        {
+            std::fs::copy(ckpt.join(f), d.join(f)).unwrap();
+        }
+        d
+    };
+    let sample = |d: &Path| {
+        vec![
+            "sample".to_string(),
+            "--checkpoint".into(),
+            d.to_str().unwrap().into(),
+            "--out".into(),
+            d.join("s").to_str().unwrap().into(),
+        ]
+    };
+    let fails = |args: Vec<String>, needles: &[&str]| {
+        assert_fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), needles)
+    };
+
+    let truncated = copy("ckpt-truncated");
+    let g = std::fs::read(truncated.join("generator.safetensors")).unwrap();
+    std::fs::write(truncated.join("generator.safetensors"), &g[..g.len() / 2]).unwrap();
+    fails(sample(&truncated), &["generator.safetensors"]);
+
+    let corrupt = copy("ckpt-corrupt");
+    std::fs::write(corrupt.join("generator.safetensors"), b"\x10\0\0\0\0\0\0\0{not json at all").unwrap();
+    fails(sample(&corrupt), &["generator.safetensors"]);
+
+    let version = copy("ckpt-version");
+    let state = std::fs::read_to_string(version.join("state.json")).unwrap();
+    std::fs::write(
+        version.join("state.json"),
+        state.replace("\"format_version\": 1", "\"format_version\": 99"),
+    )
+    .unwrap();
+    fails(sample(&version), &["state.json", "version 99"]);
+
+    // Another architecture: the state says ngf 16 but the weights are ngf 8.
+    let arch = copy("ckpt-arch");
+    let state = std::fs::read_to_string(arch.join("state.json")).unwrap();
+    std::fs::write(arch.join("state.json"), state.replace("\"ngf\": 8", "\"ngf\": 16")).unwrap();
+    fails(sample(&arch), &["main.0.weight", "[16, 16, 4, 4]", "[16, 32, 4, 4]"]);
+
+    fails(sample(&run.join("nowhere")), &["nowhere"]);
+    let mut resume = vec![
+        "train".to_string(),
+        "--resume".into(),
+        truncated.to_str().unwrap().into(),
+        "--steps".into(),
+        "5".into(),
+        "--out".into(),
+    ];
+    resume.push(scratch("ckpt-resume-out").to_str().unwrap().into());
+    fails(resume, &["generator.safetensors"]);
+}
+
+/// A learning rate that blows the weights up: training stops at the first non-finite loss,
+/// names the step, and leaves the last good checkpoint readable.
+#[test]
+fn nan_stops_training_and_keeps_the_last_checkpoint() {
+    let out = scratch("nan");
+    // At 1e18 this configuration diverges at step 2 (1e20 and up already at step 1).
+    let o = train(&out, &["--lr", "1e18", "--steps", "50", "--checkpoint-every", "1"]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("training stopped") && err.contains("is NaN"), "{err}");
+    assert!(err.contains("the last good checkpoint, step_"), "{err}");
+    let latest = std::fs::read_to_string(out.join("checkpoints/latest")).unwrap();
+    let dir = out.join("checkpoints").join(latest.trim());
+    let g = dcgan::io::read_safetensors(&dir.join("generator.safetensors")).unwrap();
+    assert!(!g.is_empty());
+    // The weights in it are the last finite ones.
+    for a in &g {
+        if let Some(v) = a.data.to_f32() {
+            assert!(v.iter().all(|x| x.is_finite()), "{} holds non-finite values", a.name);
+        }
+    }
+    assert!(dir.join("state.json").is_file());
+}
+
+/// Ctrl-C (SIGINT) ends the step in flight, writes a checkpoint and exits cleanly.
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
+    let out = scratch("ctrl-c");
+    let mut args =
+        vec!["train", "--out", out.to_str().unwrap(), "--steps", "1000000", "--checkpoint-every", "1000000"];
+    args.extend_from_slice(SMALL);
+    let child = Command::new(env!("CARGO_BIN_EXE_dcgan"))
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training is under way (a few metric rows), then interrupt.
+    let metrics = out.join("metrics.csv");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |s| s.lines().count()) < 4 {
+        assert!(started.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("interrupted: checkpoint written"), "{err}");
+    let latest = std::fs::read_to_string(out.join("checkpoints/latest")).unwrap();
+    let rows = std::fs::read_to_string(&metrics).unwrap().lines().count() - 1;
+    assert_eq!(latest.trim(), format!("step_{rows:06}"), "the checkpoint is of the last completed step");
+}
