@@ -1,5 +1,6 @@
 //! The caching device allocator. Buffers are rounded up to a size class (powers of two from
-//! 256 bytes); a dropped buffer goes back to its class's free list instead of the driver, so
+//! 256 bytes); a dropped buffer goes back to its class's free list instead of the driver
+//! (a request whose class is empty may take a cached block of the next two classes), so
 //! once a training step has run, the next step's buffers all come from the free lists and
 //! the driver is not called at all (tests/emu_alloc.rs counts the driver calls).
 
@@ -46,19 +47,26 @@ impl Pool {
 
     /// A buffer of `len` f32 from the free list of its class, or from the driver.
     pub fn alloc<D: GpuDriver>(self: &Arc<Self>, driver: &D, len: usize) -> GpuBuffer {
-        let class = size_class(len * 4);
-        let cached = self.free.lock().unwrap().get_mut(&class).and_then(Vec::pop);
-        let ptr = match cached {
-            Some(p) => {
+        let want = size_class(len * 4);
+        // The request's own class first, else a cached block up to 4x larger: the live set of
+        // a step shifts a little between steps (gradients outlive the step that made them),
+        // and a slightly larger block beats a driver call.
+        let cached = {
+            let mut free = self.free.lock().unwrap();
+            [want, want * 2, want * 4].into_iter().find_map(|c| free.get_mut(&c).and_then(Vec::pop).map(|p| (p, c)))
+        };
+        let (ptr, class) = match cached {
+            Some(hit) => {
                 self.reused.fetch_add(1, Ordering::Relaxed);
-                p
+                hit
             }
             None => {
                 self.driver_allocs.fetch_add(1, Ordering::Relaxed);
-                self.bytes_reserved.fetch_add(class, Ordering::Relaxed);
-                driver.alloc(class).unwrap_or_else(|e| {
-                    panic!("{}: device allocation of {class} bytes failed: {e}", driver.device())
-                })
+                self.bytes_reserved.fetch_add(want, Ordering::Relaxed);
+                let p = driver.alloc(want).unwrap_or_else(|e| {
+                    panic!("{}: device allocation of {want} bytes failed: {e}", driver.device())
+                });
+                (p, want)
             }
         };
         GpuBuffer { ptr, len, class, device: driver.device(), pool: self.clone() }
