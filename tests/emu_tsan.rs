@@ -16,11 +16,15 @@ fn every_kernel_is_race_free_under_thread_sanitizer() {
     let work = std::env::temp_dir().join(format!("dcgan-tsan-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let exe = work.join("tsan_driver");
-    let mut sources: Vec<PathBuf> = vec![root.join("kernels/emu/runtime.cpp"), root.join("kernels/emu/tsan_driver.cpp")];
+    let mut sources: Vec<PathBuf> =
+        vec![root.join("kernels/emu/runtime.cpp"), root.join("kernels/emu/tsan_driver.cpp")];
     let mut generated: Vec<PathBuf> = std::fs::read_dir(out_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("emu_") && p.extension().is_some_and(|e| e == "cpp"))
+        .filter(|p| {
+            p.file_name().unwrap().to_str().unwrap().starts_with("emu_")
+                && p.extension().is_some_and(|e| e == "cpp")
+        })
         .collect();
     generated.sort();
     assert!(!generated.is_empty(), "no generated trampolines in {}", out_dir.display());
@@ -60,7 +64,11 @@ fn every_kernel_is_race_free_under_thread_sanitizer() {
     assert!(!stderr.contains("ThreadSanitizer"), "ThreadSanitizer reported:\n{stderr}");
     assert!(run.status.success(), "TSan driver exited with {:?}:\n{stderr}", run.status);
     for k in Kernel::ALL {
-        assert!(stdout.lines().any(|l| l == format!("launched {}", k.name())), "{} was not launched", k.name());
+        assert!(
+            stdout.lines().any(|l| l == format!("launched {}", k.name())),
+            "{} was not launched",
+            k.name()
+        );
     }
     assert!(stdout.contains("tsan driver: done"));
     println!("no race: {} kernels under ThreadSanitizer", Kernel::ALL.len());

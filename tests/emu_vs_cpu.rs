@@ -94,7 +94,12 @@ fn elementwise_and_activations() {
             // tanhf / expf of the host libm on both sides: equal within an ulp or two.
             close(&format!("{op:?} forward"), &ef, &cf, RTOL);
             let (cs, es) = if op.backward_uses_output() { (&cf, &ef) } else { (&ca, &ea) };
-            close(&format!("{op:?} backward"), &emu().unary_backward(op, es, &eb), &cpu().unary_backward(op, cs, &cb), RTOL);
+            close(
+                &format!("{op:?} backward"),
+                &emu().unary_backward(op, es, &eb),
+                &cpu().unary_backward(op, cs, &cb),
+                RTOL,
+            );
         }
     }
 }
@@ -110,7 +115,11 @@ fn reductions_and_channels() {
         let cond: f64 = v.iter().map(|x| x.abs() as f64).sum();
         assert!((got - want).abs() <= RTOL * cond.max(1e-30), "sum of {n}: emu {got}, cpu {want}");
         let (cs, es) = (cpu().upload(vec![2.5]), emu().upload(vec![2.5]));
-        exact("broadcast_scalar", &emu().broadcast_scalar(&es, -0.5, n), &cpu().broadcast_scalar(&cs, -0.5, n));
+        exact(
+            "broadcast_scalar",
+            &emu().broadcast_scalar(&es, -0.5, n),
+            &cpu().broadcast_scalar(&cs, -0.5, n),
+        );
     }
     for s in [
         ChannelShape { n: 1, c: 1, hw: 1 },
@@ -143,7 +152,8 @@ fn matmul_all_transposes() {
     }
 }
 
-fn geom(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, s: usize, p: usize) -> ConvGeom {
+/// [n, c_in, h, w, c_out, k, stride, pad]
+fn geom([n, c_in, h, w, c_out, k, s, p]: [usize; 8]) -> ConvGeom {
     ConvGeom {
         n,
         c_in,
@@ -163,13 +173,13 @@ fn geom(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, s: us
 fn convolutions_three_directions() {
     let mut rng = Rng::new(5);
     let geoms = [
-        geom(2, 3, 9, 7, 5, 3, 1, 1),
-        geom(1, 4, 8, 8, 6, 4, 2, 1),    // DCGAN layer, batch 1
-        geom(3, 2, 5, 6, 3, 2, 3, 0),    // stride larger than the kernel: some inputs get no tap
-        geom(2, 70, 4, 4, 66, 4, 2, 1),  // more than one 64-channel tile both ways
-        geom(2, 3, 5, 5, 4, 1, 1, 0),    // 1x1
-        geom(8, 3, 16, 16, 8, 4, 2, 1),  // split-K weight gradient
-        geom(1, 2, 7, 5, 3, 5, 2, 2),    // odd sizes, pad 2, k 5
+        geom([2, 3, 9, 7, 5, 3, 1, 1]),
+        geom([1, 4, 8, 8, 6, 4, 2, 1]),   // DCGAN layer, batch 1
+        geom([3, 2, 5, 6, 3, 2, 3, 0]),   // stride larger than the kernel: some inputs get no tap
+        geom([2, 70, 4, 4, 66, 4, 2, 1]), // more than one 64-channel tile both ways
+        geom([2, 3, 5, 5, 4, 1, 1, 0]),   // 1x1
+        geom([8, 3, 16, 16, 8, 4, 2, 1]), // split-K weight gradient
+        geom([1, 2, 7, 5, 3, 5, 2, 2]),   // odd sizes, pad 2, k 5
     ];
     assert!(weight_grad_splits(&geoms[5]) > 1, "one geometry must exercise split-K");
     for g in &geoms {
@@ -177,7 +187,12 @@ fn convolutions_three_directions() {
         let w = rand(g.w_len(), &mut rng);
         let dy = rand(g.y_len(), &mut rng);
         let ((cx, ex), (cw, ew), (cdy, edy)) = (both(&x), both(&w), both(&dy));
-        close(&format!("conv fwd {g:?}"), &emu().conv2d_forward(&ex, &ew, g), &cpu().conv2d_forward(&cx, &cw, g), RTOL);
+        close(
+            &format!("conv fwd {g:?}"),
+            &emu().conv2d_forward(&ex, &ew, g),
+            &cpu().conv2d_forward(&cx, &cw, g),
+            RTOL,
+        );
         close(
             &format!("conv bwd data {g:?}"),
             &emu().conv2d_backward_data(&edy, &ew, g),
@@ -196,7 +211,11 @@ fn convolutions_three_directions() {
 #[test]
 fn batchnorm_train_eval_backward() {
     let mut rng = Rng::new(6);
-    for s in [ChannelShape { n: 3, c: 5, hw: 7 }, ChannelShape { n: 1, c: 2, hw: 300 }, ChannelShape { n: 4, c: 3, hw: 1 }] {
+    for s in [
+        ChannelShape { n: 3, c: 5, hw: 7 },
+        ChannelShape { n: 1, c: 2, hw: 300 },
+        ChannelShape { n: 4, c: 3, hw: 1 },
+    ] {
         // An offset mean: one-pass statistics must not lose the variance to cancellation.
         let x: Vec<f32> = rand(s.n * s.c * s.hw, &mut rng).iter().map(|v| v * 2.0 + 3.0).collect();
         let dy = rand(x.len(), &mut rng);
@@ -235,7 +254,12 @@ fn bce_forward_backward() {
         let ((cx, ex), (ct, et)) = (both(&x), both(&t));
         close("bce", &emu().bce_with_logits(&ex, &et), &cpu().bce_with_logits(&cx, &ct), RTOL);
         let (cd, ed) = both(&[0.7]);
-        close("bce backward", &emu().bce_with_logits_backward(&ex, &et, &ed), &cpu().bce_with_logits_backward(&cx, &ct, &cd), RTOL);
+        close(
+            "bce backward",
+            &emu().bce_with_logits_backward(&ex, &et, &ed),
+            &cpu().bce_with_logits_backward(&cx, &ct, &cd),
+            RTOL,
+        );
     }
 }
 
@@ -275,7 +299,20 @@ fn half_precision_conversions_round_like_the_half_crate() {
     let mut rng = Rng::new(9);
     let mut v: Vec<f32> = rand(5000, &mut rng).iter().map(|x| x * 70_000.0).collect();
     v.extend(rand(5000, &mut rng).iter().map(|x| x * 1e-5)); // f16 subnormals
-    v.extend([0.0, -0.0, 1.0, 65504.0, 65519.0, 65520.0, 1e-8, -1e-8, 5.96e-8, f32::INFINITY, f32::NEG_INFINITY, 3.0e38]);
+    v.extend([
+        0.0,
+        -0.0,
+        1.0,
+        65504.0,
+        65519.0,
+        65520.0,
+        1e-8,
+        -1e-8,
+        5.96e-8,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        3.0e38,
+    ]);
     v.extend([1.0 + f32::EPSILON, 0.1, 1.0 / 3.0]);
     let e = emu().upload(v.clone());
     let h = emu().to_f16(&e);

@@ -50,10 +50,16 @@ fn ptx_fallback_compiles_too() {
     }
     for src in SOURCES {
         let opts = nvrtc::options("sm_90", ImageKind::Ptx, &[]).unwrap();
-        let c = nvrtc::compile_source(src.name, src.text, &opts, ImageKind::Ptx).unwrap_or_else(|e| panic!("{e}"));
+        let c = nvrtc::compile_source(src.name, src.text, &opts, ImageKind::Ptx)
+            .unwrap_or_else(|e| panic!("{e}"));
         let ptx = String::from_utf8_lossy(&c.image);
         for k in Kernel::ALL.iter().filter(|k| k.source().name == src.name) {
-            assert!(ptx.contains(&format!(".entry {}(", k.name())), "{} missing from the PTX of {}", k.name(), src.name);
+            assert!(
+                ptx.contains(&format!(".entry {}(", k.name())),
+                "{} missing from the PTX of {}",
+                k.name(),
+                src.name
+            );
         }
     }
 }
@@ -106,7 +112,10 @@ fn compile_error_names_file_line_and_log() {
         other => panic!("expected a compile error, got {other}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("kernels/broken.cu") && msg.contains("line 4") && msg.contains("undefined_name"), "{msg}");
+    assert!(
+        msg.contains("kernels/broken.cu") && msg.contains("line 4") && msg.contains("undefined_name"),
+        "{msg}"
+    );
 }
 
 #[test]

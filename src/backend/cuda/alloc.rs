@@ -53,7 +53,9 @@ impl Pool {
         // and a slightly larger block beats a driver call.
         let cached = {
             let mut free = self.free.lock().unwrap();
-            [want, want * 2, want * 4].into_iter().find_map(|c| free.get_mut(&c).and_then(Vec::pop).map(|p| (p, c)))
+            [want, want * 2, want * 4]
+                .into_iter()
+                .find_map(|c| free.get_mut(&c).and_then(Vec::pop).map(|p| (p, c)))
         };
         let (ptr, class) = match cached {
             Some(hit) => {

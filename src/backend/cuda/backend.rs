@@ -28,7 +28,8 @@ fn ceil_div(a: usize, b: usize) -> usize {
 }
 
 fn i32_of(v: usize, what: &str) -> i32 {
-    i32::try_from(v).unwrap_or_else(|_| panic!("cuda backend: {what} = {v} exceeds the kernels' 32-bit indexing"))
+    i32::try_from(v)
+        .unwrap_or_else(|_| panic!("cuda backend: {what} = {v} exceeds the kernels' 32-bit indexing"))
 }
 
 /// A 1-D grid-stride launch over `n` elements.
@@ -101,11 +102,24 @@ impl<D: GpuDriver> CudaBackend<D> {
 
     fn ptr(&self, s: &Storage) -> DevPtr {
         let b = s.gpu();
-        assert_eq!(b.device(), self.driver.device(), "a {} buffer reached the {} backend", b.device(), self.driver.device());
+        assert_eq!(
+            b.device(),
+            self.driver.device(),
+            "a {} buffer reached the {} backend",
+            b.device(),
+            self.driver.device()
+        );
         b.ptr()
     }
 
-    fn map1(&self, kernel: fn(&D, LaunchDims, DevPtr, DevPtr, EwArgs) -> Result<(), super::driver::GpuError>, x: &Storage, alpha: f32, beta: f32, what: &str) -> Storage {
+    fn map1(
+        &self,
+        kernel: fn(&D, LaunchDims, DevPtr, DevPtr, EwArgs) -> Result<(), super::driver::GpuError>,
+        x: &Storage,
+        alpha: f32,
+        beta: f32,
+        what: &str,
+    ) -> Storage {
         let n = x.len();
         let y = self.alloc(n);
         let p = EwArgs { n: i32_of(n, "len"), op: 0, alpha, beta };
@@ -114,7 +128,15 @@ impl<D: GpuDriver> CudaBackend<D> {
     }
 
     #[allow(clippy::type_complexity)]
-    fn map2(&self, kernel: fn(&D, LaunchDims, DevPtr, DevPtr, DevPtr, EwArgs) -> Result<(), super::driver::GpuError>, a: &Storage, b: &Storage, op: i32, alpha: f32, what: &str) -> Storage {
+    fn map2(
+        &self,
+        kernel: fn(&D, LaunchDims, DevPtr, DevPtr, DevPtr, EwArgs) -> Result<(), super::driver::GpuError>,
+        a: &Storage,
+        b: &Storage,
+        op: i32,
+        alpha: f32,
+        what: &str,
+    ) -> Storage {
         let n = a.len();
         let y = self.alloc(n);
         let p = EwArgs { n: i32_of(n, "len"), op, alpha, beta: 0.0 };
@@ -126,7 +148,10 @@ impl<D: GpuDriver> CudaBackend<D> {
     fn finish_sum(&self, partial: &GpuBuffer, parts: usize, scale: f32) -> Storage {
         let out = self.alloc(1);
         let p = RedArgs { n: parts as i32, parts: parts as i32, scale };
-        self.ok(k::sum_final(&self.driver, LaunchDims::new([1, 1, 1], BLOCK), partial.ptr(), out.ptr(), p), "sum_final");
+        self.ok(
+            k::sum_final(&self.driver, LaunchDims::new([1, 1, 1], BLOCK), partial.ptr(), out.ptr(), p),
+            "sum_final",
+        );
         self.wrap(out)
     }
 
@@ -134,7 +159,10 @@ impl<D: GpuDriver> CudaBackend<D> {
     pub fn to_f16(&self, x: &Storage) -> Vec<half::f16> {
         let n = x.len();
         let y = self.alloc(n.div_ceil(2));
-        self.ok(k::f32_to_f16(&self.driver, grid1(n), self.ptr(x), y.ptr(), CvtArgs { n: i32_of(n, "len") }), "f32_to_f16");
+        self.ok(
+            k::f32_to_f16(&self.driver, grid1(n), self.ptr(x), y.ptr(), CvtArgs { n: i32_of(n, "len") }),
+            "f32_to_f16",
+        );
         let mut bits = vec![0u16; n];
         // SAFETY: y holds ceil(n/2) f32 = at least 2n bytes.
         self.ok(unsafe { self.driver.copy_dtoh(bytemuck::cast_slice_mut(&mut bits), y.ptr()) }, "download");
@@ -144,7 +172,10 @@ impl<D: GpuDriver> CudaBackend<D> {
     pub fn to_bf16(&self, x: &Storage) -> Vec<half::bf16> {
         let n = x.len();
         let y = self.alloc(n.div_ceil(2));
-        self.ok(k::f32_to_bf16(&self.driver, grid1(n), self.ptr(x), y.ptr(), CvtArgs { n: i32_of(n, "len") }), "f32_to_bf16");
+        self.ok(
+            k::f32_to_bf16(&self.driver, grid1(n), self.ptr(x), y.ptr(), CvtArgs { n: i32_of(n, "len") }),
+            "f32_to_bf16",
+        );
         let mut bits = vec![0u16; n];
         // SAFETY: as in to_f16.
         self.ok(unsafe { self.driver.copy_dtoh(bytemuck::cast_slice_mut(&mut bits), y.ptr()) }, "download");
@@ -200,7 +231,10 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
         let mut v = vec![0.0f32; s.len()];
         if !v.is_empty() {
             // SAFETY: the buffer holds s.len() f32.
-            self.ok(unsafe { self.driver.copy_dtoh(bytemuck::cast_slice_mut(&mut v), self.ptr(s)) }, "download");
+            self.ok(
+                unsafe { self.driver.copy_dtoh(bytemuck::cast_slice_mut(&mut v), self.ptr(s)) },
+                "download",
+            );
         }
         v
     }
@@ -263,26 +297,48 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
     fn broadcast_scalar(&self, s: &Storage, scale: f32, len: usize) -> Storage {
         let y = self.alloc(len);
         let p = EwArgs { n: i32_of(len, "len"), op: 0, alpha: scale, beta: 0.0 };
-        self.ok(k::ew_broadcast_scalar(&self.driver, grid1(len), self.ptr(s), y.ptr(), p), "ew_broadcast_scalar");
+        self.ok(
+            k::ew_broadcast_scalar(&self.driver, grid1(len), self.ptr(s), y.ptr(), p),
+            "ew_broadcast_scalar",
+        );
         self.wrap(y)
     }
     fn sum_channels(&self, x: &Storage, shape: ChannelShape) -> Storage {
         let y = self.alloc(shape.c);
         if shape.c > 0 {
             let dims = LaunchDims::new([shape.c as u32, 1, 1], BLOCK);
-            self.ok(k::sum_channels(&self.driver, dims, self.ptr(x), y.ptr(), chan_args(shape)), "sum_channels");
+            self.ok(
+                k::sum_channels(&self.driver, dims, self.ptr(x), y.ptr(), chan_args(shape)),
+                "sum_channels",
+            );
         }
         self.wrap(y)
     }
     fn add_channels(&self, x: &Storage, bias: &Storage, shape: ChannelShape) -> Storage {
         let n = x.len();
         let y = self.alloc(n);
-        let r = k::ew_add_channels(&self.driver, grid1(n), self.ptr(x), self.ptr(bias), y.ptr(), chan_args(shape));
+        let r = k::ew_add_channels(
+            &self.driver,
+            grid1(n),
+            self.ptr(x),
+            self.ptr(bias),
+            y.ptr(),
+            chan_args(shape),
+        );
         self.ok(r, "ew_add_channels");
         self.wrap(y)
     }
 
-    fn matmul(&self, a: &Storage, trans_a: bool, b: &Storage, trans_b: bool, m: usize, n: usize, kk: usize) -> Storage {
+    fn matmul(
+        &self,
+        a: &Storage,
+        trans_a: bool,
+        b: &Storage,
+        trans_b: bool,
+        m: usize,
+        n: usize,
+        kk: usize,
+    ) -> Storage {
         let c = self.alloc(m * n);
         if m * n == 0 {
             return self.wrap(c);
@@ -308,7 +364,10 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
         }
         let cols = g.n * g.h_out * g.w_out;
         let dims = LaunchDims::new([ceil_div(cols, TILE) as u32, ceil_div(g.c_out, TILE) as u32, 1], BLOCK);
-        self.ok(k::conv_fwd(&self.driver, dims, self.ptr(x), self.ptr(w), y.ptr(), conv_args(g, 1)), "conv_fwd");
+        self.ok(
+            k::conv_fwd(&self.driver, dims, self.ptr(x), self.ptr(w), y.ptr(), conv_args(g, 1)),
+            "conv_fwd",
+        );
         self.wrap(y)
     }
 
@@ -320,7 +379,10 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
         let s = g.stride;
         // The largest phase has ceil(h_in/s) x ceil(w_in/s) pixels per image.
         let cols = g.n * ceil_div(g.h_in, s) * ceil_div(g.w_in, s);
-        let dims = LaunchDims::new([ceil_div(cols, TILE) as u32, ceil_div(g.c_in, TILE) as u32, (s * s) as u32], BLOCK);
+        let dims = LaunchDims::new(
+            [ceil_div(cols, TILE) as u32, ceil_div(g.c_in, TILE) as u32, (s * s) as u32],
+            BLOCK,
+        );
         let r = k::conv_bwd_data(&self.driver, dims, self.ptr(dy), self.ptr(w), dx.ptr(), conv_args(g, 1));
         self.ok(r, "conv_bwd_data");
         self.wrap(dx)
@@ -333,13 +395,20 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
         }
         let splits = weight_grad_splits(g);
         let (m, n) = (g.c_out, g.c_in * g.kh * g.kw);
-        let dims = LaunchDims::new([ceil_div(n, TILE) as u32, ceil_div(m, TILE) as u32, splits as u32], BLOCK);
+        let dims =
+            LaunchDims::new([ceil_div(n, TILE) as u32, ceil_div(m, TILE) as u32, splits as u32], BLOCK);
         let args = conv_args(g, splits);
         if splits == 1 {
-            self.ok(k::conv_bwd_weight(&self.driver, dims, self.ptr(x), self.ptr(dy), dw.ptr(), args), "conv_bwd_weight");
+            self.ok(
+                k::conv_bwd_weight(&self.driver, dims, self.ptr(x), self.ptr(dy), dw.ptr(), args),
+                "conv_bwd_weight",
+            );
         } else {
             let ws = self.alloc(splits * m * n);
-            self.ok(k::conv_bwd_weight(&self.driver, dims, self.ptr(x), self.ptr(dy), ws.ptr(), args), "conv_bwd_weight");
+            self.ok(
+                k::conv_bwd_weight(&self.driver, dims, self.ptr(x), self.ptr(dy), ws.ptr(), args),
+                "conv_bwd_weight",
+            );
             let p = RedArgs { n: i32_of(m * n, "w_len"), parts: splits as i32, scale: 1.0 };
             self.ok(k::sum_splits(&self.driver, grid1(m * n), ws.ptr(), dw.ptr(), p), "sum_splits");
         }
@@ -356,7 +425,13 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
     ) -> (Storage, Storage, Storage) {
         let (y, mean, var) = (self.alloc(x.len()), self.alloc(shape.c), self.alloc(shape.c));
         if shape.c > 0 {
-            let p = BnArgs { n: shape.n as i32, c: shape.c as i32, hw: i32_of(shape.hw, "hw"), eps, batch_stats: 1 };
+            let p = BnArgs {
+                n: shape.n as i32,
+                c: shape.c as i32,
+                hw: i32_of(shape.hw, "hw"),
+                eps,
+                batch_stats: 1,
+            };
             i32_of(x.len(), "len");
             let dims = LaunchDims::new([shape.c as u32, 1, 1], BLOCK);
             let r = k::bn_forward_train(
@@ -387,7 +462,8 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
     ) -> Storage {
         let n = x.len();
         let y = self.alloc(n);
-        let p = BnArgs { n: shape.n as i32, c: shape.c as i32, hw: i32_of(shape.hw, "hw"), eps, batch_stats: 0 };
+        let p =
+            BnArgs { n: shape.n as i32, c: shape.c as i32, hw: i32_of(shape.hw, "hw"), eps, batch_stats: 0 };
         let r = k::bn_forward_eval(
             &self.driver,
             grid1(n),
@@ -449,14 +525,25 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
         let parts = dims.grid[0] as usize;
         let partial = self.alloc(parts);
         let p = RedArgs { n: i32_of(n, "len"), parts: parts as i32, scale: 1.0 };
-        self.ok(k::bce_partial(&self.driver, dims, self.ptr(x), self.ptr(target), partial.ptr(), p), "bce_partial");
+        self.ok(
+            k::bce_partial(&self.driver, dims, self.ptr(x), self.ptr(target), partial.ptr(), p),
+            "bce_partial",
+        );
         self.finish_sum(&partial, parts, (1.0 / n as f64) as f32)
     }
     fn bce_with_logits_backward(&self, x: &Storage, target: &Storage, dloss: &Storage) -> Storage {
         let n = x.len();
         let dx = self.alloc(n);
         let p = RedArgs { n: i32_of(n, "len"), parts: 0, scale: 1.0 };
-        let r = k::bce_backward(&self.driver, grid1(n), self.ptr(x), self.ptr(target), self.ptr(dloss), dx.ptr(), p);
+        let r = k::bce_backward(
+            &self.driver,
+            grid1(n),
+            self.ptr(x),
+            self.ptr(target),
+            self.ptr(dloss),
+            dx.ptr(),
+            p,
+        );
         self.ok(r, "bce_backward");
         self.wrap(dx)
     }
@@ -475,7 +562,8 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
             eps: hp.eps,
             weight_decay: hp.weight_decay,
         };
-        let r = k::adam_step(&self.driver, grid1(n), self.ptr(p), self.ptr(grad), self.ptr(m), self.ptr(v), a);
+        let r =
+            k::adam_step(&self.driver, grid1(n), self.ptr(p), self.ptr(grad), self.ptr(m), self.ptr(v), a);
         self.ok(r, "adam_step");
     }
     fn sgd_step(

@@ -70,6 +70,11 @@ pub trait GpuDriver: Send + Sync + 'static {
     /// # Safety
     /// The argument values match the kernel's parameter types, and the buffers they point to
     /// are large enough for the launch.
-    unsafe fn launch(&self, kernel: Kernel, dims: LaunchDims, args: &mut [*mut c_void]) -> Result<(), GpuError>;
+    unsafe fn launch(
+        &self,
+        kernel: Kernel,
+        dims: LaunchDims,
+        args: &mut [*mut c_void],
+    ) -> Result<(), GpuError>;
     fn synchronize(&self) -> Result<(), GpuError>;
 }

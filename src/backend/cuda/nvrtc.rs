@@ -28,7 +28,11 @@ pub enum NvrtcError {
     /// The architecture string is not `sm_XY`.
     BadArch(String),
     /// NVRTC rejected the source: the file, the first line it complained about, its log.
-    Compile { file: String, line: Option<usize>, log: String },
+    Compile {
+        file: String,
+        line: Option<usize>,
+        log: String,
+    },
     /// Any other NVRTC call failing.
     Call(String),
     Io(String),
@@ -38,7 +42,9 @@ impl fmt::Display for NvrtcError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NvrtcError::Missing(m) => write!(f, "NVRTC not available: {m}"),
-            NvrtcError::BadArch(a) => write!(f, "unknown GPU architecture `{a}` (expected sm_XY, e.g. sm_80 or sm_90)"),
+            NvrtcError::BadArch(a) => {
+                write!(f, "unknown GPU architecture `{a}` (expected sm_XY, e.g. sm_80 or sm_90)")
+            }
             NvrtcError::Compile { file, line, log } => match line {
                 Some(l) => write!(f, "NVRTC failed to compile kernels/{file}, line {l}:\n{log}"),
                 None => write!(f, "NVRTC failed to compile kernels/{file}:\n{log}"),
@@ -76,7 +82,11 @@ pub fn version() -> Result<(i32, i32), NvrtcError> {
 }
 
 fn check(r: sys::nvrtcResult, what: &str) -> Result<(), NvrtcError> {
-    if r == sys::nvrtcResult::NVRTC_SUCCESS { Ok(()) } else { Err(NvrtcError::Call(format!("{what} returned {r:?}"))) }
+    if r == sys::nvrtcResult::NVRTC_SUCCESS {
+        Ok(())
+    } else {
+        Err(NvrtcError::Call(format!("{what} returned {r:?}")))
+    }
 }
 
 /// `sm_90` -> 90.
@@ -129,7 +139,12 @@ pub struct Compiled {
 
 /// Compiles `name` (the file name used in NVRTC's messages) with `text`, headers from the
 /// kernel table. No cache.
-pub fn compile_source(name: &str, text: &str, opts: &[String], kind: ImageKind) -> Result<Compiled, NvrtcError> {
+pub fn compile_source(
+    name: &str,
+    text: &str,
+    opts: &[String],
+    kind: ImageKind,
+) -> Result<Compiled, NvrtcError> {
     available()?;
     let t0 = Instant::now();
     let src = CString::new(text).map_err(|_| NvrtcError::Call("source contains NUL".into()))?;
@@ -254,10 +269,16 @@ impl KernelCache {
     }
 
     /// The cache key of a file: source, headers, options, architecture, NVRTC version.
-    pub fn key(file: &SourceFile, arch: &str, kind: ImageKind, opts: &[String]) -> Result<String, NvrtcError> {
+    pub fn key(
+        file: &SourceFile,
+        arch: &str,
+        kind: ImageKind,
+        opts: &[String],
+    ) -> Result<String, NvrtcError> {
         let (major, minor) = version()?;
         let ver = format!("nvrtc {major}.{minor}");
-        let mut parts: Vec<&[u8]> = vec![file.name.as_bytes(), file.text.as_bytes(), arch.as_bytes(), ver.as_bytes()];
+        let mut parts: Vec<&[u8]> =
+            vec![file.name.as_bytes(), file.text.as_bytes(), arch.as_bytes(), ver.as_bytes()];
         for h in HEADERS {
             parts.push(h.0.as_bytes());
             parts.push(h.1.as_bytes());
@@ -271,18 +292,24 @@ impl KernelCache {
     }
 
     /// The image of `file` for `arch`, from disk when a previous run compiled it.
-    pub fn load_or_compile(&self, file: &SourceFile, arch: &str, kind: ImageKind) -> Result<Compiled, NvrtcError> {
+    pub fn load_or_compile(
+        &self,
+        file: &SourceFile,
+        arch: &str,
+        kind: ImageKind,
+    ) -> Result<Compiled, NvrtcError> {
         let opts = options(arch, kind, &[])?;
         let key = Self::key(file, arch, kind, &opts)?;
         let ext = match kind {
             ImageKind::Cubin => "cubin",
             ImageKind::Ptx => "ptx",
         };
-        let path = self.dir.as_ref().map(|d| d.join(format!("{}-{arch}-{key}.{ext}", file.name.trim_end_matches(".cu"))));
-        if let Some(p) = &path {
-            if let Ok(image) = std::fs::read(p) {
-                return Ok(Compiled { image, kind, log: String::new(), millis: 0.0, from_cache: true });
-            }
+        let path = self
+            .dir
+            .as_ref()
+            .map(|d| d.join(format!("{}-{arch}-{key}.{ext}", file.name.trim_end_matches(".cu"))));
+        if let Some(image) = path.as_ref().and_then(|p| std::fs::read(p).ok()) {
+            return Ok(Compiled { image, kind, log: String::new(), millis: 0.0, from_cache: true });
         }
         self.compiles.fetch_add(1, Ordering::Relaxed);
         let c = compile_source(file.name, file.text, &opts, kind)?;

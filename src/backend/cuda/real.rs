@@ -110,17 +110,21 @@ impl CudaDriver {
         let module = match loaded {
             Some(m) => m,
             None => {
-                let ptx = self.cache.load_or_compile(src, &self.arch, ImageKind::Ptx).map_err(|e| match &cubin {
-                    Err(ce) => GpuError(format!("{ce}\n(PTX fallback: {e})")),
-                    Ok(_) => GpuError(e.to_string()),
-                })?;
+                let ptx =
+                    self.cache.load_or_compile(src, &self.arch, ImageKind::Ptx).map_err(
+                        |e| match &cubin {
+                            Err(ce) => GpuError(format!("{ce}\n(PTX fallback: {e})")),
+                            Ok(_) => GpuError(e.to_string()),
+                        },
+                    )?;
                 let mut image = ptx.image;
                 if image.last() != Some(&0) {
                     image.push(0);
                 }
                 // SAFETY: NUL-terminated PTX text.
-                unsafe { cu::module::load_data(image.as_ptr() as *const c_void) }
-                    .map_err(|e| err(&format!("cuModuleLoadData(kernels/{} PTX for {})", src.name, self.arch), e))?
+                unsafe { cu::module::load_data(image.as_ptr() as *const c_void) }.map_err(|e| {
+                    err(&format!("cuModuleLoadData(kernels/{} PTX for {})", src.name, self.arch), e)
+                })?
             }
         };
         modules.insert(file, Handle(module));
@@ -174,14 +178,23 @@ impl GpuDriver for CudaDriver {
         // SAFETY: the caller guarantees the size.
         unsafe { cu::memset_d8_sync(dst.0, 0, bytes) }.map_err(|e| err("cuMemsetD8", e))
     }
-    unsafe fn launch(&self, kernel: Kernel, dims: LaunchDims, args: &mut [*mut c_void]) -> Result<(), GpuError> {
+    unsafe fn launch(
+        &self,
+        kernel: Kernel,
+        dims: LaunchDims,
+        args: &mut [*mut c_void],
+    ) -> Result<(), GpuError> {
         self.bind()?;
         let f = self.function(kernel)?;
         let g = (dims.grid[0], dims.grid[1], dims.grid[2]);
         let b = (dims.block[0], dims.block[1], dims.block[2]);
         // SAFETY: the typed launcher matched `args` to the kernel's parameters.
-        unsafe { cu::launch_kernel(f, g, b, dims.shared_bytes, cu::stream::null(), args) }
-            .map_err(|e| err(&format!("launch of {} (kernels/{}:{})", kernel.name(), kernel.source().name, kernel.line()), e))
+        unsafe { cu::launch_kernel(f, g, b, dims.shared_bytes, cu::stream::null(), args) }.map_err(|e| {
+            err(
+                &format!("launch of {} (kernels/{}:{})", kernel.name(), kernel.source().name, kernel.line()),
+                e,
+            )
+        })
     }
     fn synchronize(&self) -> Result<(), GpuError> {
         self.bind()?;

@@ -83,7 +83,11 @@ pub fn kernels_report(arch: &str) -> Result<Vec<KernelStats>, NvrtcError> {
         .iter()
         .map(|k| {
             all.iter().find(|s| s.kernel == k.name()).cloned().ok_or_else(|| {
-                NvrtcError::Call(format!("ptxas reported nothing for kernel {} (kernels/{})", k.name(), k.source().name))
+                NvrtcError::Call(format!(
+                    "ptxas reported nothing for kernel {} (kernels/{})",
+                    k.name(),
+                    k.source().name
+                ))
             })
         })
         .collect()

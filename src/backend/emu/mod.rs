@@ -72,9 +72,17 @@ impl GpuDriver for EmuDriver {
         unsafe { std::ptr::write_bytes(dst.0 as *mut u8, 0, bytes) };
         Ok(())
     }
-    unsafe fn launch(&self, kernel: Kernel, dims: LaunchDims, args: &mut [*mut c_void]) -> Result<(), GpuError> {
+    unsafe fn launch(
+        &self,
+        kernel: Kernel,
+        dims: LaunchDims,
+        args: &mut [*mut c_void],
+    ) -> Result<(), GpuError> {
         if dims.shared_bytes != 0 {
-            return Err(GpuError(format!("emulator: {} asks for dynamic shared memory, which it lacks", kernel.name())));
+            return Err(GpuError(format!(
+                "emulator: {} asks for dynamic shared memory, which it lacks",
+                kernel.name()
+            )));
         }
         self.launches.fetch_add(1, Ordering::Relaxed);
         let entry = emu_entry::ENTRIES[kernel.index()];
@@ -82,8 +90,14 @@ impl GpuDriver for EmuDriver {
         let rc = unsafe { entry(args.as_mut_ptr(), dims.grid.as_ptr(), dims.block.as_ptr()) };
         if rc != 0 {
             // SAFETY: a NUL-terminated thread-local string owned by the runtime.
-            let msg = unsafe { CStr::from_ptr(emu_entry::dcgan_emu_last_error()) }.to_string_lossy().into_owned();
-            return Err(GpuError(format!("emulator: kernel {} ({}:{}): {msg}", kernel.name(), kernel.source().name, kernel.line())));
+            let msg =
+                unsafe { CStr::from_ptr(emu_entry::dcgan_emu_last_error()) }.to_string_lossy().into_owned();
+            return Err(GpuError(format!(
+                "emulator: kernel {} ({}:{}): {msg}",
+                kernel.name(),
+                kernel.source().name,
+                kernel.line()
+            )));
         }
         Ok(())
     }
