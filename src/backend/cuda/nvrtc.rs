@@ -57,9 +57,44 @@ impl fmt::Display for NvrtcError {
 
 impl std::error::Error for NvrtcError {}
 
+/// Where scripts/cuda-toolchain.sh puts the PyPI wheels: `$DCGAN_CUDA_DIR`, else
+/// `.cache/cuda` under the current directory.
+fn toolchain_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("DCGAN_CUDA_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(PathBuf::from(".cache/cuda"));
+    dirs
+}
+
+/// When libnvrtc is not on the loader's path but the toolchain script installed it, load it
+/// by absolute path once: cudarc's later dlopen of `libnvrtc.so.12` then finds the library
+/// already loaded (same soname), so `dcgan kernels` works without LD_LIBRARY_PATH.
+fn preload_from_toolchain_dir() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        for dir in toolchain_dirs() {
+            let lib = dir.join("nvidia/cuda_nvrtc/lib/libnvrtc.so.12");
+            if lib.is_file() {
+                // SAFETY: loading NVIDIA's NVRTC library runs no initialiser with preconditions.
+                if let Ok(l) = unsafe { libloading::Library::new(&lib) } {
+                    std::mem::forget(l); // stays loaded for the process
+                    return;
+                }
+            }
+        }
+    });
+}
+
 /// Whether libnvrtc can be loaded, and if not, why.
 pub fn available() -> Result<(), NvrtcError> {
     // SAFETY: only tries to dlopen the candidate names.
+    if unsafe { sys::is_culib_present() } {
+        return Ok(());
+    }
+    preload_from_toolchain_dir();
+    // SAFETY: as above.
     if unsafe { sys::is_culib_present() } {
         Ok(())
     } else {
@@ -98,8 +133,8 @@ pub fn arch_number(arch: &str) -> Result<u32, NvrtcError> {
 }
 
 /// Directories holding cuda_fp16.h / cuda_bf16.h (convert.cu includes them; NVRTC 12.9 does
-/// not bundle them): $DCGAN_CUDA_INCLUDE (scripts/cuda-toolchain.sh), $CUDA_PATH/include,
-/// /usr/local/cuda/include.
+/// not bundle them): $DCGAN_CUDA_INCLUDE (scripts/cuda-toolchain.sh), $CUDA_PATH/include, the
+/// toolchain script's install directory, /usr/local/cuda/include.
 pub fn include_dirs() -> Vec<String> {
     let mut dirs = Vec::new();
     if let Ok(d) = std::env::var("DCGAN_CUDA_INCLUDE") {
@@ -108,6 +143,7 @@ pub fn include_dirs() -> Vec<String> {
     if let Ok(d) = std::env::var("CUDA_PATH") {
         dirs.push(Path::new(&d).join("include"));
     }
+    dirs.extend(toolchain_dirs().into_iter().map(|d| d.join("nvidia/cuda_runtime/include")));
     dirs.push(PathBuf::from("/usr/local/cuda/include"));
     dirs.into_iter().filter(|d| d.join("cuda_fp16.h").is_file()).map(|d| d.display().to_string()).collect()
 }

@@ -202,15 +202,26 @@ impl GpuDriver for CudaDriver {
     }
 }
 
-/// The process-wide backend of GPU `ordinal`, created on first use.
+/// GPUs one process can address.
+pub const MAX_GPUS: usize = 16;
+
+/// The process-wide backend of GPU `ordinal`, created on first use (`Device::backend` calls
+/// this on every op: after creation it is one atomic load).
 pub fn backend(ordinal: usize) -> Result<&'static CudaBackend<CudaDriver>, String> {
-    static BACKENDS: OnceLock<Mutex<HashMap<usize, &'static CudaBackend<CudaDriver>>>> = OnceLock::new();
-    let mut map = BACKENDS.get_or_init(Default::default).lock().unwrap();
-    if let Some(b) = map.get(&ordinal) {
+    static SLOTS: [OnceLock<&'static CudaBackend<CudaDriver>>; MAX_GPUS] =
+        [const { OnceLock::new() }; MAX_GPUS];
+    static CREATE: Mutex<()> = Mutex::new(());
+    let slot = SLOTS
+        .get(ordinal)
+        .ok_or_else(|| format!("GPU ordinal {ordinal} is beyond the {MAX_GPUS} supported"))?;
+    if let Some(b) = slot.get() {
+        return Ok(b);
+    }
+    let _guard = CREATE.lock().unwrap();
+    if let Some(b) = slot.get() {
         return Ok(b);
     }
     let driver = CudaDriver::new(ordinal).map_err(|e| e.0)?;
     let b: &'static CudaBackend<CudaDriver> = Box::leak(Box::new(CudaBackend::new(driver)));
-    map.insert(ordinal, b);
-    Ok(b)
+    Ok(slot.get_or_init(|| b))
 }
