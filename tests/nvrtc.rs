@@ -118,6 +118,20 @@ fn compile_error_names_file_line_and_log() {
     );
 }
 
+/// On a machine with a driver and libnvrtc but no CUDA headers, convert.cu still compiles
+/// (its own conversions instead of cuda_fp16.h / cuda_bf16.h).
+#[test]
+fn convert_compiles_without_cuda_headers() {
+    if !toolchain("convert_compiles_without_cuda_headers") {
+        return;
+    }
+    let src = SOURCES.iter().find(|s| s.name == "convert.cu").unwrap();
+    for arch in ["sm_80", "sm_90"] {
+        let opts = vec![format!("--gpu-architecture={arch}"), "-std=c++17".to_string()];
+        nvrtc::compile_source(src.name, src.text, &opts, ImageKind::Cubin).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 #[test]
 fn bad_architecture_is_an_error() {
     assert!(matches!(kernels_report("gfx90a"), Err(NvrtcError::BadArch(_))));
