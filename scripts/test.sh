@@ -12,6 +12,18 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --release --all-targets -- -D warnings
 
+step "CUDA toolchain from PyPI (libnvrtc, cuda_fp16.h, ptxas) for the NVRTC tests"
+# Installs once into .cache/cuda (or $DCGAN_CUDA_DIR) and exports LD_LIBRARY_PATH,
+# DCGAN_CUDA_INCLUDE and DCGAN_PTXAS. Under CI=true a missing toolchain is fatal (the tests
+# would fail anyway: nothing CUDA-related skips in CI); elsewhere those tests say they skip.
+if ! . scripts/cuda-toolchain.sh; then
+    if [ "${CI:-}" = "true" ]; then
+        echo "CUDA toolchain unavailable under CI=true" >&2
+        exit 1
+    fi
+    echo "warning: no CUDA toolchain: the NVRTC tests will skip" >&2
+fi
+
 step "cargo test --release (every test, optimised)"
 cargo test --release --all-targets "$@"
 

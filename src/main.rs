@@ -25,6 +25,53 @@ enum Command {
     Train(TrainArgs),
     /// Generate images from a checkpoint's generator (BatchNorm in eval mode).
     Sample(SampleArgs),
+    /// Time whole DCGAN training steps and show where the time goes.
+    Bench(BenchArgs),
+    /// Compile every CUDA kernel with NVRTC and print registers, shared memory and spills.
+    Kernels(KernelsArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, default_value_t = 64)]
+    image_size: usize,
+    #[arg(long, default_value_t = 3)]
+    channels: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 100)]
+    nz: usize,
+    #[arg(long, default_value_t = 64)]
+    ngf: usize,
+    #[arg(long, default_value_t = 64)]
+    ndf: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps first (allocations, caches).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// cpu, emu or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Peak GFLOP/s to report against (default: measured with the engine's gemm).
+    #[arg(long)]
+    peak: Option<f64>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct KernelsArgs {
+    /// Target architecture.
+    #[arg(long, default_value = "sm_90", value_parser = ["sm_80", "sm_86", "sm_89", "sm_90"])]
+    arch: String,
+    /// One JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -70,7 +117,7 @@ struct TrainArgs {
     /// Generator loss: non-saturating −log D(G(z)) or minimax log(1 − D(G(z))).
     #[arg(long, value_enum, default_value = "non-saturating")]
     loss: LossKind,
-    /// auto, cpu, cuda or cuda:N.
+    /// auto, cpu, cuda, cuda:N, or emu (the CUDA kernels emulated on the CPU, for testing).
     #[arg(long, default_value = "auto")]
     device: String,
     /// CPU worker threads (default: all cores).
@@ -195,11 +242,74 @@ fn run_sample(a: SampleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
+    use anyhow::bail;
+    let model = dcgan::gan::DcganConfig {
+        image_size: a.image_size,
+        channels: a.channels,
+        nz: a.nz,
+        ngf: a.ngf,
+        ndf: a.ndf,
+    };
+    if !(16..=dcgan::gan::config::MAX_IMAGE_SIZE).contains(&a.image_size) || !a.image_size.is_power_of_two() {
+        bail!(
+            "--image-size {}: expected a power of two from 16 to {}",
+            a.image_size,
+            dcgan::gan::config::MAX_IMAGE_SIZE
+        );
+    }
+    if a.channels != 1 && a.channels != 3 {
+        bail!("--channels {}: expected 1 or 3", a.channels);
+    }
+    if a.batch_size < 2 || a.steps == 0 || a.nz == 0 || a.ngf == 0 || a.ndf == 0 {
+        bail!("--batch-size must be at least 2; --steps, --nz, --ngf and --ndf at least 1");
+    }
+    if let Some(p) = a.peak
+        && !(p > 0.0 && p.is_finite())
+    {
+        bail!("--peak {p}: expected a positive GFLOP/s figure");
+    }
+    let device = dcgan::gan::parse_device(&a.device)?;
+    if let Some(t) = a.threads {
+        if t == 0 {
+            bail!("--threads 0: expected at least 1");
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(t).build_global()?;
+    }
+    let report = dcgan::bench::run(&dcgan::bench::BenchOptions {
+        model,
+        batch_size: a.batch_size,
+        steps: a.steps,
+        warmup: a.warmup,
+        device,
+        peak_gflops: a.peak,
+    });
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", dcgan::bench::render_text(&report));
+    }
+    Ok(())
+}
+
+fn run_kernels(a: KernelsArgs) -> anyhow::Result<()> {
+    use dcgan::backend::cuda::{kernels_report, render_json, render_table};
+    let stats = kernels_report(&a.arch)?;
+    if a.json {
+        println!("{}", render_json(&stats));
+    } else {
+        print!("{}", render_table(&stats));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => run_train(a),
         Command::Sample(a) => run_sample(a),
+        Command::Bench(a) => run_bench(a),
+        Command::Kernels(a) => run_kernels(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -346,3 +346,38 @@ fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
     let rows = std::fs::read_to_string(&metrics).unwrap().lines().count() - 1;
     assert_eq!(latest.trim(), format!("step_{rows:06}"), "the checkpoint is of the last completed step");
 }
+
+/// The CUDA backend's own code, run by the emulator, trains like the CPU backend.
+#[test]
+fn train_on_emu_matches_cpu() {
+    let (emu, cpu) = (scratch("emu"), scratch("cpu"));
+    let args = [
+        "--image-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--nz",
+        "8",
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--steps",
+        "3",
+        "--no-progress",
+    ];
+    for (out, dev) in [(&emu, "emu"), (&cpu, "cpu")] {
+        let mut a = vec!["train", "--device", dev, "--out", out.to_str().unwrap()];
+        a.extend_from_slice(&args);
+        let o = dcgan(&a);
+        assert!(o.status.success(), "{dev}: {}", stderr(&o));
+    }
+    let (_, e) = dcgan::io::read_metrics_csv(&emu.join("metrics.csv")).unwrap();
+    let (_, c) = dcgan::io::read_metrics_csv(&cpu.join("metrics.csv")).unwrap();
+    assert_eq!(e.len(), 3);
+    for (re, rc) in e.iter().zip(&c) {
+        for (x, y) in re.iter().zip(rc) {
+            assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "emu {re:?} vs cpu {rc:?}");
+        }
+    }
+}

@@ -17,19 +17,39 @@ fn fashion_mnist_short_training_plays_the_game() {
             std::env::var("CI").as_deref() != Ok("true"),
             "CI=true but {DATA} is missing: .ci/run installs it (apt-get install dataset-fashion-mnist)"
         );
-        eprintln!("SKIPPED fashion_mnist_short_training_plays_the_game: {DATA} not installed (apt-get install dataset-fashion-mnist)");
+        eprintln!(
+            "SKIPPED fashion_mnist_short_training_plays_the_game: {DATA} not installed (apt-get install dataset-fashion-mnist)"
+        );
         return;
     }
     let out = std::env::temp_dir().join(format!("dcgan-real-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let o = Command::new(env!("CARGO_BIN_EXE_dcgan"))
-        .args(["train", "--data", DATA, "--image-size", "32", "--batch-size", "64", "--ngf", "32", "--ndf", "32"])
+        .args([
+            "train",
+            "--data",
+            DATA,
+            "--image-size",
+            "32",
+            "--batch-size",
+            "64",
+            "--ngf",
+            "32",
+            "--ndf",
+            "32",
+        ])
         .args(["--steps", "300", "--sample-every", "100", "--no-progress", "--out", out.to_str().unwrap()])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    for f in ["real.png", "samples/step_000300.png", "losses.png", "metrics.csv", "checkpoints/step_000300/generator.safetensors"] {
+    for f in [
+        "real.png",
+        "samples/step_000300.png",
+        "losses.png",
+        "metrics.csv",
+        "checkpoints/step_000300/generator.safetensors",
+    ] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
     let (cols, rows) = dcgan::io::read_metrics_csv(&out.join("metrics.csv")).unwrap();
@@ -44,12 +64,18 @@ fn fashion_mnist_short_training_plays_the_game() {
     let start = gap[..3].iter().sum::<f64>() / 3.0;
     // The first separation: the widest gap of the first half of the run.
     let half = windows.len() / 2;
-    let (peak_at, peak) =
-        windows[..half].iter().copied().enumerate().fold((0, f64::MIN), |b, (i, v)| if v > b.1 { (i, v) } else { b });
+    let (peak_at, peak) = windows[..half]
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f64::MIN), |b, (i, v)| if v > b.1 { (i, v) } else { b });
     let after = windows[peak_at..].iter().copied().fold(f64::MAX, f64::min);
     eprintln!("gap: start {start:.3}, windows {windows:.3?}");
     assert!(start < 0.3, "D(x) and D(G(z)) should start close: gap {start}");
     assert!(peak > 0.5, "D never separated real from fake: peak gap {peak}");
-    assert!(after < peak - 0.1, "the gap never came back from its peak {peak} (D won for good?): {windows:?}");
+    assert!(
+        after < peak - 0.1,
+        "the gap never came back from its peak {peak} (D won for good?): {windows:?}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

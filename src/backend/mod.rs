@@ -3,23 +3,78 @@
 //! `crate::ops` before they get here, so kernels trust their sizes.
 
 pub mod cpu;
+pub mod cuda;
+pub mod emu;
 pub mod profile;
 
 use std::fmt;
 
-/// Where a tensor's data lives. The CUDA issue adds `Cuda(ordinal)` and `Emu` here and a
-/// `Storage` variant each; everything above the backend stays the same.
+/// Where a tensor's data lives: the host (`Cpu`), a CUDA GPU by ordinal, or the emulator
+/// (`Emu`: the CUDA backend's kernels compiled for the host, for tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
+    Cuda(usize),
+    Emu,
 }
 
+/// A device request that cannot be met: what was asked and why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceError {
+    pub request: String,
+    pub reason: String,
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "--device {}: {}", self.request, self.reason)
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
 impl Device {
+    /// The device's kernels. `Cuda(n)` must have been checked (`Device::parse` / `auto`);
+    /// reaching an unusable GPU here is a programming error, hence the panic.
     pub fn backend(self) -> &'static dyn Backend {
         static PROFILED_CPU: profile::Profiled = profile::Profiled(&cpu::CpuBackend);
         match self {
             Device::Cpu if profile::is_enabled() => &PROFILED_CPU,
             Device::Cpu => &cpu::CpuBackend,
+            Device::Emu => emu::backend(),
+            Device::Cuda(i) => cuda::real::backend(i).unwrap_or_else(|e| panic!("cuda:{i}: {e}")),
+        }
+    }
+
+    /// `auto`, `cpu`, `cuda`, `cuda:N` or `emu`. A CUDA request is checked now (driver, GPU,
+    /// NVRTC) and refused with the reason, never a panic.
+    pub fn parse(s: &str) -> Result<Device, DeviceError> {
+        let fail = |reason: String| DeviceError { request: s.to_string(), reason };
+        match s.trim() {
+            "cpu" => Ok(Device::Cpu),
+            "emu" => Ok(Device::Emu),
+            "auto" => Ok(Device::auto().0),
+            "cuda" => Device::check_cuda(0).map_err(|r| fail(format!("{r}; use --device cpu"))),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(i)) => Device::check_cuda(i).map_err(|r| fail(format!("{r}; use --device cpu"))),
+                Some(Err(_)) => Err(fail("expected cuda:N with N a GPU number, e.g. cuda:0".into())),
+                None => Err(fail("unknown device (expected auto, cpu, cuda, cuda:N or emu)".into())),
+            },
+        }
+    }
+
+    fn check_cuda(ordinal: usize) -> Result<Device, String> {
+        cuda::real::probe(ordinal)?;
+        cuda::real::backend(ordinal)?;
+        Ok(Device::Cuda(ordinal))
+    }
+
+    /// CUDA device 0 when a driver, a GPU and NVRTC are present, else the CPU; the string
+    /// says which was picked and why.
+    pub fn auto() -> (Device, String) {
+        match cuda::real::probe(0).and_then(|info| cuda::real::backend(0).map(|_| info)) {
+            Ok(info) => (Device::Cuda(0), format!("using cuda:0 ({info})")),
+            Err(why) => (Device::Cpu, format!("using the CPU: {why}")),
         }
     }
 }
@@ -28,6 +83,8 @@ impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::Emu => write!(f, "emu"),
         }
     }
 }
@@ -35,12 +92,15 @@ impl fmt::Display for Device {
 /// A flat f32 buffer on one device.
 pub enum Storage {
     Cpu(Vec<f32>),
+    /// Device memory of a CUDA GPU or of the emulator (the buffer knows which).
+    Gpu(cuda::alloc::GpuBuffer),
 }
 
 impl Storage {
     pub fn len(&self) -> usize {
         match self {
             Storage::Cpu(v) => v.len(),
+            Storage::Gpu(b) => b.len(),
         }
     }
 
@@ -51,6 +111,7 @@ impl Storage {
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
+            Storage::Gpu(b) => b.device(),
         }
     }
 
@@ -59,12 +120,22 @@ impl Storage {
     pub fn cpu(&self) -> &[f32] {
         match self {
             Storage::Cpu(v) => v,
+            Storage::Gpu(b) => panic!("engine bug: a {} buffer reached a CPU kernel", b.device()),
         }
     }
 
     pub fn cpu_mut(&mut self) -> &mut [f32] {
         match self {
             Storage::Cpu(v) => v,
+            Storage::Gpu(b) => panic!("engine bug: a {} buffer reached a CPU kernel", b.device()),
+        }
+    }
+
+    /// The device buffer of a CUDA / emulator storage (panics on a CPU one: engine bug).
+    pub fn gpu(&self) -> &cuda::alloc::GpuBuffer {
+        match self {
+            Storage::Gpu(b) => b,
+            Storage::Cpu(_) => panic!("engine bug: a cpu buffer reached a CUDA kernel"),
         }
     }
 }

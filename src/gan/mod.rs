@@ -17,17 +17,12 @@ use crate::backend::Device;
 /// to draw recognisable shapes in under five minutes on two cores (see the README).
 pub const DEFAULT_STEPS: u64 = 600;
 
-/// `--device auto|cpu|cuda[:N]`.
+/// `--device auto|cpu|cuda|cuda:N|emu`; `auto` says what it picked and why.
 pub fn parse_device(s: &str) -> anyhow::Result<Device> {
-    match s {
-        "cpu" => Ok(Device::Cpu),
-        "auto" => {
-            eprintln!("device auto: no CUDA backend in this build; using the CPU");
-            Ok(Device::Cpu)
-        }
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            anyhow::bail!("--device {s}: this build has no CUDA backend yet; use --device cpu")
-        }
-        s => anyhow::bail!("--device {s}: expected auto, cpu, cuda or cuda:N"),
+    if s.trim() == "auto" {
+        let (device, why) = Device::auto();
+        eprintln!("device auto: {why}");
+        return Ok(device);
     }
+    Ok(Device::parse(s)?)
 }

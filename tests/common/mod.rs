@@ -7,14 +7,31 @@ pub mod reference;
 use dcgan::{Device, Rng, Tensor};
 
 /// Write a test body once as `fn name(dev: Device)`; `device_tests!(name, ...)` runs it on every
-/// device, as `cpu::name` (the CUDA backend adds its devices here).
+/// device: `cpu::name`, `emu::name` (the CUDA kernels in the emulator, always) and
+/// `cuda::name` (on GPU 0 when one is usable, else it prints why and passes).
 #[macro_export]
 macro_rules! device_tests {
     ($($name:ident),* $(,)?) => {
         mod cpu {
             $( #[test] fn $name() { super::$name(dcgan::Device::Cpu) } )*
         }
+        mod emu {
+            $( #[test] fn $name() { super::$name(dcgan::Device::Emu) } )*
+        }
+        mod cuda {
+            $( #[test] fn $name() {
+                match $crate::common::cuda_device() {
+                    Some(dev) => super::$name(dev),
+                    None => eprintln!("skipped {}: no usable CUDA GPU", stringify!($name)),
+                }
+            } )*
+        }
     };
+}
+
+/// GPU 0 when a driver, a GPU and NVRTC are present.
+pub fn cuda_device() -> Option<Device> {
+    Device::parse("cuda").ok()
 }
 
 /// Random f32 values, returned as f64 so references see exactly the values the engine sees.

@@ -1,0 +1,219 @@
+// Shared by every kernel file: block sizes, the parameter structs passed by value, and the
+// reduction / tiled-product building blocks.
+//
+// Parameter structs end in `Args`. build.rs parses them (fields of int / unsigned / float) and
+// generates the `#[repr(C)]` Rust mirrors, so host and device layouts cannot drift apart.
+// NVRTC compiles this as CUDA C++17; the emulator compiles it as C++20 under kernels/emu/shim.h.
+#pragma once
+
+#define BLOCK 256          // threads of every 1-D kernel
+#define WARPS (BLOCK / 32)
+#define MAX_GRID 1024      // grid-stride kernels never launch more blocks than this
+
+// Elementwise: n elements, two scalars, an op code.
+struct EwArgs {
+    int n;
+    int op;
+    float alpha;
+    float beta;
+};
+
+// Per-channel NCHW extents.
+struct ChanArgs {
+    int n;
+    int c;
+    int hw;
+};
+
+// Reductions: n inputs, `parts` partial sums, a final scale.
+struct RedArgs {
+    int n;
+    int parts;
+    float scale;
+};
+
+// C[m x n] = op(A)[m x k] op(B)[k x n], row-major.
+struct GemmArgs {
+    int m;
+    int n;
+    int k;
+    int trans_a;
+    int trans_b;
+};
+
+// A convolution seen from its own side (see ConvGeom in src/backend/mod.rs); `splits` is the
+// split-K factor of the weight gradient.
+struct ConvArgs {
+    int n;
+    int c_in;
+    int h_in;
+    int w_in;
+    int c_out;
+    int h_out;
+    int w_out;
+    int kh;
+    int kw;
+    int stride;
+    int pad;
+    int splits;
+};
+
+// BatchNorm: extents, eps, and whether backward differentiates through batch statistics.
+struct BnArgs {
+    int n;
+    int c;
+    int hw;
+    float eps;
+    int batch_stats;
+};
+
+struct AdamArgs {
+    int n;
+    float step_size;   // lr / (1 - beta1^t)
+    float bias2_sqrt;  // sqrt(1 - beta2^t)
+    float beta1;
+    float beta2;
+    float eps;
+    float weight_decay;
+};
+
+struct SgdArgs {
+    int n;
+    float lr;
+    float momentum;
+    float weight_decay;
+    int first_step;
+};
+
+struct CvtArgs {
+    int n;
+};
+
+// ---------------------------------------------------------------------------------------
+// Reductions. A block of BLOCK threads sums one value per thread: warp shuffles inside each
+// warp, then the warp sums through shared memory. Every thread gets the total.
+
+static __device__ __forceinline__ float warp_sum(float v) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// `scratch` holds WARPS + 1 floats of shared memory.
+static __device__ __forceinline__ float block_sum(float v, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float w = lane < WARPS ? scratch[lane] : 0.0f;
+        w = warp_sum(w);
+        if (lane == 0) scratch[WARPS] = w;
+    }
+    __syncthreads();
+    const float total = scratch[WARPS];
+    __syncthreads();  // scratch may be reused right after
+    return total;
+}
+
+// Welford triple (count, mean, M2), merged with Chan's formula: one pass gives mean and
+// variance without the cancellation of sum / sum-of-squares.
+struct Welford {
+    float n, mean, m2;
+};
+
+static __device__ __forceinline__ Welford welford_merge(Welford a, Welford b) {
+    const float n = a.n + b.n;
+    if (n == 0.0f) return a;
+    const float d = b.mean - a.mean;
+    const float fb = b.n / n;
+    Welford r;
+    r.n = n;
+    r.mean = a.mean + d * fb;
+    r.m2 = a.m2 + b.m2 + d * d * a.n * fb;
+    return r;
+}
+
+static __device__ __forceinline__ Welford warp_welford(Welford w) {
+    for (int off = 16; off > 0; off >>= 1) {
+        Welford o;
+        o.n = __shfl_down_sync(0xffffffffu, w.n, off);
+        o.mean = __shfl_down_sync(0xffffffffu, w.mean, off);
+        o.m2 = __shfl_down_sync(0xffffffffu, w.m2, off);
+        w = welford_merge(w, o);
+    }
+    return w;
+}
+
+// `scratch` holds WARPS + 1 Welford triples of shared memory.
+static __device__ __forceinline__ Welford block_welford(Welford w, Welford* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    w = warp_welford(w);
+    if (lane == 0) scratch[warp] = w;
+    __syncthreads();
+    if (warp == 0) {
+        Welford v;
+        if (lane < WARPS) {
+            v = scratch[lane];
+        } else {
+            v.n = 0.0f;
+            v.mean = 0.0f;
+            v.m2 = 0.0f;
+        }
+        v = warp_welford(v);
+        if (lane == 0) scratch[WARPS] = v;
+    }
+    __syncthreads();
+    const Welford total = scratch[WARPS];
+    __syncthreads();
+    return total;
+}
+
+// ---------------------------------------------------------------------------------------
+// The tiled product behind gemm and the implicit-GEMM convolutions: a block computes a
+// TM x TN tile of C = A B with BLOCK threads, each owning a 4 x 4 register block (rows
+// ty + 16 i, columns tx + 16 j, so shared-memory reads are broadcasts / conflict-free).
+// A and B are functors (row, col) -> float that return 0 outside the matrix, so the
+// convolutions gather their operands on the fly: no im2col / col2im buffer.
+
+#define TM 64
+#define TN 64
+#define TK 16
+
+template <class LoadA, class LoadB>
+static __device__ __forceinline__ void tile_product(const LoadA& la, const LoadB& lb, int m0, int n0,
+                                                    int k_begin, int k_end, float* As, float* Bs,
+                                                    float acc[4][4]) {
+    const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    for (int k0 = k_begin; k0 < k_end; k0 += TK) {
+        // A tile: TM x TK, stored k-major (As[kk * TM + row]); 4 loads per thread.
+        for (int r = 0; r < (TM * TK) / BLOCK; ++r) {
+            const int idx = tid + r * BLOCK;
+            const int row = idx / TK, kk = idx % TK;
+            const int k = k0 + kk;
+            As[kk * TM + row] = k < k_end ? la(m0 + row, k) : 0.0f;
+        }
+        // B tile: TK x TN (Bs[kk * TN + col]).
+        for (int r = 0; r < (TK * TN) / BLOCK; ++r) {
+            const int idx = tid + r * BLOCK;
+            const int kk = idx / TN, col = idx % TN;
+            const int k = k0 + kk;
+            Bs[kk * TN + col] = k < k_end ? lb(k, n0 + col) : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < TK; ++kk) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) a[i] = As[kk * TM + ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) b[j] = Bs[kk * TN + tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+}

@@ -1,0 +1,38 @@
+//! The caching device allocator: after the first training step, a DCGAN step takes every
+//! buffer from the free lists and allocates nothing from the driver. Counted on the
+//! emulator's driver, which sees exactly the calls a GPU driver would. (One test in this
+//! binary: the emulator backend and its counters are process-wide.)
+
+use dcgan::backend::emu;
+use dcgan::gan::{DcganConfig, Gan, GeneratorLoss, discriminator, generator};
+use dcgan::nn::Module;
+use dcgan::optim::Adam;
+use dcgan::{Device, Rng, Tensor};
+
+#[test]
+fn steps_after_the_first_allocate_nothing_from_the_driver() {
+    let dev = Device::Emu;
+    let cfg = DcganConfig { image_size: 16, channels: 3, nz: 8, ngf: 4, ndf: 4 };
+    let mut rng = Rng::new(1);
+    let g = generator(&cfg, &mut rng, dev);
+    let d = discriminator(&cfg, &mut rng, dev);
+    let (opt_g, opt_d) =
+        (Adam::new(g.parameters(), 2e-4, (0.5, 0.999)), Adam::new(d.parameters(), 2e-4, (0.5, 0.999)));
+    let mut gan = Gan { generator: g, discriminator: d, opt_g, opt_d, loss: GeneratorLoss::NonSaturating };
+    let real = Tensor::rand_uniform(&[4, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
+    let z = Tensor::randn(&[4, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+
+    let driver = emu::backend().driver();
+    gan.step(&real, &z);
+    let after_first = driver.alloc_count();
+    let stats_first = emu::backend().alloc_stats();
+    assert!(after_first > 0);
+    for step in 2..=4 {
+        gan.step(&real, &z);
+        assert_eq!(driver.alloc_count(), after_first, "step {step} allocated from the driver");
+    }
+    let stats = emu::backend().alloc_stats();
+    assert_eq!(stats.driver_allocs, stats_first.driver_allocs);
+    assert!(stats.reused > stats_first.reused, "steps 2..4 reused cached blocks: {stats:?}");
+    assert_eq!(stats.bytes_reserved, stats_first.bytes_reserved);
+}
