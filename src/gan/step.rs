@@ -93,6 +93,9 @@ impl Gan {
             loss_d.backward();
             m.grad_norm_d = grad_norm(&self.discriminator);
             self.opt_d.step();
+            // Gradients live only from backward to update: every step then starts with the
+            // same memory free as the last (no allocation after warm-up), and the peak is lower.
+            self.opt_d.zero_grad();
             m.loss_d = loss_d.item();
             m.d_real = mean_probability(&real_logits);
             m.d_fake_before = mean_probability(&fake_logits);
@@ -113,6 +116,7 @@ impl Gan {
         set_requires_grad(&self.discriminator, true);
         m.grad_norm_g = grad_norm(&self.generator);
         self.opt_g.step();
+        self.opt_g.zero_grad();
         m.loss_g = loss_g.item();
         m.d_fake_after = mean_probability(&fake_logits_after);
         m
