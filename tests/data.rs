@@ -176,6 +176,24 @@ fn idx_without_a_labels_file_loads_unlabelled() {
     assert_eq!(ds.label(0), None);
 }
 
+#[test]
+fn emnist_images_are_transposed_upright() {
+    let dir = TempDir::new("emnist");
+    // Stored column-major: pixel (row r, col c) of the upright image is byte c·3 + r.
+    let stored: Vec<u8> = (0..9).map(|i| i * 20).collect();
+    dir.write("emnist-letters-train-images-idx3-ubyte", &idx_images(1, 3, 3, &stored));
+    dir.write("emnist-letters-train-labels-idx1-ubyte", &idx_labels(&[4]));
+    let ds = data::open(dir.path(), DataFormat::Auto, 3, None).unwrap();
+    assert_eq!(ds.label(0), Some(4));
+    assert!(ds.describe().contains("EMNIST: transposed"), "{}", ds.describe());
+    let img = image_of(&*ds, 0);
+    for r in 0..3 {
+        for c in 0..3 {
+            assert_eq!(img[r * 3 + c], byte(stored[c * 3 + r]), "({r}, {c})");
+        }
+    }
+}
+
 // ---------------------------------------------------------------- idx errors
 
 #[test]

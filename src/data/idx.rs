@@ -197,18 +197,38 @@ pub fn idx_dataset_from_bytes(
     let plane = image_size * image_size;
     let mut pixels = alloc_pixels(imgs.count, plane, images_name)?;
     let src_per = imgs.rows * imgs.cols;
+    let transpose = is_emnist(images_name);
     pixels.par_chunks_mut(plane).zip(imgs.pixels.par_chunks(src_per)).for_each(|(dst, src)| {
-        dst.copy_from_slice(&resize::prepare_hwc(src, imgs.rows, imgs.cols, 1, 1, image_size));
+        let prepared = if transpose {
+            // Stored column-major: the transpose is rows×cols -> cols×rows.
+            let t: Vec<u8> = (0..imgs.cols * imgs.rows)
+                .map(|i| src[(i % imgs.rows) * imgs.cols + i / imgs.rows])
+                .collect();
+            resize::prepare_hwc(&t, imgs.cols, imgs.rows, 1, 1, image_size)
+        } else {
+            resize::prepare_hwc(src, imgs.rows, imgs.cols, 1, 1, image_size)
+        };
+        dst.copy_from_slice(&prepared);
     });
     let description = format!(
-        "MNIST-family idx ({images_name}): {} images 1×{}×{}{} -> {to_c}×{image_size}×{image_size}",
+        "MNIST-family idx ({images_name}): {} images 1×{}×{}{}{} -> {to_c}×{image_size}×{image_size}",
         imgs.count,
         imgs.rows,
         imgs.cols,
         if labels.is_some() { " with labels" } else { "" },
+        if transpose { ", EMNIST: transposed upright" } else { "" },
     );
     // Grey stays one stored plane; RGB is replicated on read.
     Ok(Box::new(ImageSet::new(to_c, 1, image_size, pixels, labels, description)))
+}
+
+/// EMNIST stores each image transposed (column-major); torchvision's EMNIST transposes it back.
+/// Only the file name tells (`emnist-*-images-idx3-ubyte`), so the name decides.
+fn is_emnist(images_name: &str) -> bool {
+    Path::new(images_name)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.to_ascii_lowercase().starts_with("emnist"))
 }
 
 fn strip_gz(name: &str) -> &str {
