@@ -526,6 +526,12 @@ fn plots_are_png_files_of_the_requested_size() {
     plot_series(&dir.join("one.png"), &PlotOptions::default(), &[3.0], &[("one", &[1.0])]).unwrap();
     plot_series(&dir.join("flat.png"), &PlotOptions::default(), &[1.0, 2.0], &[("flat", &[0.0, 0.0])])
         .unwrap();
+    // Extreme values and a degenerate fixed range: still a picture, no panic.
+    let extreme = [f64::MAX, -f64::MAX, 1e-300, f64::INFINITY];
+    plot_series(&dir.join("extreme.png"), &PlotOptions::default(), &[0.0, 1.0, 2.0, 3.0], &[("x", &extreme)])
+        .unwrap();
+    let bad_range = PlotOptions { y_range: Some((1.0, 1.0)), ..PlotOptions::new("fixed", "step", "loss") };
+    plot_series(&dir.join("range.png"), &bad_range, &[1e9, 1e9 + 1.0], &[("flat", &[1.0, 1.0])]).unwrap();
 
     let a: Vec<(f64, f64)> = (0..200).map(|i| ((i as f64 * 0.1).sin(), (i as f64 * 0.13).cos())).collect();
     let b: Vec<(f64, f64)> =

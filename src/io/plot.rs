@@ -168,15 +168,20 @@ fn frame<'a, 'b>(
     let mut chart = ChartBuilder::on(root)
         .caption(&opts.title, (FAMILY, 22))
         .margin(12)
+        .margin_right(32)
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
         .map_err(|x| e(&x))?;
     let (x_span, y_span) = (x_hi - x_lo, y_hi - y_lo);
+    // As many x tick labels as fit side by side (long labels such as 1000000000.5 get fewer).
+    let x_chars = tick_label(x_lo, x_span).len().max(tick_label(x_hi, x_span).len()) as f64;
+    let x_ticks = ((opts.width as f64 - 120.0) / (x_chars * 8.5 + 24.0)).floor().clamp(2.0, 10.0) as usize;
     chart
         .configure_mesh()
         .x_desc(opts.x_label.as_str())
         .y_desc(opts.y_label.as_str())
+        .x_labels(x_ticks)
         .x_label_formatter(&|v| tick_label(*v, x_span))
         .y_label_formatter(&|v| tick_label(*v, y_span))
         .label_style((FAMILY, 14))
