@@ -605,23 +605,6 @@ fn synthetic_batches_do_not_depend_on_the_thread_count() {
     assert!(one == run(2), "1 vs 2 threads differ");
 }
 
-/// Not an assertion (timings belong in benches): prints how long a DCGAN batch takes.
-/// `cargo test --release --test data -- --ignored --nocapture synthetic_batch_time`
-#[test]
-#[ignore]
-fn synthetic_batch_time() {
-    let mut loader = Loader::new(Arc::from(data::synthetic(0, 64)), 128, 0).unwrap();
-    let mut out = Vec::new();
-    loader.next_batch(&mut out);
-    let n = 50;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        loader.next_batch(&mut out);
-    }
-    let ms = t.elapsed().as_secs_f64() * 1e3 / n as f64;
-    println!("synthetic 128×3×64×64 batch: {ms:.2} ms ({} rayon threads)", rayon::current_num_threads());
-}
-
 // ---------------------------------------------------------------- loader
 
 /// Image `i` is the constant (i as f32), so a batch reveals its indices.

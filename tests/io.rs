@@ -3,10 +3,10 @@
 
 use dcgan::gan::{DcganConfig, discriminator, generator};
 use dcgan::io::{
-    ArrayData, IoError, MetricsCsv, NamedArray, PlotOptions, SaveDtype, grid_pixels, load_module_state,
-    module_state, parse_safetensors, plot_series, read_metrics_csv, read_safetensors,
-    read_safetensors_with_metadata, save_image_grid, scatter_plot, serialize_safetensors, write_atomic,
-    write_json_atomic, write_safetensors,
+    ArrayData, IoError, MetricsCsv, NamedArray, PlotOptions, SaveDtype, grid_pixels, load_module_file,
+    load_module_state, module_state, parse_safetensors, plot_series, read_metrics_csv, read_safetensors,
+    read_safetensors_with_metadata, save_image_grid, save_module_file, scatter_plot, serialize_safetensors,
+    write_atomic, write_json_atomic, write_safetensors,
 };
 use dcgan::nn::{Module, Sequential};
 use dcgan::{Device, Rng, Tensor};
@@ -251,6 +251,15 @@ fn corrupt_files_give_their_own_error() {
         (r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0]}}"#, "\"data_offsets\" is not a list"),
         (r#"{"a":[1,2]}"#, "not an object"),
         (r#"{"__metadata__":{"k":1}}"#, "\"__metadata__\".\"k\" is not a string"),
+        // A repeated key would silently override the first; the reference rejects it too.
+        (
+            r#"{"a":{"dtype":"F32","shape":[2,2],"shape":[4],"data_offsets":[0,16]}}"#,
+            "duplicate key \"shape\"",
+        ),
+        (
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
+            "duplicate key \"a\"",
+        ),
     ] {
         let e = err_text(parse(&with_header(&good, header)));
         assert!(e.contains(expect), "{header}: {e}");
@@ -362,6 +371,14 @@ fn save_then_load_restores_tensors_and_counters() {
         assert_eq!(state_values(&fresh), state_values(net), "{name}: bit-identical after load");
     }
 
+    // The one-call helpers, with metadata.
+    let path = dir.join("g-helper.safetensors");
+    let meta = BTreeMap::from([("step".to_string(), "3".to_string())]);
+    save_module_file(&path, "main", &g, SaveDtype::F32, &meta).unwrap();
+    let fresh = generator(&cfg, &mut Rng::new(10), Device::Cpu);
+    assert_eq!(load_module_file(&path, "main", &fresh).unwrap(), meta);
+    assert_eq!(state_values(&fresh), state_values(&g));
+
     // bf16 weights load as f32 values within bf16 precision; counters exact.
     let path = dir.join("g16.safetensors");
     write_safetensors(&path, &module_state("main", &g, SaveDtype::Bf16), &no_metadata()).unwrap();
@@ -472,7 +489,7 @@ fn image_grid_layout_matches_torchvision() {
     save_image_grid(&path, &rgb, 3, 3, 1, 1, 2).unwrap();
     assert_eq!(image::open(&path).unwrap().to_rgb8().into_raw(), grid_pixels(&rgb, 3, 3, 1, 1, 2).2);
     let e = err_text(save_image_grid(Path::new("/nonexistent/x.png"), &images, 2, 1, 2, 2, 2));
-    assert!(e.starts_with("/nonexistent/x.png: cannot create a temporary file"), "{e}");
+    assert!(e.starts_with("/nonexistent/x.png: cannot write: No such file or directory"), "{e}");
 }
 
 // ---- plots --------------------------------------------------------------------------------
@@ -509,6 +526,12 @@ fn plots_are_png_files_of_the_requested_size() {
     plot_series(&dir.join("one.png"), &PlotOptions::default(), &[3.0], &[("one", &[1.0])]).unwrap();
     plot_series(&dir.join("flat.png"), &PlotOptions::default(), &[1.0, 2.0], &[("flat", &[0.0, 0.0])])
         .unwrap();
+    // Extreme values and a degenerate fixed range: still a picture, no panic.
+    let extreme = [f64::MAX, -f64::MAX, 1e-300, f64::INFINITY];
+    plot_series(&dir.join("extreme.png"), &PlotOptions::default(), &[0.0, 1.0, 2.0, 3.0], &[("x", &extreme)])
+        .unwrap();
+    let bad_range = PlotOptions { y_range: Some((1.0, 1.0)), ..PlotOptions::new("fixed", "step", "loss") };
+    plot_series(&dir.join("range.png"), &bad_range, &[1e9, 1e9 + 1.0], &[("flat", &[1.0, 1.0])]).unwrap();
 
     let a: Vec<(f64, f64)> = (0..200).map(|i| ((i as f64 * 0.1).sin(), (i as f64 * 0.13).cos())).collect();
     let b: Vec<(f64, f64)> =
@@ -594,5 +617,5 @@ fn atomic_writes_replace_whole_files() {
     let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["state.json"], "no temporary file left");
     let e = err_text(write_atomic(&dir.join("missing-dir").join("f"), b"x"));
-    assert!(e.contains("missing-dir/f: cannot create a temporary file for: No such file"), "{e}");
+    assert!(e.contains("missing-dir/f: cannot write: No such file"), "{e}");
 }

@@ -15,8 +15,9 @@ pub use image_grid::{grid_pixels, save_image_grid};
 pub use metrics::{CsvField, MetricsCsv, format_f32, format_f64, read_metrics_csv};
 pub use plot::{PALETTE, PlotOptions, ScatterGroup, TextBackend, plot_series, scatter_plot};
 pub use safetensors::{
-    ArrayData, NamedArray, Safetensors, SaveDtype, load_module_state, module_state, parse_safetensors,
-    read_safetensors, read_safetensors_with_metadata, serialize_safetensors, write_safetensors,
+    ArrayData, NamedArray, Safetensors, SaveDtype, load_module_file, load_module_state, module_state,
+    parse_safetensors, read_safetensors, read_safetensors_with_metadata, save_module_file,
+    serialize_safetensors, write_safetensors,
 };
 
 use serde::Serialize;
@@ -107,13 +108,14 @@ pub(crate) fn write_atomic_with(
     }
     let tmp = temp_path(path);
     let result = (|| {
-        let file = File::create(&tmp).map_err(|e| IoError::os(path, "create a temporary file for", e))?;
+        let file = File::create(&tmp).map_err(|e| IoError::os(path, "write", e))?;
         let mut w = std::io::BufWriter::new(&file);
         fill(&mut w).and_then(|()| w.flush()).map_err(|e| IoError::os(path, "write", e))?;
         drop(w);
-        file.sync_all().map_err(|e| IoError::os(path, "fsync", e))?;
+        file.sync_all().map_err(|e| IoError::os(path, "write (fsync)", e))?;
         drop(file);
-        fs::rename(&tmp, path).map_err(|e| IoError::os(path, "rename the temporary file onto", e))
+        fs::rename(&tmp, path)
+            .map_err(|e| IoError::os(path, "write (renaming the temporary file into place)", e))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

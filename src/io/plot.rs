@@ -77,9 +77,10 @@ fn rgb(c: [u8; 3]) -> RGBColor {
 }
 
 /// The finite range of `values`, widened by 5% (and to a unit interval when empty or flat).
+/// Magnitudes beyond 1e100 are left out so the axis arithmetic stays finite.
 fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in values.filter(|v| v.is_finite()) {
+    for v in values.filter(|v| v.abs() <= 1e100) {
         lo = lo.min(v);
         hi = hi.max(v);
     }
@@ -87,10 +88,20 @@ fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
         return (0.0, 1.0);
     }
     if hi - lo < 1e-12 * lo.abs().max(1.0) {
-        return (lo - 0.5, hi + 0.5);
+        let pad = 0.5 * lo.abs().max(1.0);
+        return (lo - pad, hi + pad);
     }
     let pad = (hi - lo) * 0.05;
     (lo - pad, hi + pad)
+}
+
+/// A usable axis range: finite, increasing.
+fn sane_range((lo, hi): (f64, f64)) -> (f64, f64) {
+    if lo.is_finite() && hi.is_finite() && lo < hi && hi - lo <= 1e200 {
+        (lo, hi)
+    } else {
+        padded_range([lo, hi].into_iter())
+    }
 }
 
 fn check_size(path: &Path, opts: &PlotOptions) -> Result<(), IoError> {
@@ -131,11 +142,11 @@ fn tick_label(v: f64, span: f64) -> String {
     let step = span / 10.0;
     // A tick at "zero" computed as lo + k·step is often ±1e-16.
     let v = if v.abs() < step.abs() * 1e-6 { 0.0 } else { v };
-    let text = if v != 0.0 && (v.abs() >= 1e6 || v.abs() < 1e-4) {
-        format!("{v:.1e}")
+    let decimals =
+        if step > 0.0 && step.is_finite() { (-step.log10()).ceil().clamp(0.0, 9.0) as usize } else { 1 };
+    let text = if v != 0.0 && (span >= 1e6 || (span < 1e-4 && v.abs() < 1e-3)) {
+        format!("{v:.2e}")
     } else {
-        let decimals =
-            if step > 0.0 && step.is_finite() { (-step.log10()).ceil().clamp(0.0, 6.0) as usize } else { 1 };
         format!("{v:.decimals$}")
     };
     match text.strip_prefix('-') {
@@ -148,23 +159,29 @@ fn tick_label(v: f64, span: f64) -> String {
 fn frame<'a, 'b>(
     root: &'a DrawingArea<TextBackend<'b>, plotters::coord::Shift>,
     opts: &PlotOptions,
-    (x_lo, x_hi): (f64, f64),
-    (y_lo, y_hi): (f64, f64),
+    x_range: (f64, f64),
+    y_range: (f64, f64),
 ) -> Result<Chart<'a, 'b>, String> {
+    let ((x_lo, x_hi), (y_lo, y_hi)) = (sane_range(x_range), sane_range(y_range));
     let e = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut chart = ChartBuilder::on(root)
         .caption(&opts.title, (FAMILY, 22))
         .margin(12)
+        .margin_right(32)
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
         .map_err(|x| e(&x))?;
     let (x_span, y_span) = (x_hi - x_lo, y_hi - y_lo);
+    // As many x tick labels as fit side by side (long labels such as 1000000000.5 get fewer).
+    let x_chars = tick_label(x_lo, x_span).len().max(tick_label(x_hi, x_span).len()) as f64;
+    let x_ticks = ((opts.width as f64 - 120.0) / (x_chars * 8.5 + 24.0)).floor().clamp(2.0, 10.0) as usize;
     chart
         .configure_mesh()
         .x_desc(opts.x_label.as_str())
         .y_desc(opts.y_label.as_str())
+        .x_labels(x_ticks)
         .x_label_formatter(&|v| tick_label(*v, x_span))
         .y_label_formatter(&|v| tick_label(*v, y_span))
         .label_style((FAMILY, 14))
@@ -226,13 +243,14 @@ pub fn plot_series(
     x: &[f64],
     series: &[(&str, &[f64])],
 ) -> Result<(), IoError> {
-    let x_range = match (x.first(), x.last()) {
+    let x_range = sane_range(match (x.first(), x.last()) {
         (Some(&a), Some(&b)) if a.is_finite() && b.is_finite() && a < b => (a, b),
         _ => padded_range(x.iter().copied()),
-    };
-    let y_range = opts
-        .y_range
-        .unwrap_or_else(|| padded_range(series.iter().flat_map(|(_, ys)| ys.iter().copied().take(x.len()))));
+    });
+    let y_range =
+        sane_range(opts.y_range.unwrap_or_else(|| {
+            padded_range(series.iter().flat_map(|(_, ys)| ys.iter().copied().take(x.len())))
+        }));
     let all_points = series.iter().flat_map(|(_, ys)| x.iter().copied().zip(ys.iter().copied()));
     let names: Vec<&str> = series.iter().map(|(n, _)| *n).collect();
     let corner = legend_corner(opts, &names, x_range, y_range, all_points);
@@ -278,9 +296,9 @@ pub type ScatterGroup<'a> = (&'a str, &'a [(f64, f64)], [u8; 3]);
 pub fn scatter_plot(path: &Path, opts: &PlotOptions, groups: &[ScatterGroup<'_>]) -> Result<(), IoError> {
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
     let x_range = padded_range(groups.iter().flat_map(|(_, ps, _)| ps.iter().filter(finite).map(|p| p.0)));
-    let y_range = opts.y_range.unwrap_or_else(|| {
+    let y_range = sane_range(opts.y_range.unwrap_or_else(|| {
         padded_range(groups.iter().flat_map(|(_, ps, _)| ps.iter().filter(finite).map(|p| p.1)))
-    });
+    }));
     let names: Vec<&str> = groups.iter().map(|g| g.0).collect();
     let corner =
         legend_corner(opts, &names, x_range, y_range, groups.iter().flat_map(|g| g.1.iter().copied()));

@@ -298,8 +298,9 @@ pub fn parse_safetensors(bytes: &[u8], name: &str) -> Result<Safetensors, IoErro
     let header_end = 8 + header_len as usize;
     let header = std::str::from_utf8(&bytes[8..header_end])
         .map_err(|e| header_err(format!("the header is not UTF-8 ({e})")))?;
-    let value: Value = serde_json::from_str(header)
-        .map_err(|e| header_err(format!("the header is not valid JSON ({e})")))?;
+    let value = serde_json::from_str::<StrictJson>(header)
+        .map_err(|e| header_err(format!("the header is not valid JSON ({e})")))?
+        .0;
     let Value::Object(map) = value else {
         return Err(header_err("the header is not a JSON object".to_string()));
     };
@@ -451,6 +452,69 @@ pub fn parse_safetensors(bytes: &[u8], name: &str) -> Result<Safetensors, IoErro
     Ok(Safetensors { tensors, metadata })
 }
 
+/// JSON parsed into a [`Value`], refusing an object with a repeated key anywhere (a
+/// repeated field would otherwise silently override the first, and the reference
+/// implementation rejects repeated tensor fields).
+struct StrictJson(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictJson)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictJson(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let StrictJson(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!("duplicate key \"{key}\"")));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 // ---- model state -----------------------------------------------------------------------
 
 fn join(prefix: &str, name: &str) -> String {
@@ -597,4 +661,27 @@ pub fn load_module_state(
         }
     }
     Ok(())
+}
+
+/// Write `module`'s state ([`module_state`]) to a safetensors file, atomically.
+pub fn save_module_file(
+    path: &Path,
+    prefix: &str,
+    module: &Sequential,
+    dtype: SaveDtype,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), IoError> {
+    write_safetensors(path, &module_state(prefix, module, dtype), metadata)
+}
+
+/// Read a safetensors file and load it into `module` ([`load_module_state`]); returns the
+/// file's `__metadata__`.
+pub fn load_module_file(
+    path: &Path,
+    prefix: &str,
+    module: &Sequential,
+) -> Result<BTreeMap<String, String>, IoError> {
+    let file = read_safetensors_with_metadata(path)?;
+    load_module_state(prefix, module, &file.tensors, path)?;
+    Ok(file.metadata)
 }
