@@ -60,7 +60,9 @@ pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kib| kib / 1024.0)
 }
@@ -93,7 +95,13 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     let opt_g = Adam::new(g.parameters(), 2e-4, (0.5, 0.999));
     let opt_d = Adam::new(d.parameters(), 2e-4, (0.5, 0.999));
     let mut gan = Gan { generator: g, discriminator: d, opt_g, opt_d, loss: GeneratorLoss::NonSaturating };
-    let real = Tensor::rand_uniform(&[opts.batch_size, cfg.channels, cfg.image_size, cfg.image_size], -1.0, 1.0, &mut rng, dev);
+    let real = Tensor::rand_uniform(
+        &[opts.batch_size, cfg.channels, cfg.image_size, cfg.image_size],
+        -1.0,
+        1.0,
+        &mut rng,
+        dev,
+    );
     let z = Tensor::randn(&[opts.batch_size, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
 
     for _ in 0..opts.warmup {
@@ -120,7 +128,8 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     let min = times[0];
     let per_step = |v: f64| v / profiled_steps as f64;
     let total_profiled: f64 = table.iter().map(|(_, e)| e.seconds).sum();
-    let conv_flops: f64 = table.iter().filter(|(k, _)| k.starts_with("conv")).map(|(_, e)| per_step(e.flops)).sum();
+    let conv_flops: f64 =
+        table.iter().filter(|(k, _)| k.starts_with("conv")).map(|(_, e)| per_step(e.flops)).sum();
     let breakdown = table
         .iter()
         .filter(|(_, e)| e.calls > 0)

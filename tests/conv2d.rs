@@ -7,7 +7,8 @@ use common::{assert_close, check_gradients, random, reference, tensor};
 use dcgan::{Device, Rng, Tensor, conv2d};
 
 /// (batch, c_in, h, w, c_out, kernel, stride, padding)
-const CASES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+const CASES: &[Case] = &[
     (1, 1, 1, 1, 2, 1, 1, 0), // 1×1 input, 1×1 kernel
     (1, 2, 1, 1, 3, 3, 1, 1), // 1×1 input, padding makes room for the kernel
     (2, 3, 7, 5, 4, 3, 1, 1), // odd, non-square

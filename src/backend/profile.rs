@@ -162,7 +162,9 @@ impl Backend for Profiled {
         eps: f32,
         batch_stats: bool,
     ) -> (Storage, Storage, Storage) {
-        record(BATCHNORM, 0.0, || self.0.batchnorm2d_backward(x, dy, gamma, mean, var, shape, eps, batch_stats))
+        record(BATCHNORM, 0.0, || {
+            self.0.batchnorm2d_backward(x, dy, gamma, mean, var, shape, eps, batch_stats)
+        })
     }
     fn bce_with_logits(&self, x: &Storage, target: &Storage) -> Storage {
         record(LOSS, 0.0, || self.0.bce_with_logits(x, target))
