@@ -48,7 +48,17 @@ impl Operand {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn reference(m: usize, n: usize, k: usize, alpha: f32, a: &Operand, b: &Operand, beta: f32, c: &[f32], ldc: usize) -> Vec<f64> {
+fn reference(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: &Operand,
+    b: &Operand,
+    beta: f32,
+    c: &[f32],
+    ldc: usize,
+) -> Vec<f64> {
     let mut out = vec![0.0f64; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -65,7 +75,18 @@ fn reference(m: usize, n: usize, k: usize, alpha: f32, a: &Operand, b: &Operand,
 
 /// Runs one case on `path` (None: the default `sgemm`) and checks it against the f64 reference.
 #[allow(clippy::too_many_arguments)]
-fn check_case(path: Option<KernelPath>, m: usize, n: usize, k: usize, la: u32, lb: u32, alpha: f32, beta: f32, ldc_pad: usize, nan_c: bool) {
+fn check_case(
+    path: Option<KernelPath>,
+    m: usize,
+    n: usize,
+    k: usize,
+    la: u32,
+    lb: u32,
+    alpha: f32,
+    beta: f32,
+    ldc_pad: usize,
+    nan_c: bool,
+) {
     let mut rng = Rng::new((m * 1_000_003 + n * 1009 + k * 17 + la as usize * 3 + lb as usize) as u64);
     let a = Operand::new(&mut rng, m, k, la);
     let b = Operand::new(&mut rng, k, n, lb);
@@ -181,7 +202,9 @@ fn general_strides_and_padded_leading_dims() {
 fn alpha_beta_variants() {
     for path in paths() {
         for &(m, n, k) in &[(7, 13, 5), (33, 65, 17), (29, 65, 257), (1, 1, 1)] {
-            for &(alpha, beta) in &[(1.0, 1.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0), (0.75, 0.5), (0.0, 0.5), (0.0, 0.0)] {
+            for &(alpha, beta) in
+                &[(1.0, 1.0), (2.5, 0.0), (-0.5, 1.0), (1.0, -2.0), (0.75, 0.5), (0.0, 0.5), (0.0, 0.0)]
+            {
                 check_case(path, m, n, k, 0, 1, alpha, beta, 0, false);
                 check_case(path, m, n, k, 1, 0, alpha, beta, 3, false);
             }
@@ -201,7 +224,18 @@ fn beta_zero_ignores_nan_in_c() {
         let a = vec![f32::NAN; 6];
         let b = vec![f32::NAN; 8];
         match path {
-            Some(p) => sgemm_with(p, 3, 4, 2, 0.0, MatRef::row_major(&a, 2), MatRef::row_major(&b, 4), 0.0, &mut c, 4),
+            Some(p) => sgemm_with(
+                p,
+                3,
+                4,
+                2,
+                0.0,
+                MatRef::row_major(&a, 2),
+                MatRef::row_major(&b, 4),
+                0.0,
+                &mut c,
+                4,
+            ),
             None => sgemm(3, 4, 2, 0.0, MatRef::row_major(&a, 2), MatRef::row_major(&b, 4), 0.0, &mut c, 4),
         }
         assert!(c.iter().all(|&x| x == 0.0));
@@ -278,7 +312,15 @@ fn matches_naive_reference_closely() {
     }
 }
 
-fn run_in_pool(threads: usize, path: KernelPath, m: usize, n: usize, k: usize, ta: bool, tb: bool) -> Vec<u32> {
+fn run_in_pool(
+    threads: usize,
+    path: KernelPath,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+) -> Vec<u32> {
     let mut rng = Rng::new(99 + m as u64);
     let a = rng.vec(m * k);
     let b = rng.vec(k * n);
@@ -337,15 +379,15 @@ fn nested_inside_rayon_parallel_loop() {
 #[test]
 fn sgemm_bit_identical_across_thread_counts_all_modes() {
     let shapes: &[(usize, usize, usize, bool, bool)] = &[
-        (1, 3000, 400, false, false),  // gemv, m == 1, row-major B
-        (1, 3000, 400, false, true),   // gemv, m == 1, dot products
-        (3000, 1, 400, true, false),   // gemv, n == 1
-        (600, 16, 300, false, false),  // narrow tile
-        (700, 12, 260, true, false),   // narrow tile, A read in place
-        (300, 64, 700, true, false),   // A read in place (n small)
-        (20, 900, 300, false, false),  // B read in place (m small)
-        (400, 500, 300, false, true),  // split mode
-        (520, 530, 300, true, true),   // shared-panel mode (m·n·k > SPLIT_MAX_MNK)
+        (1, 3000, 400, false, false), // gemv, m == 1, row-major B
+        (1, 3000, 400, false, true),  // gemv, m == 1, dot products
+        (3000, 1, 400, true, false),  // gemv, n == 1
+        (600, 16, 300, false, false), // narrow tile
+        (700, 12, 260, true, false),  // narrow tile, A read in place
+        (300, 64, 700, true, false),  // A read in place (n small)
+        (20, 900, 300, false, false), // B read in place (m small)
+        (400, 500, 300, false, true), // split mode
+        (520, 530, 300, true, true),  // shared-panel mode (m·n·k > SPLIT_MAX_MNK)
     ];
     for &(m, n, k, ta, tb) in shapes {
         let run = |threads: usize| -> Vec<u32> {

@@ -48,7 +48,8 @@ fn mean_probability(logits: &Tensor) -> f32 {
 /// √(Σ‖grad‖²) over a model's parameters.
 fn grad_norm(model: &Sequential) -> f32 {
     crate::no_grad(|| {
-        let sq: f64 = model.parameters().iter().filter_map(|p| p.grad()).map(|g| g.mul(&g).sum().item() as f64).sum();
+        let sq: f64 =
+            model.parameters().iter().filter_map(|p| p.grad()).map(|g| g.mul(&g).sum().item() as f64).sum();
         sq.sqrt() as f32
     })
 }
@@ -69,7 +70,12 @@ impl Gan {
     /// its own real batch and noise, then one generator update reusing the last noise (G has
     /// not changed since, so its fakes are reused rather than recomputed).
     pub fn step_k(&mut self, reals: &[Tensor], zs: &[Tensor]) -> StepMetrics {
-        assert!(!reals.is_empty() && reals.len() == zs.len(), "Gan::step_k: {} real batches, {} noise batches", reals.len(), zs.len());
+        assert!(
+            !reals.is_empty() && reals.len() == zs.len(),
+            "Gan::step_k: {} real batches, {} noise batches",
+            reals.len(),
+            zs.len()
+        );
         let n = reals[0].shape()[0];
         let dev = reals[0].device();
         let ones = Tensor::ones(&[n], dev);

@@ -36,6 +36,17 @@ pub trait Module: Send + Sync {
 
     /// Training mode (batch statistics in BatchNorm) or eval mode (running statistics).
     fn set_training(&mut self, _training: bool) {}
+
+    /// A BatchNorm2d layer says so here, so that [`Sequential`] can fuse it with the
+    /// activation that follows it.
+    fn as_batch_norm2d(&self) -> Option<&BatchNorm2d> {
+        None
+    }
+
+    /// An elementwise activation layer names its kernel op here (for that fusion).
+    fn activation(&self) -> Option<crate::backend::Unary> {
+        None
+    }
 }
 
 /// A fresh trainable leaf.

@@ -226,7 +226,9 @@ fn sgemm_impl(
     unsafe {
         match path {
             #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx512 if n <= 16 => gemm_top::<x86::Avx512Narrow>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            KernelPath::Avx512 if n <= 16 => {
+                gemm_top::<x86::Avx512Narrow>(m, n, k, alpha, a, b, beta, cp, ldc, parallel)
+            }
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx512 => gemm_top::<x86::Avx512>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
             #[cfg(target_arch = "x86_64")]
@@ -316,7 +318,17 @@ fn scale_c(m: usize, n: usize, beta: f32, c: &mut [f32], ldc: usize) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn small_gemm(m: usize, n: usize, k: usize, alpha: f32, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
+fn small_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
     for i in 0..m {
         for j in 0..n {
             let mut acc = 0.0f32;
@@ -370,7 +382,18 @@ fn dot_strided(x: &[f32], xs: usize, y: &[f32], ys: usize, k: usize) -> f32 {
 
 /// Matrix-vector products (m == 1 or n == 1): no packing, memory-bound.
 #[allow(clippy::too_many_arguments)]
-fn gemv(m: usize, n: usize, k: usize, alpha: f32, a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize, parallel: bool) {
+fn gemv(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+    parallel: bool,
+) {
     let fin = |acc: f32, cij: &mut f32| {
         *cij = if beta == 0.0 { alpha * acc } else { alpha * acc + beta * *cij };
     };
@@ -381,7 +404,12 @@ fn gemv(m: usize, n: usize, k: usize, alpha: f32, a: MatRef, b: MatRef, beta: f3
             fin(acc, cij);
         };
         if parallel {
-            c.par_iter_mut().step_by(ldc.max(1)).take(m).enumerate().with_min_len(16).for_each(|(i, cij)| row(i, cij));
+            c.par_iter_mut()
+                .step_by(ldc.max(1))
+                .take(m)
+                .enumerate()
+                .with_min_len(16)
+                .for_each(|(i, cij)| row(i, cij));
         } else {
             c.iter_mut().step_by(ldc.max(1)).take(m).enumerate().for_each(|(i, cij)| row(i, cij));
         }
@@ -446,7 +474,19 @@ trait Micro {
     /// `a`: kc × MR panel, element (p, i) at a[p*ask + i]; `b`: kc × NR panel, element (p, j) at
     /// b[p*bsk + j]; `c` row stride ldc.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn kernel(kc: usize, a: *const f32, ask: usize, b: *const f32, bsk: usize, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32);
+    unsafe fn kernel(
+        kc: usize,
+        a: *const f32,
+        ask: usize,
+        b: *const f32,
+        bsk: usize,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        alpha: f32,
+        beta: f32,
+    );
 }
 
 #[derive(Clone, Copy)]
@@ -500,7 +540,14 @@ impl Drop for PackBuf {
 
 /// Pack rows [0, mb) × depth [0, kc) of `a` (already offset) into MR-row panels, zero padded.
 /// Panel `ip` occupies dst[ip*MR*kc ..], element (i, p) at [p*MR + i].
-unsafe fn pack_a_panel<const MR: usize>(a: &MatRef, i0: usize, p0: usize, rows: usize, kc: usize, dst: *mut f32) {
+unsafe fn pack_a_panel<const MR: usize>(
+    a: &MatRef,
+    i0: usize,
+    p0: usize,
+    rows: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
     unsafe {
         let src = a.data.as_ptr();
         let (rs, cs) = (a.row_stride, a.col_stride);
@@ -545,7 +592,14 @@ unsafe fn pack_a_panel<const MR: usize>(a: &MatRef, i0: usize, p0: usize, rows: 
 
 /// Pack depth [0, kc) × cols [0, cols) of `b` into one NR-column panel, zero padded:
 /// element (p, j) at dst[p*NR + j].
-unsafe fn pack_b_panel<const NR: usize>(b: &MatRef, p0: usize, j0: usize, cols: usize, kc: usize, dst: *mut f32) {
+unsafe fn pack_b_panel<const NR: usize>(
+    b: &MatRef,
+    p0: usize,
+    j0: usize,
+    cols: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
     unsafe {
         let src = b.data.as_ptr();
         let (rs, cs) = (b.row_stride, b.col_stride);
@@ -649,7 +703,18 @@ unsafe fn gemm_top<K: Micro>(
             let (n0, n1) = (u0 * K::NR, (u1 * K::NR).min(n));
             let sa = MatRef { data: &a.data[m0 * a.row_stride..], ..a };
             let sb = MatRef { data: &b.data[n0 * b.col_stride..], ..b };
-            gemm_packed::<K>(m1 - m0, n1 - n0, k, alpha, sa, sb, beta, CPtr(c.0.add(m0 * ldc + n0)), ldc, false);
+            gemm_packed::<K>(
+                m1 - m0,
+                n1 - n0,
+                k,
+                alpha,
+                sa,
+                sb,
+                beta,
+                CPtr(c.0.add(m0 * ldc + n0)),
+                ldc,
+                false,
+            );
         });
     }
 }
@@ -713,7 +778,10 @@ unsafe fn gemm_packed<K: Micro>(
                     let rows = mr.min(mb - ip * mr);
                     if a_direct && rows == mr {
                         // SAFETY: in bounds (extents checked).
-                        *panel = Panel { ptr: unsafe { a.data.as_ptr().add(ib + ip * mr + pc * a.col_stride) }, ks: a.col_stride };
+                        *panel = Panel {
+                            ptr: unsafe { a.data.as_ptr().add(ib + ip * mr + pc * a.col_stride) },
+                            ks: a.col_stride,
+                        };
                     } else {
                         let dst = unsafe { ap.0.add(ip * mr * kc) };
                         unsafe { pack_a_panel_dyn::<K>(&a, ib + ip * mr, pc, rows, kc, dst) };
@@ -735,7 +803,10 @@ unsafe fn gemm_packed<K: Micro>(
                         let bp = bp;
                         let cols = nr.min(nc - jp * nr);
                         if b_direct && cols == nr {
-                            *panel = Panel { ptr: unsafe { b.data.as_ptr().add(pc * b.row_stride + jc + jp * nr) }, ks: b.row_stride };
+                            *panel = Panel {
+                                ptr: unsafe { b.data.as_ptr().add(pc * b.row_stride + jc + jp * nr) },
+                                ks: b.row_stride,
+                            };
                         } else {
                             let dst = unsafe { bp.0.add(jp * nr * kc) };
                             unsafe { pack_b_panel_dyn::<K>(&b, pc, jc + jp * nr, cols, kc, dst) };
@@ -756,7 +827,22 @@ unsafe fn gemm_packed<K: Micro>(
                     let (m0, m1) = split(mt, pm, tm);
                     let (n0, n1) = split(nt, pn, tn);
                     unsafe {
-                        macro_kernel::<K>(&bl, ap, bp, kc, mb, nc, m0, m1, n0, n1, alpha, beta_eff, c.0.add(ib * ldc + jc), ldc)
+                        macro_kernel::<K>(
+                            &bl,
+                            ap,
+                            bp,
+                            kc,
+                            mb,
+                            nc,
+                            m0,
+                            m1,
+                            n0,
+                            n1,
+                            alpha,
+                            beta_eff,
+                            c.0.add(ib * ldc + jc),
+                            ldc,
+                        )
                     };
                 };
                 let tasks = pm * pn;
@@ -792,10 +878,21 @@ fn split(total: usize, parts: usize, i: usize) -> (usize, usize) {
     (start, start + len)
 }
 
-unsafe fn pack_a_panel_dyn<K: Micro>(a: &MatRef, i0: usize, p0: usize, rows: usize, kc: usize, dst: *mut f32) {
+unsafe fn pack_a_panel_dyn<K: Micro>(
+    a: &MatRef,
+    i0: usize,
+    p0: usize,
+    rows: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
     unsafe {
         #[cfg(target_arch = "x86_64")]
-        if K::GATHER_PACK && rows == K::MR && a.col_stride == 1 && a.row_stride.checked_mul(K::MR).is_some_and(|x| x < i32::MAX as usize) {
+        if K::GATHER_PACK
+            && rows == K::MR
+            && a.col_stride == 1
+            && a.row_stride.checked_mul(K::MR).is_some_and(|x| x < i32::MAX as usize)
+        {
             let base = a.data.as_ptr().add(i0 * a.row_stride + p0);
             x86::pack_a_gather(base, a.row_stride, K::MR, kc, dst);
             return;
@@ -812,7 +909,14 @@ unsafe fn pack_a_panel_dyn<K: Micro>(a: &MatRef, i0: usize, p0: usize, rows: usi
     }
 }
 
-unsafe fn pack_b_panel_dyn<K: Micro>(b: &MatRef, p0: usize, j0: usize, cols: usize, kc: usize, dst: *mut f32) {
+unsafe fn pack_b_panel_dyn<K: Micro>(
+    b: &MatRef,
+    p0: usize,
+    j0: usize,
+    cols: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
     unsafe {
         match K::NR {
             32 => pack_b_panel::<32>(b, p0, j0, cols, kc, dst),
@@ -855,7 +959,19 @@ unsafe fn macro_kernel<K: Micro>(
                 for jt in jj..jend {
                     let cols = nr.min(nc - jt * nr);
                     let b = bpanels[jt];
-                    K::kernel(kc, a.ptr, a.ks, b.ptr, b.ks, c.add(it * mr * ldc + jt * nr), ldc, rows, cols, alpha, beta);
+                    K::kernel(
+                        kc,
+                        a.ptr,
+                        a.ks,
+                        b.ptr,
+                        b.ks,
+                        c.add(it * mr * ldc + jt * nr),
+                        ldc,
+                        rows,
+                        cols,
+                        alpha,
+                        beta,
+                    );
                 }
             }
             jj = jend;
@@ -878,7 +994,19 @@ impl Micro for ScalarKernel {
     const MB: usize = 4096;
 
     #[inline(never)]
-    unsafe fn kernel(kc: usize, a: *const f32, ask: usize, b: *const f32, bsk: usize, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+    unsafe fn kernel(
+        kc: usize,
+        a: *const f32,
+        ask: usize,
+        b: *const f32,
+        bsk: usize,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        alpha: f32,
+        beta: f32,
+    ) {
         const MR: usize = 4;
         const NR: usize = 8;
         let mut acc = [[0.0f32; NR]; MR];
@@ -923,7 +1051,19 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(kc: usize, a: *const f32, ask: usize, b: *const f32, bsk: usize, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        unsafe fn kernel(
+            kc: usize,
+            a: *const f32,
+            ask: usize,
+            b: *const f32,
+            bsk: usize,
+            c: *mut f32,
+            ldc: usize,
+            mr: usize,
+            nr: usize,
+            alpha: f32,
+            beta: f32,
+        ) {
             unsafe { kernel_avx512::<14, 2>(kc, a, ask, b, bsk, c, ldc, mr, nr, alpha, beta) }
         }
         const GATHER_PACK: bool = true;
@@ -941,7 +1081,19 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(kc: usize, a: *const f32, ask: usize, b: *const f32, bsk: usize, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        unsafe fn kernel(
+            kc: usize,
+            a: *const f32,
+            ask: usize,
+            b: *const f32,
+            bsk: usize,
+            c: *mut f32,
+            ldc: usize,
+            mr: usize,
+            nr: usize,
+            alpha: f32,
+            beta: f32,
+        ) {
             unsafe { kernel_avx512::<24, 1>(kc, a, ask, b, bsk, c, ldc, mr, nr, alpha, beta) }
         }
         const GATHER_PACK: bool = true;
@@ -1053,7 +1205,19 @@ mod x86 {
         const MB: usize = 4096;
 
         #[inline(always)]
-        unsafe fn kernel(kc: usize, a: *const f32, ask: usize, b: *const f32, bsk: usize, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+        unsafe fn kernel(
+            kc: usize,
+            a: *const f32,
+            ask: usize,
+            b: *const f32,
+            bsk: usize,
+            c: *mut f32,
+            ldc: usize,
+            mr: usize,
+            nr: usize,
+            alpha: f32,
+            beta: f32,
+        ) {
             unsafe { kernel_avx2::<6>(kc, a, ask, b, bsk, c, ldc, mr, nr, alpha, beta) }
         }
     }
@@ -1126,4 +1290,3 @@ mod x86 {
         }
     }
 }
-
