@@ -300,6 +300,59 @@ pub trait Backend: Send + Sync {
         batch_stats: bool,
     ) -> (Storage, Storage, Storage);
 
+    // BatchNorm fused with the ReLU / LeakyReLU that follows it (`act`). The defaults compose
+    // the unfused kernels; a backend overrides them to make one pass and store no
+    // pre-activation.
+    /// Training mode: returns (act(batchnorm(x)), batch mean, biased batch variance).
+    fn batchnorm2d_act_forward_train(
+        &self,
+        x: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        act: Unary,
+    ) -> (Storage, Storage, Storage) {
+        let (z, mean, var) = self.batchnorm2d_forward_train(x, gamma, beta, shape, eps);
+        (self.unary(act, &z), mean, var)
+    }
+    /// Eval mode: act(batchnorm(x)) with the given statistics.
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm2d_act_forward_eval(
+        &self,
+        x: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        mean: &Storage,
+        var: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        act: Unary,
+    ) -> Storage {
+        let z = self.batchnorm2d_forward_eval(x, gamma, beta, mean, var, shape, eps);
+        self.unary(act, &z)
+    }
+    /// Returns (dx, dgamma, dbeta) of y = act(batchnorm(x)) from the BatchNorm's input `x`
+    /// (the pre-activation is recomputed from it), as `batchnorm2d_backward` does.
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm2d_act_backward(
+        &self,
+        x: &Storage,
+        dy: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        mean: &Storage,
+        var: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        batch_stats: bool,
+        act: Unary,
+    ) -> (Storage, Storage, Storage) {
+        let z = self.batchnorm2d_forward_eval(x, gamma, beta, mean, var, shape, eps);
+        let dz = self.unary_backward(act, &z, dy);
+        self.batchnorm2d_backward(x, &dz, gamma, mean, var, shape, eps, batch_stats)
+    }
+
     // Loss.
     /// Mean over all elements of max(x,0) − x·t + log(1 + e^−|x|), into 1 element.
     fn bce_with_logits(&self, x: &Storage, target: &Storage) -> Storage;

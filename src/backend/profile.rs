@@ -166,6 +166,49 @@ impl Backend for Profiled {
             self.0.batchnorm2d_backward(x, dy, gamma, mean, var, shape, eps, batch_stats)
         })
     }
+    fn batchnorm2d_act_forward_train(
+        &self,
+        x: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        act: Unary,
+    ) -> (Storage, Storage, Storage) {
+        record(BATCHNORM, 0.0, || self.0.batchnorm2d_act_forward_train(x, gamma, beta, shape, eps, act))
+    }
+    fn batchnorm2d_act_forward_eval(
+        &self,
+        x: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        mean: &Storage,
+        var: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        act: Unary,
+    ) -> Storage {
+        record(BATCHNORM, 0.0, || {
+            self.0.batchnorm2d_act_forward_eval(x, gamma, beta, mean, var, shape, eps, act)
+        })
+    }
+    fn batchnorm2d_act_backward(
+        &self,
+        x: &Storage,
+        dy: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        mean: &Storage,
+        var: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        batch_stats: bool,
+        act: Unary,
+    ) -> (Storage, Storage, Storage) {
+        record(BATCHNORM, 0.0, || {
+            self.0.batchnorm2d_act_backward(x, dy, gamma, beta, mean, var, shape, eps, batch_stats, act)
+        })
+    }
     fn bce_with_logits(&self, x: &Storage, target: &Storage) -> Storage {
         record(LOSS, 0.0, || self.0.bce_with_logits(x, target))
     }

@@ -1,6 +1,7 @@
 //! Parameter-free activation layers, so a Sequential reads like PyTorch's.
 
 use super::Module;
+use crate::backend::Unary;
 use crate::tensor::Tensor;
 
 pub struct ReLU;
@@ -12,6 +13,9 @@ impl Module for ReLU {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.relu()
     }
+    fn activation(&self) -> Option<Unary> {
+        Some(Unary::Relu)
+    }
     fn kind(&self) -> &'static str {
         "ReLU"
     }
@@ -20,6 +24,9 @@ impl Module for ReLU {
 impl Module for LeakyReLU {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.leaky_relu(self.0)
+    }
+    fn activation(&self) -> Option<Unary> {
+        Some(Unary::LeakyRelu(self.0))
     }
     fn kind(&self) -> &'static str {
         "LeakyReLU"

@@ -1,6 +1,7 @@
 use super::{Module, parameter};
 use crate::backend::Device;
-use crate::ops::batch_norm2d;
+use crate::backend::Unary;
+use crate::ops::{batch_norm2d, batch_norm2d_act};
 use crate::tensor::Tensor;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,6 +34,27 @@ impl BatchNorm2d {
     }
 }
 
+impl BatchNorm2d {
+    /// `act(self.forward(x))` in one fused op, for `act` = ReLU or LeakyReLU (what
+    /// [`Sequential`](super::Sequential) uses when such a layer follows this one).
+    pub fn forward_act(&self, x: &Tensor, act: Unary) -> Tensor {
+        if self.training {
+            self.num_batches_tracked.fetch_add(1, Ordering::Relaxed);
+        }
+        batch_norm2d_act(
+            x,
+            Some(&self.running_mean),
+            Some(&self.running_var),
+            Some(&self.weight),
+            Some(&self.bias),
+            self.training,
+            self.momentum,
+            self.eps,
+            act,
+        )
+    }
+}
+
 impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         if self.training {
@@ -48,6 +70,9 @@ impl Module for BatchNorm2d {
             self.momentum,
             self.eps,
         )
+    }
+    fn as_batch_norm2d(&self) -> Option<&BatchNorm2d> {
+        Some(self)
     }
     fn kind(&self) -> &'static str {
         "BatchNorm2d"

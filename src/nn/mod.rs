@@ -48,6 +48,17 @@ pub trait Module: Send + Sync {
     fn set_counter(&self, _name: &str, _value: u64) -> bool {
         false
     }
+
+    /// A BatchNorm2d layer says so here, so that [`Sequential`] can fuse it with the
+    /// activation that follows it.
+    fn as_batch_norm2d(&self) -> Option<&BatchNorm2d> {
+        None
+    }
+
+    /// An elementwise activation layer names its kernel op here (for that fusion).
+    fn activation(&self) -> Option<crate::backend::Unary> {
+        None
+    }
 }
 
 /// A fresh trainable leaf.

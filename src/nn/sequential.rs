@@ -1,4 +1,5 @@
 use super::Module;
+use crate::backend::Unary;
 use crate::tensor::Tensor;
 
 /// Layers applied in order; state names are prefixed with the layer index ("0.weight"), as
@@ -20,8 +21,30 @@ impl Sequential {
 }
 
 impl Module for Sequential {
+    /// Layers in order; a BatchNorm2d directly followed by a ReLU or LeakyReLU runs as one
+    /// fused op (same values and gradients, one pass, no intermediate tensor kept).
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.layers.iter().fold(x.clone(), |x, layer| layer.forward(&x))
+        let mut x = x.clone();
+        let mut i = 0;
+        while i < self.layers.len() {
+            let fused = self.layers[i].as_batch_norm2d().zip(
+                self.layers
+                    .get(i + 1)
+                    .and_then(|next| next.activation())
+                    .filter(|a| matches!(a, Unary::Relu | Unary::LeakyRelu(_))),
+            );
+            match fused {
+                Some((bn, act)) => {
+                    x = bn.forward_act(&x, act);
+                    i += 2;
+                }
+                None => {
+                    x = self.layers[i].forward(&x);
+                    i += 1;
+                }
+            }
+        }
+        x
     }
     fn kind(&self) -> &'static str {
         "Sequential"

@@ -2,8 +2,8 @@
 //! task; the normalisation then runs over planes. PyTorch's conventions: biased variance to
 //! normalise, eps inside the square root.
 
-use crate::backend::ChannelShape;
 use crate::backend::cpu::reduce::channel_planes;
+use crate::backend::{ChannelShape, Unary};
 use rayon::prelude::*;
 
 fn count(s: ChannelShape) -> f64 {
@@ -120,6 +120,144 @@ pub fn backward(
             } else {
                 for (dx, &dy) in dx.iter_mut().zip(dy) {
                     *dx = k * dy;
+                }
+            }
+        },
+    );
+    (dx, dgamma, dbeta)
+}
+
+// ------------------------------------------------------------------------------------------
+// BatchNorm fused with the activation that follows it (ReLU, LeakyReLU)
+// ------------------------------------------------------------------------------------------
+
+/// The activation of a fused BatchNorm as (slope for z > 0 is 1) the slope for z ≤ 0:
+/// 0 for ReLU, the negative slope for LeakyReLU. Other activations are not fused.
+pub fn fused_slope(act: Unary) -> f32 {
+    match act {
+        Unary::Relu => 0.0,
+        Unary::LeakyRelu(slope) => slope,
+        other => panic!("batchnorm2d_act: only ReLU and LeakyReLU fuse with BatchNorm, got {other:?}"),
+    }
+}
+
+/// z for z > 0, else slope·z (ReLU: slope 0), branch-free so the loops vectorise.
+#[inline(always)]
+fn act(z: f32, slope: f32) -> f32 {
+    let neg = slope * z;
+    if z > 0.0 { z } else { neg }
+}
+
+/// act'(z)·dy, with the same convention at 0 as the unfused backward (left slope).
+#[inline(always)]
+fn act_grad(z: f32, dy: f32, slope: f32) -> f32 {
+    let neg = slope * dy;
+    if z > 0.0 { dy } else { neg }
+}
+
+/// Per-channel (scale, shift) with z = x·scale + shift — the same arithmetic as `normalise`,
+/// so a fused op gives the unfused composition's bits.
+fn scale_shift(gamma: &[f32], beta: &[f32], mean: &[f32], invstd: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = gamma.iter().zip(invstd).map(|(&g, &i)| g * i).collect();
+    let shift = beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+    (scale, shift)
+}
+
+/// y = act(x·scale + shift) per channel, one pass.
+fn normalise_act(x: &[f32], scale: &[f32], shift: &[f32], slope: f32, s: ChannelShape) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    y.par_chunks_mut(s.hw).zip(x.par_chunks(s.hw)).enumerate().for_each(|(plane, (y, x))| {
+        let c = plane % s.c;
+        let (a, b, slope) = (scale[c], shift[c], slope);
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = act(x * a + b, slope);
+        }
+    });
+    y
+}
+
+/// Training-mode act(batchnorm(x)): returns (y, batch mean, biased batch variance).
+pub fn act_forward_train(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    s: ChannelShape,
+    eps: f32,
+    act: Unary,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let slope = fused_slope(act);
+    let (mean, var) = batch_stats(x, s);
+    let (scale, shift) = scale_shift(gamma, beta, &mean, &inv_std(&var, eps));
+    (normalise_act(x, &scale, &shift, slope, s), mean, var)
+}
+
+/// Eval-mode act(batchnorm(x)) with the given statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn act_forward_eval(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    s: ChannelShape,
+    eps: f32,
+    act: Unary,
+) -> Vec<f32> {
+    let (scale, shift) = scale_shift(gamma, beta, mean, &inv_std(var, eps));
+    normalise_act(x, &scale, &shift, fused_slope(act), s)
+}
+
+/// Backward through y = act(z), z = batchnorm(x): the pre-activation z is recomputed from x
+/// (same arithmetic as the forward, so the same signs), dz = dy·act'(z), and dz goes through
+/// the BatchNorm backward of `backward` — without z or dz ever being stored.
+#[allow(clippy::too_many_arguments)]
+pub fn act_backward(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    s: ChannelShape,
+    eps: f32,
+    batch_stats: bool,
+    act: Unary,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let slope = fused_slope(act);
+    let invstd = inv_std(var, eps);
+    let (scale, shift) = scale_shift(gamma, beta, mean, &invstd);
+    let sums: Vec<(f64, f64)> = (0..s.c)
+        .into_par_iter()
+        .map(|c| {
+            let (mu, is) = (mean[c] as f64, invstd[c] as f64);
+            let (sc, sh, slope) = (scale[c], shift[c], slope);
+            channel_planes(x, s, c).zip(channel_planes(dy, s, c)).fold((0.0, 0.0), |(sd, sdx), (x, dy)| {
+                let (a, b) = x.iter().zip(dy).fold((0.0f64, 0.0f64), |(a, b), (&x, &dy)| {
+                    let dz = act_grad(x * sc + sh, dy, slope) as f64;
+                    (a + dz, b + dz * (x as f64 - mu) * is)
+                });
+                (sd + a, sdx + b)
+            })
+        })
+        .collect();
+    let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
+    let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
+    let m = count(s) as f32;
+    let mut dx = vec![0.0; x.len()];
+    dx.par_chunks_mut(s.hw).zip(x.par_chunks(s.hw).zip(dy.par_chunks(s.hw))).enumerate().for_each(
+        |(plane, (dx, (x, dy)))| {
+            let c = plane % s.c;
+            let k = gamma[c] * invstd[c];
+            let (sc, sh, slope, mu, is) = (scale[c], shift[c], slope, mean[c], invstd[c]);
+            if batch_stats {
+                let (mean_dy, mean_dy_xhat) = (dbeta[c] / m, dgamma[c] / m);
+                for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                    let xhat = (x - mu) * is;
+                    *dx = k * (act_grad(x * sc + sh, dy, slope) - mean_dy - xhat * mean_dy_xhat);
+                }
+            } else {
+                for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                    *dx = k * act_grad(x * sc + sh, dy, slope);
                 }
             }
         },

@@ -147,7 +147,25 @@ pub fn sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    sgemm_impl(KernelPath::detected(), true, m, n, k, alpha, a, b, beta, c, ldc)
+    sgemm_impl(KernelPath::detected(), true, true, m, n, k, alpha, a, b, beta, c, ldc)
+}
+
+/// [`sgemm`] on the calling thread only: for callers that already parallelise over
+/// independent problems (the convolutions run one gemm per group of images per task), so the
+/// operands stay in that core's caches and no nested parallel region is opened.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_serial(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    sgemm_impl(KernelPath::detected(), true, false, m, n, k, alpha, a, b, beta, c, ldc)
 }
 
 /// [`sgemm`] on an explicitly chosen micro-kernel path (for tests and benchmarks). Unlike
@@ -166,13 +184,14 @@ pub fn sgemm_with(
     c: &mut [f32],
     ldc: usize,
 ) {
-    sgemm_impl(path, false, m, n, k, alpha, a, b, beta, c, ldc)
+    sgemm_impl(path, false, true, m, n, k, alpha, a, b, beta, c, ldc)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn sgemm_impl(
     path: KernelPath,
     allow_small: bool,
+    allow_parallel: bool,
     m: usize,
     n: usize,
     k: usize,
@@ -197,7 +216,7 @@ fn sgemm_impl(
         small_gemm(m, n, k, alpha, a, b, beta, c, ldc);
         return;
     }
-    let parallel = mnk >= PARALLEL_MNK && rayon::current_num_threads() > 1;
+    let parallel = allow_parallel && mnk >= PARALLEL_MNK && rayon::current_num_threads() > 1;
     if allow_small && (n == 1 || m == 1) {
         gemv(m, n, k, alpha, a, b, beta, c, ldc, parallel);
         return;

@@ -149,6 +149,68 @@ impl Backend for CpuBackend {
         (Storage::Cpu(dx), Storage::Cpu(dgamma), Storage::Cpu(dbeta))
     }
 
+    fn batchnorm2d_act_forward_train(
+        &self,
+        x: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        act: Unary,
+    ) -> (Storage, Storage, Storage) {
+        let (y, mean, var) = batchnorm::act_forward_train(x.cpu(), gamma.cpu(), beta.cpu(), shape, eps, act);
+        (Storage::Cpu(y), Storage::Cpu(mean), Storage::Cpu(var))
+    }
+    fn batchnorm2d_act_forward_eval(
+        &self,
+        x: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        mean: &Storage,
+        var: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        act: Unary,
+    ) -> Storage {
+        Storage::Cpu(batchnorm::act_forward_eval(
+            x.cpu(),
+            gamma.cpu(),
+            beta.cpu(),
+            mean.cpu(),
+            var.cpu(),
+            shape,
+            eps,
+            act,
+        ))
+    }
+    fn batchnorm2d_act_backward(
+        &self,
+        x: &Storage,
+        dy: &Storage,
+        gamma: &Storage,
+        beta: &Storage,
+        mean: &Storage,
+        var: &Storage,
+        shape: ChannelShape,
+        eps: f32,
+        batch_stats: bool,
+        act: Unary,
+    ) -> (Storage, Storage, Storage) {
+        let (dx, dgamma, dbeta) = batchnorm::act_backward(
+            x.cpu(),
+            dy.cpu(),
+            gamma.cpu(),
+            beta.cpu(),
+            mean.cpu(),
+            var.cpu(),
+            shape,
+            eps,
+            batch_stats,
+            act,
+        );
+        (Storage::Cpu(dx), Storage::Cpu(dgamma), Storage::Cpu(dbeta))
+    }
+
     fn bce_with_logits(&self, x: &Storage, target: &Storage) -> Storage {
         Storage::Cpu(vec![loss::bce_with_logits(x.cpu(), target.cpu())])
     }

@@ -1,0 +1,97 @@
+//! Allocation behaviour of a DCGAN training step, with a counting global allocator: after
+//! warm-up every step makes the same number of allocations (nothing accumulates from step to
+//! step: no growing caches, no leaked graphs), the conv workspaces are reused instead of
+//! reallocated, and the live heap at the step's peak stays within a fixed budget. (Each op
+//! still allocates its output buffer: a step is not allocation-free yet.)
+
+use dcgan::gan::{DcganConfig, Gan, GeneratorLoss, discriminator, generator};
+use dcgan::nn::Module;
+use dcgan::optim::Adam;
+use dcgan::{Device, Rng, Tensor};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static BIG_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Allocations at least this large count as "big" (activation-sized buffers).
+const BIG: usize = 1 << 16;
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        if layout.size() >= BIG {
+            BIG_ALLOCS.fetch_add(1, Relaxed);
+        }
+        let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
+        PEAK.fetch_max(live, Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        if new_size >= BIG {
+            BIG_ALLOCS.fetch_add(1, Relaxed);
+        }
+        let live = LIVE.fetch_add(new_size, Relaxed) + new_size;
+        PEAK.fetch_max(live, Relaxed);
+        LIVE.fetch_sub(layout.size(), Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn steady_state_allocations_per_step() {
+    let dev = Device::Cpu;
+    let cfg = DcganConfig { image_size: 32, channels: 3, nz: 32, ngf: 16, ndf: 16 };
+    let batch = 16;
+    let mut rng = Rng::new(3);
+    let g = generator(&cfg, &mut rng, dev);
+    let d = discriminator(&cfg, &mut rng, dev);
+    let (opt_g, opt_d) =
+        (Adam::new(g.parameters(), 2e-4, (0.5, 0.999)), Adam::new(d.parameters(), 2e-4, (0.5, 0.999)));
+    let mut gan = Gan { generator: g, discriminator: d, opt_g, opt_d, loss: GeneratorLoss::NonSaturating };
+    let real = Tensor::rand_uniform(&[batch, 3, 32, 32], -1.0, 1.0, &mut rng, dev);
+    let z = Tensor::randn(&[batch, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+    for _ in 0..3 {
+        gan.step(&real, &z);
+    }
+    let mut per_step = Vec::new();
+    for _ in 0..3 {
+        let (a0, b0, live0) = (ALLOCS.load(Relaxed), BIG_ALLOCS.load(Relaxed), LIVE.load(Relaxed));
+        PEAK.store(live0, Relaxed);
+        gan.step(&real, &z);
+        let (a1, b1, live1) = (ALLOCS.load(Relaxed), BIG_ALLOCS.load(Relaxed), LIVE.load(Relaxed));
+        per_step.push((a1 - a0, b1 - b0, PEAK.load(Relaxed) - live0, live1 as isize - live0 as isize));
+    }
+    eprintln!(
+        "per step after warm-up: (allocations, allocations >= 64 KiB, peak extra live bytes, live delta) {per_step:?}"
+    );
+    for w in per_step.windows(2) {
+        // rayon's job queues may allocate a block now and then: a few small allocations of
+        // slack, none big.
+        assert!(w[0].0.abs_diff(w[1].0) <= 4, "allocation count changes from step to step: {per_step:?}");
+        assert_eq!(w[0].1, w[1].1, "big allocation count changes from step to step: {per_step:?}");
+    }
+    // One output buffer per op and no per-call workspace (the conv workspaces are pooled):
+    // at this size about 66 big allocations and 1600 small ones (graph nodes, shapes).
+    assert!(per_step[0].1 <= 80, "big allocations per step: {per_step:?}");
+    assert!(per_step[0].0 <= 2500, "allocations per step: {per_step:?}");
+    for &(_, _, _, delta) in &per_step {
+        assert_eq!(delta, 0, "the live heap grows by {delta} bytes per step: {per_step:?}");
+    }
+    // The activations of one G pass and one D pass at batch 16 (~0.7 M floats each way, a
+    // few copies) plus gradients: a step must not need more than 32 MiB beyond its state.
+    let peak = per_step.iter().map(|s| s.2).max().unwrap();
+    assert!(peak < 32 << 20, "peak live heap during a step: {peak} bytes");
+}

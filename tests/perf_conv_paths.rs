@@ -1,0 +1,134 @@
+//! The convolution fast paths of the CPU backend, each against naive f64 loops in all three
+//! directions (forward, backward-data, backward-weight): the four-phase backward-data of
+//! k4 s2 p1 (the forward of every DCGAN ConvTranspose2d) on DCGAN and odd shapes, the plain
+//! gemm of a 1×1-output convolution (G's first, D's last layer), the col2im fallback, and
+//! batches that span several image groups with a ragged last group.
+
+#[macro_use]
+mod common;
+use common::{assert_close, random, to_f32};
+use dcgan::Rng;
+use dcgan::backend::{ConvGeom, Device, Storage};
+
+fn geom(
+    n: usize,
+    c_in: usize,
+    (h_in, w_in): (usize, usize),
+    c_out: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+) -> ConvGeom {
+    ConvGeom {
+        n,
+        c_in,
+        h_in,
+        w_in,
+        c_out,
+        h_out: (h_in + 2 * p - k) / s + 1,
+        w_out: (w_in + 2 * p - k) / s + 1,
+        kh: k,
+        kw: k,
+        stride: s,
+        pad: p,
+    }
+}
+
+/// Calls f(x index, y index, w index) for every multiply-add of the convolution.
+fn for_each_mac(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
+    for b in 0..g.n {
+        for co in 0..g.c_out {
+            for oy in 0..g.h_out {
+                for ox in 0..g.w_out {
+                    let yi = ((b * g.c_out + co) * g.h_out + oy) * g.w_out + ox;
+                    for c in 0..g.c_in {
+                        for ki in 0..g.kh {
+                            for kj in 0..g.kw {
+                                let iy = (oy * g.stride + ki) as isize - g.pad as isize;
+                                let ix = (ox * g.stride + kj) as isize - g.pad as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < g.h_in && (ix as usize) < g.w_in {
+                                    let xi = ((b * g.c_in + c) * g.h_in + iy as usize) * g.w_in + ix as usize;
+                                    f(xi, yi, ((co * g.c_in + c) * g.kh + ki) * g.kw + kj);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check(g: ConvGeom, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let (x, w, dy) = (random(g.x_len(), &mut rng), random(g.w_len(), &mut rng), random(g.y_len(), &mut rng));
+    let (mut y, mut dx, mut dw) = (vec![0.0; g.y_len()], vec![0.0; g.x_len()], vec![0.0; g.w_len()]);
+    for_each_mac(&g, |xi, yi, wi| {
+        y[yi] += x[xi] * w[wi];
+        dx[xi] += dy[yi] * w[wi];
+        dw[wi] += dy[yi] * x[xi];
+    });
+    let be = Device::Cpu.backend();
+    let up = |v: &[f64]| Storage::Cpu(to_f32(v));
+    let what = format!("{g:?}");
+    assert_close(
+        &be.download(&be.conv2d_forward(&up(&x), &up(&w), &g)),
+        &y,
+        1e-4,
+        &format!("forward {what}"),
+    );
+    assert_close(
+        &be.download(&be.conv2d_backward_data(&up(&dy), &up(&w), &g)),
+        &dx,
+        1e-4,
+        &format!("backward-data {what}"),
+    );
+    assert_close(
+        &be.download(&be.conv2d_backward_weight(&up(&x), &up(&dy), &g)),
+        &dw,
+        1e-4,
+        &format!("backward-weight {what}"),
+    );
+}
+
+#[test]
+fn phase_decomposed_backward_data_dcgan_shapes() {
+    // x twice y, k4 s2 p1, ≥ 16 input channels: the four-phase path.
+    check(geom(3, 16, (8, 8), 32, 4, 2, 1), 1); // 4×4 -> 8×8 ConvTranspose
+    check(geom(2, 32, (16, 16), 16, 4, 2, 1), 2);
+    check(geom(40, 16, (8, 8), 8, 4, 2, 1), 3); // 40·16 columns: several groups, ragged last
+}
+
+#[test]
+fn phase_decomposed_backward_data_odd_shapes() {
+    check(geom(1, 16, (2, 2), 3, 4, 2, 1), 4); // 1×1 dy
+    check(geom(2, 17, (6, 10), 5, 4, 2, 1), 5); // non-square, odd channels
+    check(geom(3, 16, (4, 14), 7, 4, 2, 1), 6);
+}
+
+#[test]
+fn col2im_fallbacks() {
+    check(geom(2, 3, (8, 8), 16, 4, 2, 1), 7); // RGB side of the DCGAN (c_in < 16)
+    check(geom(2, 16, (7, 7), 4, 4, 2, 1), 8); // odd input: x not exactly twice y
+    check(geom(2, 16, (9, 9), 4, 3, 2, 1), 9); // k3
+    check(geom(3, 5, (5, 6), 4, 3, 1, 1), 10); // stride 1
+    check(geom(2, 4, (7, 7), 3, 5, 3, 2), 11); // stride 3
+    check(geom(70, 4, (4, 4), 6, 3, 1, 0), 12); // several groups of tiny planes
+}
+
+#[test]
+fn dense_one_by_one_output() {
+    check(geom(5, 24, (4, 4), 7, 4, 1, 0), 13); // D's last layer, G's first (as its adjoint)
+    check(geom(1, 3, (3, 5), 2, 3, 1, 0).with_kw(5), 14);
+}
+
+trait WithKw {
+    fn with_kw(self, kw: usize) -> Self;
+}
+impl WithKw for ConvGeom {
+    fn with_kw(mut self, kw: usize) -> Self {
+        self.kw = kw;
+        self.w_out = (self.w_in + 2 * self.pad - kw) / self.stride + 1;
+        self
+    }
+}
