@@ -130,18 +130,16 @@ fn bench_cases(c: &mut Criterion, group: &str, cases: Vec<(Case, Vec<Impl>)>) {
         g.throughput(Throughput::Elements(case.flops()));
         for imp in impls {
             case.report(imp, &one, Duration::from_millis(300));
-            g.bench_function(BenchmarkId::new(imp.name(), case.label()), |bch| bch.iter(|| case.run(imp, &one)));
+            g.bench_function(BenchmarkId::new(imp.name(), case.label()), |bch| {
+                bch.iter(|| case.run(imp, &one))
+            });
         }
     }
     g.finish();
 }
 
 fn square(c: &mut Criterion) {
-    eprintln!(
-        "sgemm kernel path: {}; rayon threads: {}",
-        gemm_kernel_name(),
-        rayon::current_num_threads()
-    );
+    eprintln!("sgemm kernel path: {}; rayon threads: {}", gemm_kernel_name(), rayon::current_num_threads());
     let mut cases = Vec::new();
     for s in [256usize, 512, 1024, 2048] {
         let mut impls = vec![Impl::Sgemm, Impl::Sgemm1T, Impl::MatrixMultiply];
