@@ -10,6 +10,35 @@ fn count(s: ChannelShape) -> f64 {
     (s.n * s.hw) as f64
 }
 
+/// Lanes of independent f64 accumulators in the per-plane sums: they break the add-latency
+/// chain (and vectorise); the lanes are combined in a fixed order, so the result does not
+/// depend on the thread count.
+const LANES: usize = 8;
+
+/// Σ f(i) over a plane of `len` elements, f returning the terms as `K` f64 values at once,
+/// accumulated in LANES interleaved partial sums.
+#[inline(always)]
+fn lane_sum<const K: usize>(len: usize, f: impl Fn(usize) -> [f64; K]) -> [f64; K] {
+    let mut acc = [[0.0f64; LANES]; K];
+    let full = len / LANES * LANES;
+    for i0 in (0..full).step_by(LANES) {
+        for l in 0..LANES {
+            let t = f(i0 + l);
+            for k in 0..K {
+                acc[k][l] += t[k];
+            }
+        }
+    }
+    let mut out = [0.0; K];
+    for k in 0..K {
+        for i in full..len {
+            acc[k][i - full] += f(i)[k];
+        }
+        out[k] = acc[k].iter().sum();
+    }
+    out
+}
+
 /// Per-channel (mean, biased variance), two passes for accuracy.
 fn batch_stats(x: &[f32], s: ChannelShape) -> (Vec<f32>, Vec<f32>) {
     let m = count(s);
@@ -17,9 +46,14 @@ fn batch_stats(x: &[f32], s: ChannelShape) -> (Vec<f32>, Vec<f32>) {
         .into_par_iter()
         .map(|c| {
             let mean =
-                channel_planes(x, s, c).map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / m;
+                channel_planes(x, s, c).map(|p| lane_sum(p.len(), |i| [p[i] as f64])[0]).sum::<f64>() / m;
             let var = channel_planes(x, s, c)
-                .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                .map(|p| {
+                    lane_sum(p.len(), |i| {
+                        let d = p[i] as f64 - mean;
+                        [d * d]
+                    })[0]
+                })
                 .sum::<f64>()
                 / m;
             (mean, var)
@@ -96,8 +130,9 @@ pub fn backward(
         .map(|c| {
             let (mu, is) = (mean[c] as f64, invstd[c] as f64);
             channel_planes(x, s, c).zip(channel_planes(dy, s, c)).fold((0.0, 0.0), |(sd, sdx), (x, dy)| {
-                let (a, b) = x.iter().zip(dy).fold((0.0f64, 0.0f64), |(a, b), (&x, &dy)| {
-                    (a + dy as f64, b + dy as f64 * (x as f64 - mu) * is)
+                let [a, b] = lane_sum(x.len(), |i| {
+                    let d = dy[i] as f64;
+                    [d, d * (x[i] as f64 - mu) * is]
                 });
                 (sd + a, sdx + b)
             })
@@ -232,9 +267,9 @@ pub fn act_backward(
             let (mu, is) = (mean[c] as f64, invstd[c] as f64);
             let (sc, sh, slope) = (scale[c], shift[c], slope);
             channel_planes(x, s, c).zip(channel_planes(dy, s, c)).fold((0.0, 0.0), |(sd, sdx), (x, dy)| {
-                let (a, b) = x.iter().zip(dy).fold((0.0f64, 0.0f64), |(a, b), (&x, &dy)| {
-                    let dz = act_grad(x * sc + sh, dy, slope) as f64;
-                    (a + dz, b + dz * (x as f64 - mu) * is)
+                let [a, b] = lane_sum(x.len(), |i| {
+                    let dz = act_grad(x[i] * sc + sh, dy[i], slope) as f64;
+                    [dz, dz * (x[i] as f64 - mu) * is]
                 });
                 (sd + a, sdx + b)
             })
