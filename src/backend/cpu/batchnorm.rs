@@ -18,6 +18,7 @@ const LANES: usize = 8;
 /// Σ f(i) over a plane of `len` elements, f returning the terms as `K` f64 values at once,
 /// accumulated in LANES interleaved partial sums.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 fn lane_sum<const K: usize>(len: usize, f: impl Fn(usize) -> [f64; K]) -> [f64; K] {
     let mut acc = [[0.0f64; LANES]; K];
     let full = len / LANES * LANES;
