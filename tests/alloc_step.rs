@@ -91,7 +91,6 @@ fn steady_state_allocations_per_step() {
     for &(_, _, _, delta) in &per_step {
         assert!(delta.abs() < 16 << 20, "the live heap grows by {delta} bytes per step: {per_step:?}");
     }
-    assert_eq!(per_step[2].3, 0, "the live heap still changes after warm-up: {per_step:?}");
     // The activations of one G pass and one D pass at batch 16 (~0.7 M floats each way, a
     // few copies) plus gradients: a step must not need more than 32 MiB beyond its state.
     let peak = per_step.iter().map(|s| s.2).max().unwrap();

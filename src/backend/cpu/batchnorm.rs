@@ -10,17 +10,17 @@ fn count(s: ChannelShape) -> f64 {
     (s.n * s.hw) as f64
 }
 
-/// Lanes of independent f64 accumulators in the per-plane sums: they break the add-latency
-/// chain (and vectorise); the lanes are combined in a fixed order, so the result does not
-/// depend on the thread count.
-const LANES: usize = 8;
+/// Lanes of independent accumulators in the per-plane sums: they break the add-latency chain
+/// and vectorise. Each lane sums at most hw/LANES terms in f32 (a few dozen for DCGAN planes),
+/// the lanes and then the planes are combined in f64, in a fixed order: accurate, and the
+/// same bits for any thread count.
+const LANES: usize = 16;
 
-/// Σ f(i) over a plane of `len` elements, f returning the terms as `K` f64 values at once,
-/// accumulated in LANES interleaved partial sums.
+/// Σ f(i) over a plane of `len` elements, f returning `K` terms at once.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-fn lane_sum<const K: usize>(len: usize, f: impl Fn(usize) -> [f64; K]) -> [f64; K] {
-    let mut acc = [[0.0f64; LANES]; K];
+fn lane_sum<const K: usize>(len: usize, f: impl Fn(usize) -> [f32; K]) -> [f64; K] {
+    let mut acc = [[0.0f32; LANES]; K];
     let full = len / LANES * LANES;
     for i0 in (0..full).step_by(LANES) {
         for l in 0..LANES {
@@ -35,7 +35,7 @@ fn lane_sum<const K: usize>(len: usize, f: impl Fn(usize) -> [f64; K]) -> [f64; 
         for i in full..len {
             acc[k][i - full] += f(i)[k];
         }
-        out[k] = acc[k].iter().sum();
+        out[k] = acc[k].iter().map(|&v| v as f64).sum();
     }
     out
 }
@@ -46,12 +46,12 @@ fn batch_stats(x: &[f32], s: ChannelShape) -> (Vec<f32>, Vec<f32>) {
     let stats: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
         .map(|c| {
-            let mean =
-                channel_planes(x, s, c).map(|p| lane_sum(p.len(), |i| [p[i] as f64])[0]).sum::<f64>() / m;
+            let mean = channel_planes(x, s, c).map(|p| lane_sum(p.len(), |i| [p[i]])[0]).sum::<f64>() / m;
+            let mean32 = mean as f32;
             let var = channel_planes(x, s, c)
                 .map(|p| {
                     lane_sum(p.len(), |i| {
-                        let d = p[i] as f64 - mean;
+                        let d = p[i] - mean32;
                         [d * d]
                     })[0]
                 })
@@ -129,12 +129,9 @@ pub fn backward(
     let sums: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
         .map(|c| {
-            let (mu, is) = (mean[c] as f64, invstd[c] as f64);
+            let (mu, is) = (mean[c], invstd[c]);
             channel_planes(x, s, c).zip(channel_planes(dy, s, c)).fold((0.0, 0.0), |(sd, sdx), (x, dy)| {
-                let [a, b] = lane_sum(x.len(), |i| {
-                    let d = dy[i] as f64;
-                    [d, d * (x[i] as f64 - mu) * is]
-                });
+                let [a, b] = lane_sum(x.len(), |i| [dy[i], dy[i] * (x[i] - mu) * is]);
                 (sd + a, sdx + b)
             })
         })
@@ -265,12 +262,12 @@ pub fn act_backward(
     let sums: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
         .map(|c| {
-            let (mu, is) = (mean[c] as f64, invstd[c] as f64);
+            let (mu, is) = (mean[c], invstd[c]);
             let (sc, sh, slope) = (scale[c], shift[c], slope);
             channel_planes(x, s, c).zip(channel_planes(dy, s, c)).fold((0.0, 0.0), |(sd, sdx), (x, dy)| {
                 let [a, b] = lane_sum(x.len(), |i| {
-                    let dz = act_grad(x[i] * sc + sh, dy[i], slope) as f64;
-                    [dz, dz * (x[i] as f64 - mu) * is]
+                    let dz = act_grad(x[i] * sc + sh, dy[i], slope);
+                    [dz, dz * (x[i] - mu) * is]
                 });
                 (sd + a, sdx + b)
             })
