@@ -10,16 +10,51 @@ fn count(s: ChannelShape) -> f64 {
     (s.n * s.hw) as f64
 }
 
+/// Lanes of independent accumulators in the per-plane sums: they break the add-latency chain
+/// and vectorise. Each lane sums at most hw/LANES terms in f32 (a few dozen for DCGAN planes),
+/// the lanes and then the planes are combined in f64, in a fixed order: accurate, and the
+/// same bits for any thread count.
+const LANES: usize = 16;
+
+/// Σ f(i) over a plane of `len` elements, f returning `K` terms at once.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+fn lane_sum<const K: usize>(len: usize, f: impl Fn(usize) -> [f32; K]) -> [f64; K] {
+    let mut acc = [[0.0f32; LANES]; K];
+    let full = len / LANES * LANES;
+    for i0 in (0..full).step_by(LANES) {
+        for l in 0..LANES {
+            let t = f(i0 + l);
+            for k in 0..K {
+                acc[k][l] += t[k];
+            }
+        }
+    }
+    let mut out = [0.0; K];
+    for k in 0..K {
+        for i in full..len {
+            acc[k][i - full] += f(i)[k];
+        }
+        out[k] = acc[k].iter().map(|&v| v as f64).sum();
+    }
+    out
+}
+
 /// Per-channel (mean, biased variance), two passes for accuracy.
 fn batch_stats(x: &[f32], s: ChannelShape) -> (Vec<f32>, Vec<f32>) {
     let m = count(s);
     let stats: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
         .map(|c| {
-            let mean =
-                channel_planes(x, s, c).map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / m;
+            let mean = channel_planes(x, s, c).map(|p| lane_sum(p.len(), |i| [p[i]])[0]).sum::<f64>() / m;
+            let mean32 = mean as f32;
             let var = channel_planes(x, s, c)
-                .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                .map(|p| {
+                    lane_sum(p.len(), |i| {
+                        let d = p[i] - mean32;
+                        [d * d]
+                    })[0]
+                })
                 .sum::<f64>()
                 / m;
             (mean, var)
@@ -94,11 +129,9 @@ pub fn backward(
     let sums: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
         .map(|c| {
-            let (mu, is) = (mean[c] as f64, invstd[c] as f64);
+            let (mu, is) = (mean[c], invstd[c]);
             channel_planes(x, s, c).zip(channel_planes(dy, s, c)).fold((0.0, 0.0), |(sd, sdx), (x, dy)| {
-                let (a, b) = x.iter().zip(dy).fold((0.0f64, 0.0f64), |(a, b), (&x, &dy)| {
-                    (a + dy as f64, b + dy as f64 * (x as f64 - mu) * is)
-                });
+                let [a, b] = lane_sum(x.len(), |i| [dy[i], dy[i] * (x[i] - mu) * is]);
                 (sd + a, sdx + b)
             })
         })
@@ -229,12 +262,12 @@ pub fn act_backward(
     let sums: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
         .map(|c| {
-            let (mu, is) = (mean[c] as f64, invstd[c] as f64);
+            let (mu, is) = (mean[c], invstd[c]);
             let (sc, sh, slope) = (scale[c], shift[c], slope);
             channel_planes(x, s, c).zip(channel_planes(dy, s, c)).fold((0.0, 0.0), |(sd, sdx), (x, dy)| {
-                let (a, b) = x.iter().zip(dy).fold((0.0f64, 0.0f64), |(a, b), (&x, &dy)| {
-                    let dz = act_grad(x * sc + sh, dy, slope) as f64;
-                    (a + dz, b + dz * (x as f64 - mu) * is)
+                let [a, b] = lane_sum(x.len(), |i| {
+                    let dz = act_grad(x[i] * sc + sh, dy[i], slope);
+                    [dz, dz * (x[i] - mu) * is]
                 });
                 (sd + a, sdx + b)
             })

@@ -29,9 +29,9 @@ use std::sync::Mutex;
 
 /// Columns (output pixels) one forward / backward-data task aims for: wide enough for the
 /// gemm's 32-column tiles and its packing costs, small enough to give both cores work.
-const TARGET_COLS: usize = 512;
-/// Largest im2col matrix of one backward-weight group, in floats (8 MiB).
-const BW_COL_BUDGET: usize = 1 << 21;
+const TARGET_COLS: usize = 256;
+/// Largest im2col matrix of one backward-weight group, in floats (4 MiB).
+const BW_COL_BUDGET: usize = 1 << 20;
 
 // ------------------------------------------------------------------------------------------
 // Workspaces
@@ -328,6 +328,17 @@ fn scatter_planes(src: &[f32], c: usize, gn: usize, hw: usize, y: &mut [f32]) {
     }
 }
 
+/// aᵀ of a row-major [r, c] matrix, row-major [c, r].
+fn transpose(a: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut t = vec![0.0; r * c];
+    for (i, row) in a.chunks_exact(c).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * r + i] = v;
+        }
+    }
+    t
+}
+
 // ------------------------------------------------------------------------------------------
 // Forward
 // ------------------------------------------------------------------------------------------
@@ -356,13 +367,16 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
     }
     let (hw, gs) = (hw_out(g), task_images(g));
     let taps = Taps::conv(g);
+    // The weight as a column-major A (wᵀ stored row-major): every task's gemm packs it with
+    // contiguous copies instead of strided gathers.
+    let w_t = transpose(w, g.c_out, rows);
     let per_image = g.c_out * hw;
     y.par_chunks_mut(gs * per_image).enumerate().for_each(|(t, y_t)| {
         let (n0, gn) = (t * gs, y_t.len() / per_image);
         let ld = gn * hw;
         let mut col = Scratch::take(rows * ld);
         im2col(x, g, &taps, n0, gn, &mut col);
-        let wm = MatRef::row_major(w, rows);
+        let wm = MatRef::row_major_t(&w_t, g.c_out);
         if gn == 1 {
             sgemm_serial(g.c_out, ld, rows, 1.0, wm, MatRef::row_major(&col, ld), 0.0, y_t, ld);
         } else {
@@ -435,16 +449,18 @@ const PHASE_TAPS: [[(usize, isize); 2]; 2] = [[(1, 0), (3, -1)], [(0, 1), (2, 0)
 fn backward_data_phases(dy: &[f32], w: &[f32], g: &ConvGeom, dx: &mut [f32]) {
     let (hw, gs) = (hw_out(g), task_images(g));
     let k = g.c_out * 4;
-    // W_p [c_in, (co, ty, tx)] for the four phases.
+    // W_pᵀ [(co, ty, tx), c_in] for the four phases: the gemm's A = W_p [c_in, (co, ty, tx)]
+    // is then column-major and packs with contiguous copies.
     let mut wp = vec![0.0; 4 * g.c_in * k];
     for (p, wp) in wp.chunks_exact_mut(g.c_in * k).enumerate() {
         let (py, px) = (p / 2, p % 2);
-        for c in 0..g.c_in {
-            for co in 0..g.c_out {
-                for ty in 0..2 {
-                    for tx in 0..2 {
-                        let (ki, kj) = (PHASE_TAPS[py][ty].0, PHASE_TAPS[px][tx].0);
-                        wp[c * k + co * 4 + ty * 2 + tx] = w[((co * g.c_in + c) * 4 + ki) * 4 + kj];
+        for co in 0..g.c_out {
+            for ty in 0..2 {
+                for tx in 0..2 {
+                    let (ki, kj) = (PHASE_TAPS[py][ty].0, PHASE_TAPS[px][tx].0);
+                    let row = &mut wp[(co * 4 + ty * 2 + tx) * g.c_in..][..g.c_in];
+                    for (c, v) in row.iter_mut().enumerate() {
+                        *v = w[((co * g.c_in + c) * 4 + ki) * 4 + kj];
                     }
                 }
             }
@@ -459,7 +475,7 @@ fn backward_data_phases(dy: &[f32], w: &[f32], g: &ConvGeom, dx: &mut [f32]) {
         let mut out = Scratch::take(4 * g.c_in * ld);
         for p in 0..4 {
             phase_im2col(dy, g, &taps[p], n0, gn, &mut col);
-            let a = MatRef::row_major(&wp[p * g.c_in * k..][..g.c_in * k], k);
+            let a = MatRef::row_major_t(&wp[p * g.c_in * k..][..g.c_in * k], g.c_in);
             let out_p = &mut out[p * g.c_in * ld..][..g.c_in * ld];
             sgemm_serial(g.c_in, ld, k, 1.0, a, MatRef::row_major(&col, ld), 0.0, out_p, ld);
         }
