@@ -24,3 +24,15 @@ fn unknown_experiment_is_an_error_listing_the_known_ones() {
     let e = run("nope", &opts("nope")).unwrap_err().to_string();
     assert!(e.contains("nope") && e.contains("shift1d") && e.contains("ring"), "{e}");
 }
+
+#[test]
+fn optimal_d_matches_d_star_and_v_matches_jsd() {
+    let o = opts("optimal_d");
+    let s = run("optimal-d", &LabOptions { steps: Some(1200), ..o.clone() }).unwrap();
+    eprintln!("{}", s.headline);
+    let err = s.json["max_abs_err_bulk"].as_f64().unwrap();
+    let gap = s.json["v_jsd_gap"].as_f64().unwrap();
+    assert!(err < 0.1, "{}", s.headline);
+    assert!(gap < 1e-6, "{}", s.headline);
+    assert!(o.out.join("optimal_d.png").exists());
+}
