@@ -36,3 +36,17 @@ fn optimal_d_matches_d_star_and_v_matches_jsd() {
     assert!(gap < 1e-6, "{}", s.headline);
     assert!(o.out.join("optimal_d.png").exists());
 }
+
+#[test]
+fn saturation_minimax_stalls_where_non_saturating_converges() {
+    let o = opts("saturation");
+    let s = run("saturation", &o).unwrap();
+    eprintln!("{}", s.headline);
+    let ns = s.json["non_saturating"]["steps_to_reach"].as_u64();
+    let mm = s.json["minimax"]["steps_to_reach"].as_u64();
+    assert!(ns.is_some(), "{}", s.headline);
+    assert!(mm.is_none() || mm.unwrap() > 3 * ns.unwrap(), "{}", s.headline);
+    let at = &s.json["grads_at"][2];
+    assert!((at["minimax_grad"].as_f64().unwrap().abs() - 1e-3).abs() < 1e-4, "{}", s.headline);
+    assert!((at["non_saturating_grad"].as_f64().unwrap().abs() - 0.999).abs() < 1e-3, "{}", s.headline);
+}
