@@ -52,12 +52,24 @@ fn saturation_minimax_stalls_where_non_saturating_converges() {
 }
 
 #[test]
-fn ring_default_setting_covers_modes() {
+fn ring_default_setting_covers_the_modes() {
+    // Non-saturating, 1 D step, lr 3e-4, 5000 steps: measured 7..8 modes over the last
+    // quarter at seed 0 (mean 7.88), 8/8 at the end.
     let o = opts("ring");
     let s = run("ring", &o).unwrap();
     eprintln!("{}", s.headline);
-    let modes = s.json["modes_final"].as_u64().unwrap();
-    assert!(modes >= 6, "{}", s.headline);
+    assert!(s.json["modes_tail_min"].as_u64().unwrap() >= 6, "{}", s.headline);
+    assert!(s.json["modes_final"].as_u64().unwrap() >= 7, "{}", s.headline);
+    assert!(o.out.join("ring_modes.png").exists() && o.out.join("ring.csv").exists());
+}
+
+#[test]
+fn ring_many_d_steps_at_high_lr_collapse() {
+    // 5 D steps per G step at lr 1e-3: measured 2 modes at seed 0 (1-2 at seeds 1, 2).
+    let o = LabOptions { d_steps: 5, lr: Some(1e-3), steps: Some(1500), ..opts("ring_collapse") };
+    let s = run("ring", &o).unwrap();
+    eprintln!("{}", s.headline);
+    assert!(s.json["modes_tail_max"].as_u64().unwrap() <= 4, "{}", s.headline);
 }
 
 /// Not a check: runs one ring setting from the environment (LAB_LOSS, LAB_D_STEPS, LAB_LR,

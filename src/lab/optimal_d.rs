@@ -92,7 +92,10 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let rhs = -(4f64.ln()) + 2.0 * jsd;
     let gap = (v_star - rhs).abs();
 
-    let po = PlotOptions { y_range: Some((0.0, 1.05)), ..PlotOptions::new("optimal-d: trained D against D* = p_data / (p_data + p_g)", "x", "D(x) / density") };
+    let po = PlotOptions {
+        y_range: Some((0.0, 1.05)),
+        ..PlotOptions::new("optimal-d: trained D against D* = p_data / (p_data + p_g)", "x", "D(x) / density")
+    };
     let every: Vec<usize> = (0..n).step_by(16).collect();
     let pick = |v: &[f64]| every.iter().map(|&k| v[k]).collect::<Vec<f64>>();
     plot_series(
@@ -109,9 +112,15 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         &ls,
         &[("D loss", &lv), ("−V(D*, G)", &theory)],
     )?;
-    let rows: Vec<Vec<f64>> =
-        (0..n).step_by(8).map(|k| vec![grid[k], pd[k], pg[k], d_star[k], d_net[k], f64::from(in_bulk[k] as u8)]).collect();
-    write_csv(&opts.out.join("optimal_d.csv"), &["x", "p_data", "p_g", "d_star", "d_trained", "in_bulk"], &rows)?;
+    let rows: Vec<Vec<f64>> = (0..n)
+        .step_by(8)
+        .map(|k| vec![grid[k], pd[k], pg[k], d_star[k], d_net[k], f64::from(in_bulk[k] as u8)])
+        .collect();
+    write_csv(
+        &opts.out.join("optimal_d.csv"),
+        &["x", "p_data", "p_g", "d_star", "d_trained", "in_bulk"],
+        &rows,
+    )?;
 
     let headline = format!(
         "optimal-d: max |D − D*| = {max_err:.4} over the bulk [{bulk_lo:.2}, {bulk_hi:.2}] (mass-weighted mean {mean_err:.4}) after {steps} steps; V(D*, G) = {v_star:.6}, −log 4 + 2·JSD = {rhs:.6} (JSD = {jsd:.6} nats), gap {gap:.2e}; trained D reaches V = {v_net:.6}"

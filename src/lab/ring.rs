@@ -36,7 +36,11 @@ fn sample_data(rng: &mut Rng, n: usize) -> Vec<(f64, f64)> {
 }
 
 fn to_tensor(ps: &[(f64, f64)]) -> Tensor {
-    Tensor::from_vec(ps.iter().flat_map(|&(x, y)| [x as f32, y as f32]).collect(), &[ps.len(), 2], Device::Cpu)
+    Tensor::from_vec(
+        ps.iter().flat_map(|&(x, y)| [x as f32, y as f32]).collect(),
+        &[ps.len(), 2],
+        Device::Cpu,
+    )
 }
 
 fn noise(rng: &mut Rng, n: usize) -> Tensor {
@@ -107,8 +111,8 @@ pub(crate) struct Eval {
 }
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
-    let steps = opts.steps.unwrap_or(3000);
-    let lr = opts.lr.unwrap_or(1e-3);
+    let steps = opts.steps.unwrap_or(5000);
+    let lr = opts.lr.unwrap_or(3e-4);
     let eval_every = (steps / 30).max(1);
     let mut rng = Rng::new(opts.seed);
     let g = mlp(&[Z_DIM, 128, 128, 2], false, &mut rng);
@@ -118,7 +122,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     // Fixed evaluation sets, from their own stream so that training does not shift them.
     let mut erng = Rng::new(opts.seed ^ 0xe7a1);
     let eval_real = sample_data(&mut erng, EVAL_SAMPLES);
-    let snap_at: Vec<usize> = [0.0, 0.1, 0.25, 0.5, 1.0].iter().map(|f| (f * steps as f64) as usize).collect();
+    let snap_at: Vec<usize> =
+        [0.0, 0.1, 0.25, 0.5, 1.0].iter().map(|f| (f * steps as f64) as usize).collect();
     let mut evals: Vec<Eval> = Vec::new();
     let mut plots = Vec::new();
     let (mut last_d, mut last_g) = (f64::NAN, f64::NAN);
@@ -143,7 +148,11 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                 let po = PlotOptions {
                     y_range: Some((-3.0, 3.0)),
                     ..PlotOptions::new(
-                        &format!("ring ({}, d-steps {}, lr {lr}), step {step}: {covered}/8 modes, JSD {jsd:.3}", opts.loss.name(), opts.d_steps),
+                        &format!(
+                            "ring ({}, d-steps {}, lr {lr}), step {step}: {covered}/8 modes, JSD {jsd:.3}",
+                            opts.loss.name(),
+                            opts.d_steps
+                        ),
                         "x",
                         "y",
                     )
@@ -152,7 +161,11 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                 // Pin the x range with two invisible-ish corner points in the data colour.
                 let real_pts: Vec<(f64, f64)> =
                     eval_real.iter().copied().chain([(-3.0, -3.0), (3.0, 3.0)]).collect();
-                scatter_plot(&path, &po, &[("real", &real_pts, PALETTE[0]), ("generated", &fit, PALETTE[1])])?;
+                scatter_plot(
+                    &path,
+                    &po,
+                    &[("real", &real_pts, PALETTE[0]), ("generated", &fit, PALETTE[1])],
+                )?;
                 plots.push(path.display().to_string());
             }
         }
@@ -182,32 +195,51 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let jsd: Vec<f64> = evals.iter().map(|e| e.jsd).collect();
     plot_series(
         &opts.out.join("ring_modes.png"),
-        &PlotOptions { y_range: Some((0.0, 8.5)), ..PlotOptions::new("ring: modes covered (≥ 1% of samples within 3σ)", "step", "modes") },
+        &PlotOptions {
+            y_range: Some((0.0, 8.5)),
+            ..PlotOptions::new("ring: modes covered (≥ 1% of samples within 3σ)", "step", "modes")
+        },
         &xs,
         &[("modes covered", &modes)],
     )?;
     plot_series(
         &opts.out.join("ring_quality.png"),
-        &PlotOptions { y_range: Some((0.0, 1.0)), ..PlotOptions::new("ring: high-quality share and KDE JSD (nats)", "step", "") },
+        &PlotOptions {
+            y_range: Some((0.0, 1.0)),
+            ..PlotOptions::new("ring: high-quality share and KDE JSD (nats)", "step", "")
+        },
         &xs,
         &[("high-quality share", &hq), ("JSD (KDE)", &jsd)],
     )?;
-    let rows: Vec<Vec<f64>> =
-        evals.iter().map(|e| vec![e.step as f64, e.modes as f64, e.high_quality, e.jsd, e.d_loss, e.g_loss]).collect();
-    write_csv(&opts.out.join("ring.csv"), &["step", "modes_covered", "high_quality", "jsd_kde", "d_loss", "g_loss"], &rows)?;
+    let rows: Vec<Vec<f64>> = evals
+        .iter()
+        .map(|e| vec![e.step as f64, e.modes as f64, e.high_quality, e.jsd, e.d_loss, e.g_loss])
+        .collect();
+    write_csv(
+        &opts.out.join("ring.csv"),
+        &["step", "modes_covered", "high_quality", "jsd_kde", "d_loss", "g_loss"],
+        &rows,
+    )?;
 
     let last = evals.last().unwrap();
     let max_modes = evals.iter().map(|e| e.modes).max().unwrap();
-    // Collapse: the run ends with fewer than half the modes.
-    let verdict = if last.modes == MODES {
+    // The verdict reads the last quarter of the evaluations, not one noisy snapshot.
+    let tail = &evals[evals.len() - (evals.len() / 4).max(1)..];
+    let tail_min = tail.iter().map(|e| e.modes).min().unwrap();
+    let tail_max = tail.iter().map(|e| e.modes).max().unwrap();
+    let tail_hq = tail.iter().map(|e| e.high_quality).sum::<f64>() / tail.len() as f64;
+    let tail_modes = tail.iter().map(|e| e.modes as f64).sum::<f64>() / tail.len() as f64;
+    let verdict = if tail_hq < 0.1 {
+        "has not converged"
+    } else if tail_min == MODES {
         "covers all 8"
-    } else if last.modes <= MODES / 2 {
+    } else if tail_max <= MODES / 2 {
         "collapses"
     } else {
         "partial"
     };
     let headline = format!(
-        "ring ({}, d-steps {}, lr {lr}, {steps} steps): {verdict}: final {}/8 modes (max {max_modes}), high-quality share {:.3}, KDE JSD {:.4} nats",
+        "ring ({}, d-steps {}, lr {lr}, {steps} steps): {verdict}: final {}/8 modes (last quarter {tail_min}..{tail_max}, mean {tail_modes:.2}; max ever {max_modes}), high-quality share {:.3} (last quarter {tail_hq:.3}), KDE JSD {:.4} nats",
         opts.loss.name(),
         opts.d_steps,
         last.modes,
@@ -217,7 +249,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let json = json!({
         "loss": opts.loss.name(), "d_steps": opts.d_steps, "lr": lr, "steps": steps,
         "modes_final": last.modes, "modes_max": max_modes, "high_quality_final": last.high_quality,
-        "jsd_final": last.jsd, "verdict": verdict, "plots": plots,
+        "jsd_final": last.jsd, "verdict": verdict, "modes_tail_min": tail_min, "modes_tail_max": tail_max, "modes_tail_mean": tail_modes, "high_quality_tail": tail_hq, "plots": plots,
         "modes_per_eval": modes, "eval_steps": xs,
     });
     Ok((headline, json))

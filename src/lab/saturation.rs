@@ -28,7 +28,11 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let log_mag = |g: &[f64]| g.iter().map(|v| v.abs().max(1e-30).log10()).collect::<Vec<f64>>();
     plot_series(
         &opts.out.join("saturation_grad.png"),
-        &PlotOptions::new("|d loss / d logit| of G's loss (D(G(z)) = sigmoid(logit))", "D's logit on G(z)", "|gradient|"),
+        &PlotOptions::new(
+            "|d loss / d logit| of G's loss (D(G(z)) = sigmoid(logit))",
+            "D's logit on G(z)",
+            "|gradient|",
+        ),
         &logits,
         &[("minimax log(1 − D)", &mag(&g_mm)), ("non-saturating −log D", &mag(&g_ns))],
     )?;
@@ -77,11 +81,17 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     write_csv(&opts.out.join("saturation.csv"), &["step", "theta_non_saturating", "theta_minimax"], &rows)?;
     let grad_rows: Vec<Vec<f64>> =
         (0..logits.len()).map(|k| vec![logits[k], sigmoid64(logits[k]), g_mm[k], g_ns[k]]).collect();
-    write_csv(&opts.out.join("saturation_grad.csv"), &["logit", "d", "grad_minimax", "grad_non_saturating"], &grad_rows)?;
+    write_csv(
+        &opts.out.join("saturation_grad.csv"),
+        &["logit", "d", "grad_minimax", "grad_non_saturating"],
+        &grad_rows,
+    )?;
 
     let describe = |(loss, conv, th, _): &(GenLoss, Option<usize>, f64, f64)| match conv {
         Some(s) => format!("{} reaches |θ − μ| < 0.25 in {s} steps (θ_final {th:.3})", loss.name()),
-        None => format!("{} stalls (θ {theta0:.2} → {th:.3} in {steps} steps, never within 0.25)", loss.name()),
+        None => {
+            format!("{} stalls (θ {theta0:.2} → {th:.3} in {steps} steps, never within 0.25)", loss.name())
+        }
     };
     let headline = format!(
         "saturation: at D(G(z)) = 1e-3 |∂/∂logit| minimax = {:.2e}, non-saturating = {:.3}; from D(G(θ₀)) = {:.1e}: {}; {}",

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{GenLoss, LabOptions, column, d_loss, normal_pdf, sigmoid64, write_csv};
+use super::{GenLoss, LabOptions, column, d_loss, sigmoid64, write_csv};
 use crate::io::{PlotOptions, plot_series};
 use crate::optim::{Optimizer, Sgd};
 use crate::{Rng, Tensor, linear};
@@ -99,37 +99,49 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let lr = opts.lr.unwrap_or(0.1);
     let theta0 = MU - 3.0;
     let mut rng = Rng::new(opts.seed);
-    let snap_at: Vec<usize> = [0.0, 0.02, 0.06, 0.15, 1.0].iter().map(|f| (f * steps as f64) as usize).collect();
+    let snap_at: Vec<usize> =
+        [0.0, 0.02, 0.06, 0.15, 1.0].iter().map(|f| (f * steps as f64) as usize).collect();
     let (lo, hi) = (MU - 7.0, MU + 4.0);
     let grid: Vec<f64> = (0..=220).map(|k| lo + (hi - lo) * k as f64 / 220.0).collect();
     let mut plots = Vec::new();
     let mut plot_err = None;
-    let toy = train(&mut rng, theta0, opts.loss, steps, opts.d_steps, lr, 0, 0.1, &snap_at, |step, th, p0, p1| {
-        // Histograms of fresh samples (density units) on the grid's bins, and D's sigmoid.
-        let mut srng = Rng::new(opts.seed ^ 0x5eed ^ step as u64);
-        let hist = |rng: &mut Rng, mean: f64| -> Vec<f64> {
-            let n = 20_000;
-            let width = 0.25;
-            let mut counts = vec![0.0; grid.len()];
-            let xs: Vec<f64> = (0..n).map(|_| mean + rng.normal()).collect();
-            for (c, g) in counts.iter_mut().zip(&grid) {
-                *c = xs.iter().filter(|&&x| (x - g).abs() < width / 2.0).count() as f64 / (n as f64 * width);
+    let toy =
+        train(&mut rng, theta0, opts.loss, steps, opts.d_steps, lr, 0, 0.1, &snap_at, |step, th, p0, p1| {
+            // Histograms of fresh samples (density units) on the grid's bins, and D's sigmoid.
+            let mut srng = Rng::new(opts.seed ^ 0x5eed ^ step as u64);
+            let hist = |rng: &mut Rng, mean: f64| -> Vec<f64> {
+                let n = 20_000;
+                let width = 0.25;
+                let mut counts = vec![0.0; grid.len()];
+                let xs: Vec<f64> = (0..n).map(|_| mean + rng.normal()).collect();
+                for (c, g) in counts.iter_mut().zip(&grid) {
+                    *c = xs.iter().filter(|&&x| (x - g).abs() < width / 2.0).count() as f64
+                        / (n as f64 * width);
+                }
+                counts
+            };
+            let real = hist(&mut srng, MU);
+            let fake = hist(&mut srng, th);
+            let d: Vec<f64> = grid.iter().map(|&x| sigmoid64(p0 + p1 * x)).collect();
+            let path = opts.out.join(format!("shift1d_step{step:05}.png"));
+            let po = PlotOptions {
+                y_range: Some((0.0, 1.02)),
+                ..PlotOptions::new(
+                    &format!("shift1d, step {step}: θ = {th:.3}, μ = {MU}"),
+                    "x",
+                    "density / D(x)",
+                )
+            };
+            if let Err(e) = plot_series(
+                &path,
+                &po,
+                &grid,
+                &[("real samples", &real), ("generated samples", &fake), ("D(x)", &d)],
+            ) {
+                plot_err.get_or_insert(e);
             }
-            counts
-        };
-        let real = hist(&mut srng, MU);
-        let fake = hist(&mut srng, th);
-        let d: Vec<f64> = grid.iter().map(|&x| sigmoid64(p0 + p1 * x)).collect();
-        let path = opts.out.join(format!("shift1d_step{step:05}.png"));
-        let po = PlotOptions {
-            y_range: Some((0.0, 1.02)),
-            ..PlotOptions::new(&format!("shift1d, step {step}: θ = {th:.3}, μ = {MU}"), "x", "density / D(x)")
-        };
-        if let Err(e) = plot_series(&path, &po, &grid, &[("real samples", &real), ("generated samples", &fake), ("D(x)", &d)]) {
-            plot_err.get_or_insert(e);
-        }
-        plots.push(path.display().to_string());
-    });
+            plots.push(path.display().to_string());
+        });
     if let Some(e) = plot_err {
         return Err(e.into());
     }
@@ -141,8 +153,13 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         &iters,
         &[("θ", &toy.thetas), ("μ", &mu_line)],
     )?;
-    let rows: Vec<Vec<f64>> =
-        toy.thetas.iter().zip(&toy.phis).enumerate().map(|(k, (t, p))| vec![k as f64, *t, p.0, p.1]).collect();
+    let rows: Vec<Vec<f64>> = toy
+        .thetas
+        .iter()
+        .zip(&toy.phis)
+        .enumerate()
+        .map(|(k, (t, p))| vec![k as f64, *t, p.0, p.1])
+        .collect();
     write_csv(&opts.out.join("shift1d.csv"), &["step", "theta", "phi0", "phi1"], &rows)?;
     let final_theta = *toy.thetas.last().unwrap();
     let err = (final_theta - MU).abs();
@@ -159,6 +176,5 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         "loss": opts.loss.name(), "lr": lr, "d_steps": opts.d_steps, "phi0": p0, "phi1": p1,
         "plots": plots,
     });
-    let _ = normal_pdf; // the real density is shown by histogram
     Ok((headline, json))
 }
