@@ -11,6 +11,7 @@ pub mod bench;
 pub mod data;
 pub mod gan;
 pub mod io;
+pub mod lab;
 pub mod nn;
 pub mod ops;
 pub mod optim;

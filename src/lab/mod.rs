@@ -1,0 +1,196 @@
+//! The GAN internals lab (issue 6): the classic small experiments, one function each, with
+//! real measurements, plots (PNG) and a CSV written into an output folder.
+//!
+//! * `shift1d`: the textbook 1-D example, a shifted generator against a logistic D.
+//! * `optimal-d`: a trained D against D* = p_data / (p_data + p_g), and V(D*, G) against
+//!   −log 4 + 2·JSD.
+//! * `saturation`: the minimax generator loss saturates when D wins; the non-saturating one
+//!   does not.
+//! * `ring`: 8 Gaussians on a circle, MLP G and D, modes covered over training.
+
+mod optimal_d;
+mod ring;
+mod saturation;
+mod shift1d;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+
+use crate::nn::{LeakyReLU, Linear, Module, ReLU, Sequential};
+use crate::{Device, Rng, Tensor, binary_cross_entropy_with_logits};
+
+/// The experiments `run` knows, in the order the issue lists them.
+pub const EXPERIMENTS: [&str; 4] = ["shift1d", "optimal-d", "saturation", "ring"];
+
+/// The generator's loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenLoss {
+    /// Minimise −log D(G(z)) (Goodfellow et al.'s practical choice).
+    NonSaturating,
+    /// Minimise log(1 − D(G(z))), the original minimax objective.
+    Minimax,
+}
+
+impl GenLoss {
+    pub fn name(self) -> &'static str {
+        match self {
+            GenLoss::NonSaturating => "non-saturating",
+            GenLoss::Minimax => "minimax",
+        }
+    }
+
+    /// The generator's loss on D's logits for generated samples (mean over the batch).
+    pub fn loss(self, fake_logits: &Tensor) -> Tensor {
+        let dev = fake_logits.device();
+        match self {
+            GenLoss::NonSaturating => {
+                binary_cross_entropy_with_logits(fake_logits, &Tensor::ones(fake_logits.shape(), dev))
+            }
+            // log(1 − σ(l)) = −BCE(l, 0)
+            GenLoss::Minimax => {
+                binary_cross_entropy_with_logits(fake_logits, &Tensor::zeros(fake_logits.shape(), dev))
+                    .scale(-1.0)
+            }
+        }
+    }
+}
+
+impl FromStr for GenLoss {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "non-saturating" | "nonsaturating" | "ns" => Ok(GenLoss::NonSaturating),
+            "minimax" | "mm" => Ok(GenLoss::Minimax),
+            _ => bail!("unknown generator loss {s:?}; expected non-saturating or minimax"),
+        }
+    }
+}
+
+/// Knobs shared by the experiments. `None` means the experiment's own default.
+#[derive(Clone, Debug)]
+pub struct LabOptions {
+    pub seed: u64,
+    /// Folder for the plots and the CSV (created when missing).
+    pub out: PathBuf,
+    /// Generator loss (`shift1d`, `ring`; `saturation` always runs both).
+    pub loss: GenLoss,
+    /// Discriminator steps per generator step (`shift1d`, `saturation`, `ring`).
+    pub d_steps: usize,
+    /// Learning rate of both players (`shift1d`: SGD; `ring`, `optimal-d`: Adam).
+    pub lr: Option<f32>,
+    /// Training iterations.
+    pub steps: Option<usize>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            seed: 0,
+            out: PathBuf::from("lab"),
+            loss: GenLoss::NonSaturating,
+            d_steps: 1,
+            lr: None,
+            steps: None,
+        }
+    }
+}
+
+/// What an experiment found: the one-line summary and the same numbers as JSON.
+#[derive(Clone, Debug)]
+pub struct LabSummary {
+    pub experiment: String,
+    pub headline: String,
+    pub json: serde_json::Value,
+}
+
+/// Run `experiment` (one of [`EXPERIMENTS`]), writing its files into `opts.out`.
+pub fn run(experiment: &str, opts: &LabOptions) -> Result<LabSummary> {
+    if !EXPERIMENTS.contains(&experiment) {
+        bail!("unknown lab experiment {experiment:?}; known experiments: {}", EXPERIMENTS.join(", "));
+    }
+    if opts.d_steps == 0 {
+        bail!("--d-steps must be at least 1");
+    }
+    if let Some(lr) = opts.lr
+        && !(lr.is_finite() && lr > 0.0)
+    {
+        bail!("--lr must be a positive number, got {lr}");
+    }
+    if opts.steps == Some(0) {
+        bail!("the number of steps must be at least 1");
+    }
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("{}: cannot create the output folder", opts.out.display()))?;
+    let (headline, json) = match experiment {
+        "shift1d" => shift1d::run(opts)?,
+        "optimal-d" => optimal_d::run(opts)?,
+        "saturation" => saturation::run(opts)?,
+        "ring" => ring::run(opts)?,
+        _ => unreachable!(),
+    };
+    Ok(LabSummary { experiment: experiment.to_string(), headline, json })
+}
+
+// ---- helpers shared by the experiments ----
+
+const DEV: Device = Device::Cpu;
+
+pub(crate) fn normal_pdf(x: f64, mu: f64, sigma: f64) -> f64 {
+    let z = (x - mu) / sigma;
+    (-0.5 * z * z).exp() / (sigma * (std::f64::consts::TAU).sqrt())
+}
+
+/// A column tensor [n, 1] from f64 values.
+pub(crate) fn column(xs: &[f64]) -> Tensor {
+    Tensor::from_vec(xs.iter().map(|&x| x as f32).collect(), &[xs.len(), 1], DEV)
+}
+
+/// Write a CSV with a header line and one line per row.
+pub(crate) fn write_csv(path: &Path, header: &[&str], rows: &[Vec<f64>]) -> Result<()> {
+    let mut s = header.join(",");
+    s.push('\n');
+    for r in rows {
+        for (k, v) in r.iter().enumerate() {
+            if k > 0 {
+                s.push(',');
+            }
+            write!(s, "{v}").unwrap();
+        }
+        s.push('\n');
+    }
+    crate::io::write_atomic(path, s.as_bytes())?;
+    Ok(())
+}
+
+/// An MLP: Linear layers of the given widths with `act` between them (LeakyReLU(0.2) when
+/// `leaky`, else ReLU), no activation after the last.
+pub(crate) fn mlp(widths: &[usize], leaky: bool, rng: &mut Rng) -> Sequential {
+    let mut s = Sequential::new();
+    for (k, w) in widths.windows(2).enumerate() {
+        s = s.push(Linear::new(w[0], w[1], true, rng, DEV));
+        if k + 2 < widths.len() {
+            s = if leaky { s.push(LeakyReLU(0.2)) } else { s.push(ReLU) };
+        }
+    }
+    s
+}
+
+/// D's loss: BCE on real logits against 1 plus BCE on fake logits against 0.
+pub(crate) fn d_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {
+    let ones = Tensor::ones(real_logits.shape(), DEV);
+    let zeros = Tensor::zeros(fake_logits.shape(), DEV);
+    binary_cross_entropy_with_logits(real_logits, &ones)
+        .add(&binary_cross_entropy_with_logits(fake_logits, &zeros))
+}
+
+pub(crate) fn sigmoid64(a: f64) -> f64 {
+    1.0 / (1.0 + (-a).exp())
+}
+
+/// Evaluate a module on a column of x values without recording a graph.
+pub(crate) fn eval_column(m: &dyn Module, xs: &[f64]) -> Vec<f64> {
+    crate::no_grad(|| m.forward(&column(xs)).to_vec().into_iter().map(f64::from).collect())
+}

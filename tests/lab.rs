@@ -1,0 +1,90 @@
+//! The GAN internals lab: each experiment at a fixed seed, checking its headline number.
+
+use dcgan::lab::{GenLoss, LabOptions, run};
+
+fn opts(name: &str) -> LabOptions {
+    let out = std::env::temp_dir().join(format!("dcgan_lab_test_{name}_{}", std::process::id()));
+    LabOptions { out, ..LabOptions::default() }
+}
+
+#[test]
+fn shift1d_theta_reaches_mu() {
+    let o = opts("shift1d");
+    let s = run("shift1d", &o).unwrap();
+    eprintln!("{}", s.headline);
+    let err = s.json["abs_error"].as_f64().unwrap();
+    assert!(err < 0.1, "{}", s.headline);
+    assert!(o.out.join("shift1d_theta.png").exists());
+    assert!(o.out.join("shift1d.csv").exists());
+    let _ = GenLoss::Minimax;
+}
+
+#[test]
+fn unknown_experiment_is_an_error_listing_the_known_ones() {
+    let e = run("nope", &opts("nope")).unwrap_err().to_string();
+    assert!(e.contains("nope") && e.contains("shift1d") && e.contains("ring"), "{e}");
+}
+
+#[test]
+fn optimal_d_matches_d_star_and_v_matches_jsd() {
+    let o = opts("optimal_d");
+    let s = run("optimal-d", &LabOptions { steps: Some(1200), ..o.clone() }).unwrap();
+    eprintln!("{}", s.headline);
+    let err = s.json["max_abs_err_bulk"].as_f64().unwrap();
+    let gap = s.json["v_jsd_gap"].as_f64().unwrap();
+    assert!(err < 0.1, "{}", s.headline);
+    assert!(gap < 1e-6, "{}", s.headline);
+    assert!(o.out.join("optimal_d.png").exists());
+}
+
+#[test]
+fn saturation_minimax_stalls_where_non_saturating_converges() {
+    let o = opts("saturation");
+    let s = run("saturation", &o).unwrap();
+    eprintln!("{}", s.headline);
+    let ns = s.json["non_saturating"]["steps_to_reach"].as_u64();
+    let mm = s.json["minimax"]["steps_to_reach"].as_u64();
+    assert!(ns.is_some(), "{}", s.headline);
+    assert!(mm.is_none() || mm.unwrap() > 3 * ns.unwrap(), "{}", s.headline);
+    let at = &s.json["grads_at"][2];
+    assert!((at["minimax_grad"].as_f64().unwrap().abs() - 1e-3).abs() < 1e-4, "{}", s.headline);
+    assert!((at["non_saturating_grad"].as_f64().unwrap().abs() - 0.999).abs() < 1e-3, "{}", s.headline);
+}
+
+#[test]
+fn ring_default_setting_covers_the_modes() {
+    // Non-saturating, 1 D step, lr 3e-4, 5000 steps: measured 7..8 modes over the last
+    // quarter at seed 0 (mean 7.88), 8/8 at the end.
+    let o = opts("ring");
+    let s = run("ring", &o).unwrap();
+    eprintln!("{}", s.headline);
+    assert!(s.json["modes_tail_min"].as_u64().unwrap() >= 6, "{}", s.headline);
+    assert!(s.json["modes_final"].as_u64().unwrap() >= 7, "{}", s.headline);
+    assert!(o.out.join("ring_modes.png").exists() && o.out.join("ring.csv").exists());
+}
+
+#[test]
+fn ring_many_d_steps_at_high_lr_collapse() {
+    // 5 D steps per G step at lr 1e-3: measured 2 modes at seed 0 (1-2 at seeds 1, 2).
+    let o = LabOptions { d_steps: 5, lr: Some(1e-3), steps: Some(1500), ..opts("ring_collapse") };
+    let s = run("ring", &o).unwrap();
+    eprintln!("{}", s.headline);
+    assert!(s.json["modes_tail_max"].as_u64().unwrap() <= 4, "{}", s.headline);
+}
+
+/// Not a check: runs one ring setting from the environment (LAB_LOSS, LAB_D_STEPS, LAB_LR,
+/// LAB_STEPS, LAB_SEED) and prints its headline; used to measure which settings collapse.
+#[test]
+#[ignore]
+fn ring_setting_from_env() {
+    let env = |k: &str| std::env::var(k).ok();
+    let o = LabOptions {
+        loss: env("LAB_LOSS").map_or(GenLoss::NonSaturating, |s| s.parse().unwrap()),
+        d_steps: env("LAB_D_STEPS").map_or(1, |s| s.parse().unwrap()),
+        lr: env("LAB_LR").map(|s| s.parse().unwrap()),
+        steps: env("LAB_STEPS").map(|s| s.parse().unwrap()),
+        seed: env("LAB_SEED").map_or(0, |s| s.parse().unwrap()),
+        ..opts(&format!("ring_env_{}", env("LAB_TAG").unwrap_or_default()))
+    };
+    println!("{}", run("ring", &o).unwrap().headline);
+}
