@@ -29,6 +29,34 @@ enum Command {
     Bench(BenchArgs),
     /// Compile every CUDA kernel with NVRTC and print registers, shared memory and spills.
     Kernels(KernelsArgs),
+    /// The classic GAN experiments: shift1d, optimal-d, saturation, ring.
+    Lab(LabArgs),
+}
+
+#[derive(Args)]
+struct LabArgs {
+    /// shift1d, optimal-d, saturation or ring.
+    experiment: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder for the plots and the CSV (default lab/<experiment>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print one JSON object instead of the summary line.
+    #[arg(long)]
+    json: bool,
+    /// Generator loss (shift1d, ring).
+    #[arg(long, value_enum, default_value = "non-saturating")]
+    loss: LossKind,
+    /// Discriminator steps per generator step.
+    #[arg(long, default_value_t = 1)]
+    d_steps: usize,
+    /// Learning rate (default: the experiment's own).
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f32>,
+    /// Training iterations (default: the experiment's own).
+    #[arg(long)]
+    steps: Option<usize>,
 }
 
 #[derive(Args)]
@@ -82,9 +110,11 @@ struct TrainArgs {
     /// Dataset format; auto detects idx (raw or .gz), CIFAR-10 binary and image folders.
     #[arg(long, value_enum, default_value = "auto")]
     format: DataFormatArg,
-    /// Image side, a power of two from 16; the networks deepen with it (64 is the paper's).
-    #[arg(long, default_value_t = 32)]
-    image_size: usize,
+    /// Image side, a power of two from 16; the networks deepen with it. Default: 16 for the
+    /// synthetic shapes (so the default run takes under 5 minutes on 2 cores), else 64, the
+    /// paper's.
+    #[arg(long)]
+    image_size: Option<usize>,
     /// Image channels, 1 or 3 (default: the data's own).
     #[arg(long)]
     channels: Option<usize>,
@@ -193,9 +223,9 @@ fn default_run_dir() -> PathBuf {
 
 fn run_train(a: TrainArgs) -> anyhow::Result<()> {
     let cfg = TrainConfig {
+        image_size: a.image_size.unwrap_or(if a.data == "synthetic" { 16 } else { 64 }),
         data: a.data,
         format: a.format,
-        image_size: a.image_size,
         channels: a.channels,
         batch_size: a.batch_size,
         steps: a.steps,
@@ -303,6 +333,25 @@ fn run_kernels(a: KernelsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_lab(a: LabArgs) -> anyhow::Result<()> {
+    let out = a.out.unwrap_or_else(|| PathBuf::from("lab").join(&a.experiment));
+    let opts = dcgan::lab::LabOptions {
+        seed: a.seed,
+        out,
+        loss: a.loss.into(),
+        d_steps: a.d_steps,
+        lr: a.lr,
+        steps: a.steps,
+    };
+    let summary = dcgan::lab::run(&a.experiment, &opts)?;
+    if a.json {
+        println!("{}", summary.json);
+    } else {
+        println!("{}", summary.headline);
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -310,6 +359,7 @@ fn main() -> ExitCode {
         Command::Sample(a) => run_sample(a),
         Command::Bench(a) => run_bench(a),
         Command::Kernels(a) => run_kernels(a),
+        Command::Lab(a) => run_lab(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

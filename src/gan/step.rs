@@ -15,6 +15,36 @@ pub enum GeneratorLoss {
     Minimax,
 }
 
+impl GeneratorLoss {
+    pub fn name(self) -> &'static str {
+        match self {
+            GeneratorLoss::NonSaturating => "non-saturating",
+            GeneratorLoss::Minimax => "minimax",
+        }
+    }
+
+    /// The generator's loss on D's logits for generated samples (mean over the batch).
+    pub fn loss(self, fake_logits: &Tensor) -> Tensor {
+        let dev = fake_logits.device();
+        match self {
+            GeneratorLoss::NonSaturating => bce(fake_logits, &Tensor::ones(fake_logits.shape(), dev)),
+            // log(1 − σ(l)) = −bce(l, 0)
+            GeneratorLoss::Minimax => bce(fake_logits, &Tensor::zeros(fake_logits.shape(), dev)).scale(-1.0),
+        }
+    }
+}
+
+impl std::str::FromStr for GeneratorLoss {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "non-saturating" => Ok(GeneratorLoss::NonSaturating),
+            "minimax" => Ok(GeneratorLoss::Minimax),
+            _ => anyhow::bail!("unknown generator loss {s:?}; expected non-saturating or minimax"),
+        }
+    }
+}
+
 /// Every number of the minimax game for one step.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepMetrics {
@@ -119,11 +149,7 @@ impl Gan {
         self.opt_g.zero_grad();
         set_requires_grad(&self.discriminator, false);
         let fake_logits_after = self.discriminator.forward(&fake).reshape(&[n]);
-        let loss_g = match self.loss {
-            GeneratorLoss::NonSaturating => bce(&fake_logits_after, &ones),
-            // log(1 − σ(l)) = −bce(l, 0)
-            GeneratorLoss::Minimax => bce(&fake_logits_after, &zeros).scale(-1.0),
-        };
+        let loss_g = self.loss.loss(&fake_logits_after);
         loss_g.backward();
         set_requires_grad(&self.discriminator, true);
         m.grad_norm_g = grad_norm(&self.generator);

@@ -15,7 +15,6 @@ mod shift1d;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 
@@ -25,49 +24,8 @@ use crate::{Device, Rng, Tensor, binary_cross_entropy_with_logits};
 /// The experiments `run` knows, in the order the issue lists them.
 pub const EXPERIMENTS: [&str; 4] = ["shift1d", "optimal-d", "saturation", "ring"];
 
-/// The generator's loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GenLoss {
-    /// Minimise −log D(G(z)) (Goodfellow et al.'s practical choice).
-    NonSaturating,
-    /// Minimise log(1 − D(G(z))), the original minimax objective.
-    Minimax,
-}
-
-impl GenLoss {
-    pub fn name(self) -> &'static str {
-        match self {
-            GenLoss::NonSaturating => "non-saturating",
-            GenLoss::Minimax => "minimax",
-        }
-    }
-
-    /// The generator's loss on D's logits for generated samples (mean over the batch).
-    pub fn loss(self, fake_logits: &Tensor) -> Tensor {
-        let dev = fake_logits.device();
-        match self {
-            GenLoss::NonSaturating => {
-                binary_cross_entropy_with_logits(fake_logits, &Tensor::ones(fake_logits.shape(), dev))
-            }
-            // log(1 − σ(l)) = −BCE(l, 0)
-            GenLoss::Minimax => {
-                binary_cross_entropy_with_logits(fake_logits, &Tensor::zeros(fake_logits.shape(), dev))
-                    .scale(-1.0)
-            }
-        }
-    }
-}
-
-impl FromStr for GenLoss {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "non-saturating" | "nonsaturating" | "ns" => Ok(GenLoss::NonSaturating),
-            "minimax" | "mm" => Ok(GenLoss::Minimax),
-            _ => bail!("unknown generator loss {s:?}; expected non-saturating or minimax"),
-        }
-    }
-}
+/// The generator's loss: the trainer's own enum, so the lab and `dcgan train` mean the same.
+pub use crate::gan::GeneratorLoss as GenLoss;
 
 /// Knobs shared by the experiments. `None` means the experiment's own default.
 #[derive(Clone, Debug)]
