@@ -1,4 +1,3 @@
-#![allow(clippy::excessive_precision)]
 //! The ops against PyTorch's own numbers, to pin conventions (weight layouts, padding,
 //! output_padding, biased/unbiased variance, momentum) that a self-written reference could
 //! share a misunderstanding with. Produced by torch 2.15 (CPU, float32) with inputs
