@@ -71,20 +71,3 @@ fn ring_many_d_steps_at_high_lr_collapse() {
     eprintln!("{}", s.headline);
     assert!(s.json["modes_tail_max"].as_u64().unwrap() <= 4, "{}", s.headline);
 }
-
-/// Not a check: runs one ring setting from the environment (LAB_LOSS, LAB_D_STEPS, LAB_LR,
-/// LAB_STEPS, LAB_SEED) and prints its headline; used to measure which settings collapse.
-#[test]
-#[ignore]
-fn ring_setting_from_env() {
-    let env = |k: &str| std::env::var(k).ok();
-    let o = LabOptions {
-        loss: env("LAB_LOSS").map_or(GenLoss::NonSaturating, |s| s.parse().unwrap()),
-        d_steps: env("LAB_D_STEPS").map_or(1, |s| s.parse().unwrap()),
-        lr: env("LAB_LR").map(|s| s.parse().unwrap()),
-        steps: env("LAB_STEPS").map(|s| s.parse().unwrap()),
-        seed: env("LAB_SEED").map_or(0, |s| s.parse().unwrap()),
-        ..opts(&format!("ring_env_{}", env("LAB_TAG").unwrap_or_default()))
-    };
-    println!("{}", run("ring", &o).unwrap().headline);
-}
