@@ -1,7 +1,7 @@
 //! Conv2d and ConvTranspose2d with PyTorch's default initialisation
 //! (U(−1/√fan_in, 1/√fan_in), what kaiming_uniform(a=√5) comes to).
 
-use super::{Module, parameter};
+use super::{Module, parameter, weight_and_bias};
 use crate::backend::Device;
 use crate::ops::{conv_transpose2d, conv2d};
 use crate::rng::Rng;
@@ -10,12 +10,6 @@ use crate::tensor::Tensor;
 fn uniform_init(shape: &[usize], fan_in: usize, rng: &mut Rng, device: Device) -> Tensor {
     let bound = 1.0 / (fan_in as f32).sqrt();
     parameter(Tensor::rand_uniform(shape, -bound, bound, rng, device))
-}
-
-fn weight_and_bias(w: &Tensor, b: &Option<Tensor>) -> Vec<(String, Tensor)> {
-    let mut v = vec![("weight".to_string(), w.clone())];
-    v.extend(b.iter().map(|b| ("bias".to_string(), b.clone())));
-    v
 }
 
 pub struct Conv2d {

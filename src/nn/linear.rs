@@ -1,4 +1,4 @@
-use super::{Module, parameter};
+use super::{Module, parameter, weight_and_bias};
 use crate::backend::Device;
 use crate::ops::linear;
 use crate::rng::Rng;
@@ -28,9 +28,7 @@ impl Module for Linear {
         "Linear"
     }
     fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut v = vec![("weight".to_string(), self.weight.clone())];
-        v.extend(self.bias.iter().map(|b| ("bias".to_string(), b.clone())));
-        v
+        weight_and_bias(&self.weight, &self.bias)
     }
     fn parameters(&self) -> Vec<Tensor> {
         self.named_tensors().into_iter().map(|(_, t)| t).collect()

@@ -61,6 +61,13 @@ pub trait Module: Send + Sync {
     }
 }
 
+/// The state of a layer with a weight and an optional bias, under PyTorch's names.
+pub(crate) fn weight_and_bias(w: &Tensor, b: &Option<Tensor>) -> Vec<(String, Tensor)> {
+    let mut v = vec![("weight".to_string(), w.clone())];
+    v.extend(b.iter().map(|b| ("bias".to_string(), b.clone())));
+    v
+}
+
 /// A fresh trainable leaf.
 pub(crate) fn parameter(t: Tensor) -> Tensor {
     t.set_requires_grad(true);
