@@ -29,6 +29,17 @@ pub struct Breakdown {
     pub gflops: Option<f64>,
 }
 
+/// One convolution geometry in one direction. A ConvTranspose2d layer appears as its mirror
+/// convolution (its forward is that convolution's backward-data, and so on).
+#[derive(Serialize, Debug)]
+pub struct ConvLayerTime {
+    pub direction: String,
+    /// "c_in→c_out h_in×w_in→h_out×w_out k s p", e.g. "3→64 64×64→32×32 k4 s2 p1".
+    pub layer: String,
+    pub ms_per_step: f64,
+    pub gflops: f64,
+}
+
 #[derive(Serialize, Debug)]
 pub struct BenchReport {
     pub device: String,
@@ -53,6 +64,8 @@ pub struct BenchReport {
     pub percent_of_peak: f64,
     pub peak_rss_mib: f64,
     pub breakdown: Vec<Breakdown>,
+    /// Every convolution of the step, slowest first.
+    pub conv_layers: Vec<ConvLayerTime>,
 }
 
 /// Peak resident set size of this process so far (Linux: VmHWM), in MiB.
@@ -117,11 +130,28 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     let profiled_steps = opts.steps.clamp(1, 3);
     profile::enable(true);
     let _ = profile::take();
+    let _ = profile::take_conv_layers();
     for _ in 0..profiled_steps {
         gan.step(&real, &z);
     }
     profile::enable(false);
     let table = profile::take();
+    let mut conv_layers: Vec<ConvLayerTime> = profile::take_conv_layers()
+        .into_iter()
+        .map(|l| {
+            let g = l.geom;
+            ConvLayerTime {
+                direction: l.direction.to_string(),
+                layer: format!(
+                    "{}→{} {}×{}→{}×{} k{} s{} p{}",
+                    g.c_in, g.c_out, g.h_in, g.w_in, g.h_out, g.w_out, g.kh, g.stride, g.pad
+                ),
+                ms_per_step: l.entry.seconds / profiled_steps as f64 * 1e3,
+                gflops: l.entry.flops / l.entry.seconds.max(1e-12) / 1e9,
+            }
+        })
+        .collect();
+    conv_layers.sort_by(|a, b| b.ms_per_step.total_cmp(&a.ms_per_step));
 
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
@@ -166,6 +196,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         percent_of_peak: 100.0 * gflops / peak,
         peak_rss_mib: peak_rss_mib(),
         breakdown,
+        conv_layers,
     }
 }
 
@@ -195,6 +226,13 @@ pub fn render_text(r: &BenchReport) -> String {
             100.0 * b.share,
             b.calls_per_step,
             b.gflops.map(|g| format!("  {g:.1} GFLOP/s")).unwrap_or_default()
+        );
+    }
+    s += "  convolutions by layer, slowest first (a ConvTranspose2d shows as its mirror conv):\n";
+    for l in &r.conv_layers {
+        s += &format!(
+            "    {:<22} {:<30} {:>9.2} ms  {:>6.1} GFLOP/s\n",
+            l.direction, l.layer, l.ms_per_step, l.gflops
         );
     }
     s

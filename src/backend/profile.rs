@@ -32,6 +32,19 @@ pub struct Entry {
 
 static TABLE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
+/// Per convolution call site: (direction, geometry) and its accumulated time and FLOPs, in
+/// first-call order, so the breakdown can name the layer that is slow.
+static CONV_LAYERS: Mutex<Vec<(usize, ConvGeom, Entry)>> = Mutex::new(Vec::new());
+
+/// One convolution geometry in one direction, as [`take_conv_layers`] reports it.
+#[derive(Clone, Debug)]
+pub struct ConvLayer {
+    /// "conv forward", "conv backward-data" or "conv backward-weight".
+    pub direction: &'static str,
+    pub geom: ConvGeom,
+    pub entry: Entry,
+}
+
 pub fn enable(on: bool) {
     ENABLED.store(on, Ordering::SeqCst);
 }
@@ -47,10 +60,42 @@ pub fn take() -> Vec<(&'static str, Entry)> {
     CATEGORIES.iter().enumerate().map(|(i, &c)| (c, entries.get(i).cloned().unwrap_or_default())).collect()
 }
 
+/// The accumulated per-layer convolution times, and clears them.
+pub fn take_conv_layers() -> Vec<ConvLayer> {
+    let layers = std::mem::take(&mut *CONV_LAYERS.lock().expect("profile table"));
+    layers.into_iter().map(|(c, geom, entry)| ConvLayer { direction: CATEGORIES[c], geom, entry }).collect()
+}
+
 fn record<T>(category: usize, flops: f64, f: impl FnOnce() -> T) -> T {
     let t0 = Instant::now();
     let r = f();
+    add(category, flops, t0.elapsed().as_secs_f64());
+    r
+}
+
+/// `record` for a convolution: also files the time under its geometry.
+fn record_conv<T>(category: usize, g: &ConvGeom, f: impl FnOnce() -> T) -> T {
+    let flops = 2.0 * g.macs() as f64;
+    let t0 = Instant::now();
+    let r = f();
     let dt = t0.elapsed().as_secs_f64();
+    add(category, flops, dt);
+    let mut layers = CONV_LAYERS.lock().expect("profile table");
+    let i = match layers.iter().position(|(c, lg, _)| *c == category && lg == g) {
+        Some(i) => i,
+        None => {
+            layers.push((category, *g, Entry::default()));
+            layers.len() - 1
+        }
+    };
+    let e = &mut layers[i].2;
+    e.seconds += dt;
+    e.calls += 1;
+    e.flops += flops;
+    r
+}
+
+fn add(category: usize, flops: f64, dt: f64) {
     let mut t = TABLE.lock().expect("profile table");
     if t.len() < CATEGORIES.len() {
         t.resize(CATEGORIES.len(), Entry::default());
@@ -59,7 +104,6 @@ fn record<T>(category: usize, flops: f64, f: impl FnOnce() -> T) -> T {
     e.seconds += dt;
     e.calls += 1;
     e.flops += flops;
-    r
 }
 
 const CONV_FWD: usize = 0;
@@ -121,13 +165,13 @@ impl Backend for Profiled {
         record(MATMUL, 2.0 * (m * n * k) as f64, || self.0.matmul(a, ta, b, tb, m, n, k))
     }
     fn conv2d_forward(&self, x: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
-        record(CONV_FWD, 2.0 * g.macs() as f64, || self.0.conv2d_forward(x, w, g))
+        record_conv(CONV_FWD, g, || self.0.conv2d_forward(x, w, g))
     }
     fn conv2d_backward_data(&self, dy: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
-        record(CONV_BWD_DATA, 2.0 * g.macs() as f64, || self.0.conv2d_backward_data(dy, w, g))
+        record_conv(CONV_BWD_DATA, g, || self.0.conv2d_backward_data(dy, w, g))
     }
     fn conv2d_backward_weight(&self, x: &Storage, dy: &Storage, g: &ConvGeom) -> Storage {
-        record(CONV_BWD_WEIGHT, 2.0 * g.macs() as f64, || self.0.conv2d_backward_weight(x, dy, g))
+        record_conv(CONV_BWD_WEIGHT, g, || self.0.conv2d_backward_weight(x, dy, g))
     }
     fn batchnorm2d_forward_train(
         &self,
