@@ -3,22 +3,41 @@
 //! An op whose inputs need gradients records a [`Node`]: the inputs and a closure that maps
 //! the gradient of the output to gradients of the inputs (computed with the same backend
 //! kernels, never recorded). `backward` orders the graph topologically from the loss and
-//! walks it once in reverse, summing gradients where a tensor was used more than once.
+//! walks it once in reverse, summing gradients where a tensor was used more than once. As in
+//! PyTorch, each node's saved tensors are freed as soon as its gradients are out, so memory
+//! falls during backward instead of peaking at its end; a second backward through the same
+//! graph is an error.
 
 use crate::backend::{Device, Storage};
 use crate::tensor::Tensor;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 type BackwardFn = dyn Fn(&Tensor, &[Tensor]) -> Vec<Option<Tensor>> + Send + Sync;
 
 pub(crate) struct Node {
     pub(crate) op: &'static str,
+    /// Taken (and so freed) when backward has passed through this node.
+    pub(crate) parts: Mutex<Option<NodeParts>>,
+}
+
+pub(crate) struct NodeParts {
     pub(crate) inputs: Vec<Tensor>,
     /// (gradient of the output, the inputs) -> one optional gradient per input. It may return
     /// None for an input that does not require grad, and must for none that does.
     pub(crate) backward: Box<BackwardFn>,
+}
+
+impl Node {
+    fn parts(&self) -> std::sync::MutexGuard<'_, Option<NodeParts>> {
+        self.parts.lock().expect("autograd node lock poisoned")
+    }
+
+    /// The inputs, unless backward has already freed them.
+    pub(crate) fn into_inputs(self) -> Vec<Tensor> {
+        self.parts.into_inner().ok().flatten().map(|p| p.inputs).unwrap_or_default()
+    }
 }
 
 thread_local! {
@@ -67,11 +86,8 @@ pub(crate) fn record(
     inputs: Vec<Tensor>,
     backward: impl Fn(&Tensor, &[Tensor]) -> Vec<Option<Tensor>> + Send + Sync + 'static,
 ) -> Tensor {
-    let node = (is_grad_enabled() && inputs.iter().any(Tensor::requires_grad)).then(|| Node {
-        op,
-        inputs,
-        backward: Box::new(backward),
-    });
+    let node = (is_grad_enabled() && inputs.iter().any(Tensor::requires_grad))
+        .then(|| Node { op, parts: Mutex::new(Some(NodeParts { inputs, backward: Box::new(backward) })) });
     Tensor::from_parts(storage, shape, device, node)
 }
 
@@ -109,7 +125,15 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
         }
         stack.push((t.clone(), true));
         if let Some(node) = &t.0.node {
-            for input in &node.inputs {
+            let parts = node.parts();
+            let Some(parts) = parts.as_ref() else {
+                panic!(
+                    "backward: the graph through {} was already used by a backward pass, which \
+                     freed its saved tensors; compute the forward again",
+                    node.op
+                )
+            };
+            for input in &parts.inputs {
                 if input.requires_grad() && !visited.contains(&input.id()) {
                     stack.push((input.clone(), false));
                 }
@@ -125,31 +149,30 @@ pub(crate) fn backward(root: &Tensor) {
     let _no_grad = NoGradGuard::new();
     let mut grads: HashMap<u64, Tensor> = HashMap::new();
     grads.insert(root.id(), Tensor::ones(root.shape(), root.device()));
-    for t in topological_order(root).iter().rev() {
-        let Some(grad) = grads.remove(&t.id()) else { continue };
+    // Popped from the end: each tensor after everything computed from it. Dropping our handle
+    // and the node's parts once done frees what nothing upstream still needs.
+    let mut order = topological_order(root);
+    while let Some(t) = order.pop() {
+        let grad = grads.remove(&t.id());
         match &t.0.node {
-            None => accumulate_leaf_grad(t, &grad),
+            None => {
+                if let Some(grad) = grad {
+                    accumulate_leaf_grad(&t, &grad)
+                }
+            }
             Some(node) => {
+                let parts = node.parts().take().expect("a node is visited once per backward");
+                let Some(grad) = grad else { continue };
+                let node = &parts;
+                let op = t.0.node.as_ref().map_or("?", |n| n.op);
                 let input_grads = (node.backward)(&grad, &node.inputs);
-                assert_eq!(
-                    input_grads.len(),
-                    node.inputs.len(),
-                    "{}: backward returned the wrong count",
-                    node.op
-                );
+                assert_eq!(input_grads.len(), node.inputs.len(), "{op}: backward returned the wrong count");
                 for (input, g) in node.inputs.iter().zip(input_grads) {
                     if !input.requires_grad() {
                         continue;
                     }
-                    let g = g.unwrap_or_else(|| {
-                        panic!("{}: no gradient for an input that requires grad", node.op)
-                    });
-                    assert_eq!(
-                        g.shape(),
-                        input.shape(),
-                        "{}: gradient shape differs from its input",
-                        node.op
-                    );
+                    let g = g.unwrap_or_else(|| panic!("{op}: no gradient for an input that requires grad"));
+                    assert_eq!(g.shape(), input.shape(), "{op}: gradient shape differs from its input");
                     let sum = match grads.remove(&input.id()) {
                         Some(prev) => prev.add(&g),
                         None => g,

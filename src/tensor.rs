@@ -234,12 +234,12 @@ impl std::fmt::Debug for Tensor {
 impl Drop for Inner {
     fn drop(&mut self) {
         let Some(node) = self.node.take() else { return };
-        let mut stack = node.inputs;
+        let mut stack = node.into_inputs();
         while let Some(t) = stack.pop() {
             if let Ok(mut inner) = Arc::try_unwrap(t.0)
                 && let Some(n) = inner.node.take()
             {
-                stack.extend(n.inputs);
+                stack.extend(n.into_inputs());
             }
         }
     }
