@@ -16,6 +16,7 @@ extern "C" __global__ void relu_fwd(const float* __restrict__ x, float* __restri
     GRID_STRIDE(i, p.n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
+// `x` may be the forward input or output: for a slope >= 0 both are > 0 at the same places.
 extern "C" __global__ void relu_bwd(const float* __restrict__ x, const float* __restrict__ dy,
                                     float* __restrict__ dx, EwArgs p) {
     GRID_STRIDE(i, p.n) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;

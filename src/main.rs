@@ -353,6 +353,7 @@ fn run_lab(a: LabArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    dcgan::backend::cpu::pool::pin_mmap_threshold();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => run_train(a),

@@ -96,6 +96,15 @@ pub enum Storage {
     Gpu(cuda::alloc::GpuBuffer),
 }
 
+impl Drop for Storage {
+    /// A CPU buffer goes back to the CPU backend's pool for the next op of the same size.
+    fn drop(&mut self) {
+        if let Storage::Cpu(v) = self {
+            cpu::pool::give(std::mem::take(v));
+        }
+    }
+}
+
 impl Storage {
     pub fn len(&self) -> usize {
         match self {
@@ -194,8 +203,14 @@ pub enum Unary {
 
 impl Unary {
     /// Whether the backward rule reads the forward output (else it reads the input).
+    /// relu and leaky_relu with a slope ≥ 0 read the output too: y > 0 exactly when x > 0,
+    /// so the rule is the same, and the layer's input (a conv output, the largest tensor of
+    /// D's first layer) can be freed as soon as the forward pass has used it.
     pub fn backward_uses_output(self) -> bool {
-        matches!(self, Unary::Tanh | Unary::Sigmoid)
+        match self {
+            Unary::Tanh | Unary::Sigmoid | Unary::Relu => true,
+            Unary::LeakyRelu(slope) => slope >= 0.0,
+        }
     }
 }
 

@@ -157,6 +157,8 @@ impl Gan {
         self.opt_g.zero_grad();
         m.loss_g = loss_g.item();
         m.d_fake_after = mean_probability(&fake_logits_after);
+        // Buffers no op of this step asked for (a sample grid's, say) go back to the OS.
+        crate::backend::cpu::pool::trim();
         m
     }
 }

@@ -350,6 +350,8 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
                 loader: loader.state(),
                 channels,
             };
+            // The checkpoint's host copies would otherwise sit on top of the idle buffers.
+            crate::backend::cpu::pool::release();
             let dir = checkpoint::save(&out, &state, &gan)?;
             last_checkpoint = Some(step);
             if interrupted {

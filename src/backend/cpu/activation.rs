@@ -12,7 +12,8 @@ pub fn forward(op: Unary, x: &[f32]) -> Vec<f32> {
     }
 }
 
-/// `saved` is x for relu/leaky_relu and y for tanh/sigmoid (see `Unary::backward_uses_output`).
+/// `saved` is y, except x for leaky_relu with a negative slope (see
+/// `Unary::backward_uses_output`); the relu family tests `saved > 0`, true for x and y alike.
 /// At x = 0 the relu family takes the left slope, as PyTorch does.
 pub fn backward(op: Unary, saved: &[f32], dy: &[f32]) -> Vec<f32> {
     match op {

@@ -76,7 +76,7 @@ fn normalise(
     invstd: &[f32],
     s: ChannelShape,
 ) -> Vec<f32> {
-    let mut y = vec![0.0; x.len()];
+    let mut y = super::pool::take(x.len());
     y.par_chunks_mut(s.hw).zip(x.par_chunks(s.hw)).enumerate().for_each(|(plane, (y, x))| {
         let c = plane % s.c;
         let scale = gamma[c] * invstd[c];
@@ -139,7 +139,7 @@ pub fn backward(
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
     let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
     let m = count(s) as f32;
-    let mut dx = vec![0.0; x.len()];
+    let mut dx = super::pool::take(x.len());
     dx.par_chunks_mut(s.hw).zip(x.par_chunks(s.hw).zip(dy.par_chunks(s.hw))).enumerate().for_each(
         |(plane, (dx, (x, dy)))| {
             let c = plane % s.c;
@@ -198,7 +198,7 @@ fn scale_shift(gamma: &[f32], beta: &[f32], mean: &[f32], invstd: &[f32]) -> (Ve
 
 /// y = act(x·scale + shift) per channel, one pass.
 fn normalise_act(x: &[f32], scale: &[f32], shift: &[f32], slope: f32, s: ChannelShape) -> Vec<f32> {
-    let mut y = vec![0.0; x.len()];
+    let mut y = super::pool::take(x.len());
     y.par_chunks_mut(s.hw).zip(x.par_chunks(s.hw)).enumerate().for_each(|(plane, (y, x))| {
         let c = plane % s.c;
         let (a, b, slope) = (scale[c], shift[c], slope);
@@ -276,7 +276,7 @@ pub fn act_backward(
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
     let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
     let m = count(s) as f32;
-    let mut dx = vec![0.0; x.len()];
+    let mut dx = super::pool::take(x.len());
     dx.par_chunks_mut(s.hw).zip(x.par_chunks(s.hw).zip(dy.par_chunks(s.hw))).enumerate().for_each(
         |(plane, (dx, (x, dy)))| {
             let c = plane % s.c;

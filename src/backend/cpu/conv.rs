@@ -328,10 +328,10 @@ fn scatter_planes(src: &[f32], c: usize, gn: usize, hw: usize, y: &mut [f32]) {
     }
 }
 
-/// aᵀ of a row-major [r, c] matrix, row-major [c, r].
-fn transpose(a: &[f32], r: usize, c: usize) -> Vec<f32> {
-    let mut t = vec![0.0; r * c];
-    for (i, row) in a.chunks_exact(c).enumerate() {
+/// aᵀ of a row-major [r, c] matrix, row-major [c, r], in a pooled workspace.
+fn transpose(a: &[f32], r: usize, c: usize) -> Scratch {
+    let mut t = Scratch::take(r * c);
+    for (i, row) in a[..r * c].chunks_exact(c).enumerate() {
         for (j, &v) in row.iter().enumerate() {
             t[j * r + i] = v;
         }
@@ -345,7 +345,7 @@ fn transpose(a: &[f32], r: usize, c: usize) -> Vec<f32> {
 
 /// y = conv2d(x, w): per group, y_g [c_out, gn·hw] = w [c_out, rows] · col [rows, gn·hw].
 pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
-    let mut y = vec![0.0; g.y_len()];
+    let mut y = super::pool::take(g.y_len());
     if g.n == 0 || g.y_len() == 0 {
         return y;
     }
@@ -394,7 +394,7 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
 
 /// dx = conv2d's adjoint applied to dy.
 pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
-    let mut dx = vec![0.0; g.x_len()];
+    let mut dx = super::pool::take(g.x_len());
     if g.n == 0 || g.x_len() == 0 {
         return dx;
     }
@@ -451,8 +451,8 @@ fn backward_data_phases(dy: &[f32], w: &[f32], g: &ConvGeom, dx: &mut [f32]) {
     let k = g.c_out * 4;
     // W_pᵀ [(co, ty, tx), c_in] for the four phases: the gemm's A = W_p [c_in, (co, ty, tx)]
     // is then column-major and packs with contiguous copies.
-    let mut wp = vec![0.0; 4 * g.c_in * k];
-    for (p, wp) in wp.chunks_exact_mut(g.c_in * k).enumerate() {
+    let mut wp = Scratch::take(4 * g.c_in * k);
+    for (p, wp) in wp[..4 * g.c_in * k].chunks_exact_mut(g.c_in * k).enumerate() {
         let (py, px) = (p / 2, p % 2);
         for co in 0..g.c_out {
             for ty in 0..2 {
@@ -524,8 +524,9 @@ fn interleave_phases(out: &[f32], g: &ConvGeom, gn: usize, dx: &mut [f32]) {
 
 /// dw = Σ_groups dy_g · colᵀ, groups summed in batch order.
 pub fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
-    let mut dw = vec![0.0; g.w_len()];
+    let mut dw = super::pool::take(g.w_len());
     if g.n == 0 || g.w_len() == 0 {
+        dw.fill(0.0);
         return dw;
     }
     let rows = rows(g);

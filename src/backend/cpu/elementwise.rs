@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 /// out[i] = f(i-th chunk of the inputs), in parallel over fixed-size chunks.
 pub(crate) fn map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0; a.len()];
+    let mut out = super::pool::take(a.len());
     out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
         for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
             *o = f(a, b);
@@ -17,7 +17,7 @@ pub(crate) fn map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> 
 }
 
 pub(crate) fn map1(a: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0; a.len()];
+    let mut out = super::pool::take(a.len());
     out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).for_each(|(o, a)| {
         for (o, &a) in o.iter_mut().zip(a) {
             *o = f(a);
@@ -47,7 +47,7 @@ pub fn axpby(a: f32, x: &[f32], b: f32, y: &mut [f32]) {
 }
 
 pub fn add_channels(x: &[f32], bias: &[f32], s: ChannelShape) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
+    let mut out = super::pool::take(x.len());
     out.par_chunks_mut(s.hw).zip(x.par_chunks(s.hw)).enumerate().for_each(|(plane, (o, x))| {
         let b = bias[plane % s.c];
         for (o, &x) in o.iter_mut().zip(x) {

@@ -11,6 +11,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod loss;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
 
 use super::{AdamParams, Backend, Binary, ChannelShape, ConvGeom, Storage, Unary};
@@ -23,7 +24,7 @@ pub struct CpuBackend;
 
 impl Backend for CpuBackend {
     fn zeros(&self, len: usize) -> Storage {
-        Storage::Cpu(vec![0.0; len])
+        Storage::Cpu(pool::zeros(len))
     }
     fn upload(&self, data: Vec<f32>) -> Storage {
         Storage::Cpu(data)
@@ -32,7 +33,9 @@ impl Backend for CpuBackend {
         s.cpu().to_vec()
     }
     fn copy(&self, s: &Storage) -> Storage {
-        Storage::Cpu(s.cpu().to_vec())
+        let mut v = pool::take(s.len());
+        v.copy_from_slice(s.cpu());
+        Storage::Cpu(v)
     }
     fn fill(&self, s: &mut Storage, value: f32) {
         s.cpu_mut().fill(value)
@@ -58,7 +61,9 @@ impl Backend for CpuBackend {
         Storage::Cpu(vec![reduce::sum(x.cpu()) as f32])
     }
     fn broadcast_scalar(&self, s: &Storage, scale: f32, len: usize) -> Storage {
-        Storage::Cpu(vec![s.cpu()[0] * scale; len])
+        let mut v = pool::take(len);
+        v.fill(s.cpu()[0] * scale);
+        Storage::Cpu(v)
     }
     fn sum_channels(&self, x: &Storage, shape: ChannelShape) -> Storage {
         Storage::Cpu(reduce::sum_channels(x.cpu(), shape).into_iter().map(|s| s as f32).collect())
@@ -80,7 +85,7 @@ impl Backend for CpuBackend {
         use gemm::MatRef;
         let a = if trans_a { MatRef::row_major_t(a.cpu(), m) } else { MatRef::row_major(a.cpu(), k) };
         let b = if trans_b { MatRef::row_major_t(b.cpu(), k) } else { MatRef::row_major(b.cpu(), n) };
-        let mut c = vec![0.0; m * n];
+        let mut c = pool::take(m * n);
         gemm::sgemm(m, n, k, 1.0, a, b, 0.0, &mut c, n);
         Storage::Cpu(c)
     }
