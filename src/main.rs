@@ -29,13 +29,13 @@ enum Command {
     Bench(BenchArgs),
     /// Compile every CUDA kernel with NVRTC and print registers, shared memory and spills.
     Kernels(KernelsArgs),
-    /// The classic GAN experiments: shift1d, optimal-d, saturation, ring.
+    /// The classic GAN experiments (shift1d, optimal-d, saturation, ring) and checkpoint scoring (score).
     Lab(LabArgs),
 }
 
 #[derive(Args)]
 struct LabArgs {
-    /// shift1d, optimal-d, saturation or ring.
+    /// shift1d, optimal-d, saturation, ring or score.
     experiment: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -54,9 +54,22 @@ struct LabArgs {
     /// Learning rate (default: the experiment's own).
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f32>,
-    /// Training iterations (default: the experiment's own).
+    /// Training iterations (default: the experiment's own; score: the classifier's, one epoch).
     #[arg(long)]
     steps: Option<usize>,
+    /// score: a checkpoint, or a run directory (or its checkpoints/) to score every checkpoint.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// score: the labelled MNIST-family data the checkpoint was trained on.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// score: generated samples per checkpoint [default: 2000].
+    #[arg(long)]
+    samples: Option<usize>,
+    /// score: cache folder for the trained classifier [default: $XDG_CACHE_HOME/dcgan,
+    /// ~/.cache/dcgan or .cache/dcgan].
+    #[arg(long)]
+    cache: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -342,6 +355,10 @@ fn run_lab(a: LabArgs) -> anyhow::Result<()> {
         d_steps: a.d_steps,
         lr: a.lr,
         steps: a.steps,
+        checkpoint: a.checkpoint,
+        data: a.data,
+        samples: a.samples,
+        cache: a.cache,
     };
     let summary = dcgan::lab::run(&a.experiment, &opts)?;
     if a.json {

@@ -250,6 +250,22 @@ pub(crate) fn find_images_file(dir: &Path) -> Result<Option<PathBuf>, DataError>
     Ok(candidates.iter().find(|p| is_train(p)).or(candidates.first()).cloned())
 }
 
+/// The training and test images files of an idx directory when it holds both, the
+/// MNIST-family layout (`train-images-idx3-ubyte[.gz]` beside `t10k-images-idx3-ubyte[.gz]`;
+/// a name with "test" counts as a test file too).
+pub(crate) fn find_train_test_files(dir: &Path) -> Result<Option<(PathBuf, PathBuf)>, DataError> {
+    let candidates: Vec<PathBuf> = list_dir(dir)?
+        .into_iter()
+        .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(is_images_name))
+        .collect();
+    let named = |p: &&PathBuf, keys: &[&str]| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| keys.iter().any(|k| n.contains(k)))
+    };
+    let train = candidates.iter().find(|p| named(p, &["train"]));
+    let test = candidates.iter().find(|p| named(p, &["t10k", "test"]));
+    Ok(train.zip(test).map(|(a, b)| (a.clone(), b.clone())))
+}
+
 /// The labels file that belongs to an images file (same name with `labels-idx1`), if present.
 fn find_labels_file(images: &Path) -> Option<PathBuf> {
     let name = images.file_name()?.to_str()?;

@@ -83,6 +83,16 @@ pub fn open(
     }
 }
 
+/// The training and test images files of an MNIST-family idx directory, when `path` is a
+/// directory holding both (`train-images-idx3-ubyte[.gz]` and `t10k-images-idx3-ubyte[.gz]`);
+/// None otherwise. Each can be opened on its own with [`open`], which finds its labels.
+pub fn idx_train_test_files(path: &Path) -> Result<Option<(PathBuf, PathBuf)>, DataError> {
+    if !path.is_dir() {
+        return Ok(None);
+    }
+    idx::find_train_test_files(path)
+}
+
 /// The checks every reader starts with: a sane size and 1 or 3 channels.
 fn check_params(image_size: usize, channels: Option<usize>) -> Result<(), DataError> {
     if image_size == 0 || image_size > MAX_IMAGE_SIZE {

@@ -173,6 +173,42 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
     )
 }
 
+/// Every checkpoint `path` names, in step order: a checkpoint directory (just itself), or a
+/// run directory or its checkpoints/ folder (each `step_N` in it that holds a state.json).
+pub fn list(path: &Path) -> Result<Vec<PathBuf>> {
+    if !path.exists() {
+        bail!("{}: no such checkpoint or run directory", path.display());
+    }
+    if path.join("state.json").is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    for root in [path.join("checkpoints"), path.to_path_buf()] {
+        let Ok(entries) = std::fs::read_dir(&root) else { continue };
+        let mut found: Vec<(u64, PathBuf)> = Vec::new();
+        for entry in entries {
+            let dir = entry.with_context(|| format!("cannot list {}", root.display()))?.path();
+            let step = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("step_"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(step) = step
+                && dir.join("state.json").is_file()
+            {
+                found.push((step, dir));
+            }
+        }
+        if !found.is_empty() {
+            found.sort();
+            return Ok(found.into_iter().map(|(_, d)| d).collect());
+        }
+    }
+    bail!(
+        "{}: not a checkpoint (expected state.json in it, or a run directory whose checkpoints/ holds step_N checkpoints)",
+        path.display()
+    )
+}
+
 pub fn read_state(dir: &Path) -> Result<RunState> {
     let path = dir.join("state.json");
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;

@@ -7,10 +7,15 @@
 //! * `saturation`: the minimax generator loss saturates when D wins; the non-saturating one
 //!   does not.
 //! * `ring`: 8 Gaussians on a circle, MLP G and D, modes covered over training.
+//! * `score`: a trainer checkpoint's samples against the real test images: Fréchet distance
+//!   in a small classifier's features (trained once with this engine, cached) and the
+//!   samples' class histogram.
 
+pub mod frechet;
 mod optimal_d;
 mod ring;
 mod saturation;
+pub mod score;
 mod shift1d;
 
 use std::fmt::Write as _;
@@ -22,7 +27,7 @@ use crate::nn::{LeakyReLU, Linear, Module, ReLU, Sequential};
 use crate::{Device, Rng, Tensor, binary_cross_entropy_with_logits};
 
 /// The experiments `run` knows, in the order the issue lists them.
-pub const EXPERIMENTS: [&str; 4] = ["shift1d", "optimal-d", "saturation", "ring"];
+pub const EXPERIMENTS: [&str; 5] = ["shift1d", "optimal-d", "saturation", "ring", "score"];
 
 /// The generator's loss: the trainer's own enum, so the lab and `dcgan train` mean the same.
 pub use crate::gan::GeneratorLoss as GenLoss;
@@ -37,10 +42,20 @@ pub struct LabOptions {
     pub loss: GenLoss,
     /// Discriminator steps per generator step (`shift1d`, `saturation`, `ring`).
     pub d_steps: usize,
-    /// Learning rate of both players (`shift1d`: SGD; `ring`, `optimal-d`: Adam).
+    /// Learning rate of both players (`shift1d`: SGD; `ring`, `optimal-d`: Adam; `score`:
+    /// the classifier's Adam).
     pub lr: Option<f32>,
-    /// Training iterations.
+    /// Training iterations (`score`: the classifier's; default one epoch).
     pub steps: Option<usize>,
+    /// `score`: a checkpoint, or a run directory (or its checkpoints/) to score every one.
+    pub checkpoint: Option<PathBuf>,
+    /// `score`: the labelled data the checkpoint was trained on.
+    pub data: Option<PathBuf>,
+    /// `score`: generated samples per checkpoint (default [`score::DEFAULT_SAMPLES`]).
+    pub samples: Option<usize>,
+    /// `score`: where the trained classifier is cached (default
+    /// [`score::default_cache_dir`]).
+    pub cache: Option<PathBuf>,
 }
 
 impl Default for LabOptions {
@@ -52,6 +67,10 @@ impl Default for LabOptions {
             d_steps: 1,
             lr: None,
             steps: None,
+            checkpoint: None,
+            data: None,
+            samples: None,
+            cache: None,
         }
     }
 }
@@ -87,6 +106,7 @@ pub fn run(experiment: &str, opts: &LabOptions) -> Result<LabSummary> {
         "optimal-d" => optimal_d::run(opts)?,
         "saturation" => saturation::run(opts)?,
         "ring" => ring::run(opts)?,
+        "score" => score::run(opts)?,
         _ => unreachable!(),
     };
     Ok(LabSummary { experiment: experiment.to_string(), headline, json })

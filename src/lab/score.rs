@@ -1,0 +1,671 @@
+//! `score`: image quality of the trainer's checkpoints, measured with this engine.
+//!
+//! A small CNN classifier is trained (once, then cached) on the labelled MNIST-family data at
+//! the checkpoint's image size. Its penultimate layer (128 ReLU features) is the feature space:
+//! the Fréchet distance between Gaussians fitted to the features of the real test images and
+//! of the generator's samples measures sample quality and diversity together (FID's recipe,
+//! with this classifier in place of Inception), and the classifier's predictions on the
+//! samples give their class histogram, where mode dropping shows as missing classes.
+//!
+//! Splits: with an idx directory holding both `train-*` and `t10k-*` files, the classifier
+//! trains on the training file less its last sixth (at most 10 000 images), which it never
+//! sees; those held-out training images are the "real sample" of the real-vs-real floor, the
+//! distance a perfect generator would score with as many samples. The reference is the whole
+//! test file. With one labelled file, its last sixth is the test set and the sixth before it
+//! the floor's sample.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
+use serde_json::json;
+
+use super::LabOptions;
+use super::frechet::{Gaussian, frechet_distance};
+use crate::data::{DataFormat, Dataset};
+use crate::gan::checkpoint;
+use crate::gan::models::generator;
+use crate::gan::trainer::{noise, save_grid};
+use crate::io::{self, PlotOptions, SaveDtype, plot_series};
+use crate::nn::{BatchNorm2d, Conv2d, LeakyReLU, Linear, Module, ReLU, Sequential};
+use crate::optim::{Adam, Optimizer};
+use crate::{Device, Rng, Tensor, binary_cross_entropy_with_logits, no_grad};
+
+const DEV: Device = Device::Cpu;
+/// Width of the penultimate layer: the feature space of the distance.
+pub const FEATURES: usize = 128;
+const BATCH: usize = 128;
+const EVAL_BATCH: usize = 500;
+/// Generated samples per checkpoint unless `--samples` says otherwise.
+pub const DEFAULT_SAMPLES: usize = 2000;
+const DEFAULT_LR: f32 = 2e-3;
+/// Bumped whenever the classifier or its training changes, so stale caches are not reused.
+const CLASSIFIER_VERSION: u32 = 1;
+/// Largest real-sample pool held out of the classifier's training images.
+const MAX_POOL: usize = 10_000;
+/// A class counts as covered when its share of the samples is at least this fraction of its
+/// share of the real test set.
+const COVERED_FRACTION: f64 = 0.1;
+
+/// [n, c, h, w] -> [n, c·h·w].
+struct Flatten;
+
+impl Module for Flatten {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let n = x.shape()[0];
+        x.reshape(&[n, x.numel() / n.max(1)])
+    }
+    fn kind(&self) -> &'static str {
+        "Flatten"
+    }
+}
+
+/// Stride-2 4×4 convolutions (32, 64, 128, 128, ... channels; BatchNorm after all but the
+/// first; LeakyReLU 0.2) down to 4×4, then Linear -> 128 + ReLU (the features), then a
+/// Linear head with one logit per class, trained one-vs-rest with BCE.
+pub struct Classifier {
+    body: Sequential,
+    head: Sequential,
+    pub classes: usize,
+}
+
+/// What the classifier makes of a set of images: features [n, FEATURES] and the argmax class.
+#[derive(Default)]
+pub struct Eval {
+    pub features: Vec<f32>,
+    pub predicted: Vec<usize>,
+}
+
+impl Eval {
+    pub fn gaussian(&self) -> Gaussian {
+        Gaussian::fit(&self.features, FEATURES)
+    }
+    pub fn histogram(&self, classes: usize) -> Vec<usize> {
+        let mut h = vec![0; classes];
+        for &p in &self.predicted {
+            h[p] += 1;
+        }
+        h
+    }
+}
+
+impl Classifier {
+    pub fn new(image_size: usize, channels: usize, classes: usize, rng: &mut Rng) -> Classifier {
+        let mut body = Sequential::new();
+        let (mut side, mut ch, mut width, mut first) = (image_size, channels, 32, true);
+        while side > 4 {
+            body = body.push(Conv2d::new(ch, width, 4, 2, 1, first, rng, DEV));
+            if !first {
+                body = body.push(BatchNorm2d::new(width, DEV));
+            }
+            body = body.push(LeakyReLU(0.2));
+            (side, ch, width, first) = (side / 2, width, (width * 2).min(128), false);
+        }
+        let body =
+            body.push(Flatten).push(Linear::new(ch * side * side, FEATURES, true, rng, DEV)).push(ReLU);
+        let head = Sequential::new().push(Linear::new(FEATURES, classes, true, rng, DEV));
+        Classifier { body, head, classes }
+    }
+
+    pub fn parameters(&self) -> Vec<Tensor> {
+        let mut p = self.body.parameters();
+        p.extend(self.head.parameters());
+        p
+    }
+
+    pub fn set_training(&mut self, on: bool) {
+        self.body.set_training(on);
+        self.head.set_training(on);
+    }
+
+    /// Logits [n, classes].
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.head.forward(&self.body.forward(x))
+    }
+
+    /// Features and predictions of a batch, appended to `out` (no graph recorded).
+    pub fn eval_batch(&self, x: &Tensor, out: &mut Eval) {
+        no_grad(|| {
+            let f = self.body.forward(x);
+            let logits = self.head.forward(&f).to_vec();
+            out.features.extend(f.to_vec());
+            out.predicted.extend(logits.chunks(self.classes).map(argmax));
+        });
+    }
+
+    /// Features and predictions of dataset images `idx`, in batches.
+    pub fn eval_images(&self, data: &dyn Dataset, idx: &[usize]) -> Eval {
+        let mut out = Eval::default();
+        for chunk in idx.chunks(EVAL_BATCH) {
+            self.eval_batch(&images(data, chunk), &mut out);
+        }
+        out
+    }
+
+    fn state(&self) -> Vec<io::NamedArray> {
+        let mut a = io::module_state("body", &self.body, SaveDtype::F32);
+        a.extend(io::module_state("head", &self.head, SaveDtype::F32));
+        a
+    }
+
+    fn load(&self, arrays: Vec<io::NamedArray>, file: &Path) -> Result<()> {
+        let (body, head): (Vec<_>, Vec<_>) = arrays.into_iter().partition(|a| a.name.starts_with("body."));
+        io::load_module_state("body", &self.body, &body, file)?;
+        io::load_module_state("head", &self.head, &head, file)?;
+        Ok(())
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (k, &v)| if v > best.1 { (k, v) } else { best })
+        .0
+}
+
+/// Dataset images `idx` as one [n, c, s, s] tensor.
+fn images(data: &dyn Dataset, idx: &[usize]) -> Tensor {
+    let (c, s) = (data.channels(), data.image_size());
+    let per = c * s * s;
+    let mut buf = vec![0f32; idx.len() * per];
+    buf.par_chunks_mut(per).zip(idx.par_iter()).for_each(|(o, &i)| data.image(i, o));
+    Tensor::from_vec(buf, &[idx.len(), c, s, s], DEV)
+}
+
+fn one_hot(data: &dyn Dataset, idx: &[usize], classes: usize) -> Tensor {
+    let mut t = vec![0f32; idx.len() * classes];
+    for (row, &i) in idx.iter().enumerate() {
+        t[row * classes + data.label(i).expect("checked: labelled") as usize] = 1.0;
+    }
+    Tensor::from_vec(t, &[idx.len(), classes], DEV)
+}
+
+/// Train a fresh classifier on `idx` of `data`: Adam, batches of 128, learning rate decayed
+/// linearly to zero over `steps`.
+pub fn train_classifier(
+    data: &dyn Dataset,
+    idx: &[usize],
+    classes: usize,
+    steps: usize,
+    lr: f32,
+    seed: u64,
+) -> Classifier {
+    let mut rng = Rng::new(seed);
+    let mut clf = Classifier::new(data.image_size(), data.channels(), classes, &mut rng);
+    clf.set_training(true);
+    let mut opt = Adam::new(clf.parameters(), lr, (0.9, 0.999));
+    let batch = BATCH.min(idx.len());
+    let mut order = idx.to_vec();
+    let mut pos = order.len();
+    for step in 0..steps {
+        if pos + batch > order.len() {
+            rng.shuffle(&mut order);
+            pos = 0;
+        }
+        let b = &order[pos..pos + batch];
+        pos += batch;
+        opt.lr = lr * (1.0 - step as f32 / steps as f32);
+        opt.zero_grad();
+        let loss =
+            binary_cross_entropy_with_logits(&clf.forward(&images(data, b)), &one_hot(data, b, classes));
+        loss.backward();
+        opt.step();
+    }
+    clf.set_training(false);
+    clf
+}
+
+/// The labelled data, split into the classifier's training images, the real-sample pool of
+/// the floor, and the test set (the reference of every distance).
+struct Splits {
+    train: Box<dyn Dataset>,
+    /// None: the test images are held out of `train`.
+    test: Option<Box<dyn Dataset>>,
+    fit: Vec<usize>,
+    pool: Vec<usize>,
+    test_idx: Vec<usize>,
+    /// The files, for messages.
+    describe: String,
+}
+
+impl Splits {
+    fn test_data(&self) -> &dyn Dataset {
+        self.test.as_deref().unwrap_or(&*self.train)
+    }
+}
+
+fn open_data(path: &Path, image_size: usize) -> Result<Splits> {
+    let open = |p: &Path, f| {
+        crate::data::open(p, f, image_size, None).with_context(|| format!("--data {}", path.display()))
+    };
+    let files =
+        crate::data::idx_train_test_files(path).with_context(|| format!("--data {}", path.display()))?;
+    let splits = match files {
+        Some((train_file, test_file)) => {
+            let train = open(&train_file, DataFormat::Mnist)?;
+            let test = open(&test_file, DataFormat::Mnist)?;
+            let n = train.len().unwrap_or(0);
+            let hold = (n / 6).min(MAX_POOL);
+            let describe = format!("{}; {}", train.describe(), test.describe());
+            let test_n = test.len().unwrap_or(0);
+            Splits {
+                fit: (0..n - hold).collect(),
+                pool: (n - hold..n).collect(),
+                test_idx: (0..test_n).collect(),
+                train,
+                test: Some(test),
+                describe,
+            }
+        }
+        None => {
+            let train = open(path, DataFormat::Auto)?;
+            let Some(n) = train.len() else {
+                bail!(
+                    "--data {}: score needs a finite labelled dataset (MNIST-family idx with its labels), not {}",
+                    path.display(),
+                    train.describe()
+                );
+            };
+            let hold = n / 6;
+            Splits {
+                fit: (0..n - 2 * hold).collect(),
+                pool: (n - 2 * hold..n - hold).collect(),
+                test_idx: (n - hold..n).collect(),
+                describe: train.describe(),
+                train,
+                test: None,
+            }
+        }
+    };
+    for (what, d) in [("", Some(&splits.train)), ("test ", splits.test.as_ref())] {
+        let Some(d) = d else { continue };
+        if !d.is_empty() && d.label(0).is_none() {
+            bail!(
+                "--data {}: score needs labelled data, but the {what}images have no labels ({}); for MNIST-family \
+                 idx, put the *labels-idx1-ubyte[.gz] file next to the *images-idx3-ubyte[.gz] file",
+                path.display(),
+                d.describe()
+            );
+        }
+    }
+    if splits.fit.len() < 2 || splits.pool.len() < 2 || splits.test_idx.len() < 2 {
+        bail!(
+            "--data {}: too few images to split into training, real-sample and test sets ({})",
+            path.display(),
+            splits.describe
+        );
+    }
+    Ok(splits)
+}
+
+/// Size, modification time and name of the data file, or of every entry of the data folder:
+/// a changed or replaced dataset gets a new classifier.
+fn data_identity(path: &Path) -> String {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| {
+                let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                format!("{}:{}", m.len(), mtime.map_or(0, |d| d.as_secs()))
+            })
+            .unwrap_or_default()
+    };
+    let mut s = format!("{}={}", canonical.display(), stamp(&canonical));
+    if let Ok(rd) = std::fs::read_dir(&canonical) {
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for e in entries {
+            let _ = write!(
+                s,
+                ";{}={}",
+                e.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                stamp(&e)
+            );
+        }
+    }
+    s
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// `$XDG_CACHE_HOME/dcgan`, else `$HOME/.cache/dcgan`, else `.cache/dcgan`.
+pub fn default_cache_dir() -> PathBuf {
+    let non_empty = |v: &str| std::env::var_os(v).filter(|s| !s.is_empty()).map(PathBuf::from);
+    non_empty("XDG_CACHE_HOME")
+        .or_else(|| non_empty("HOME").map(|h| h.join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("dcgan")
+}
+
+/// The classifier, from the cache when a matching one is there, else trained and cached.
+struct Trained {
+    clf: Classifier,
+    cached: bool,
+    file: PathBuf,
+    train_seconds: f64,
+    steps: usize,
+}
+
+fn classifier_for(splits: &Splits, data_path: &Path, classes: usize, opts: &LabOptions) -> Result<Trained> {
+    let (size, channels) = (splits.train.image_size(), splits.train.channels());
+    let steps = opts.steps.unwrap_or((splits.fit.len() / BATCH).max(1));
+    let lr = opts.lr.unwrap_or(DEFAULT_LR);
+    let key = format!(
+        "v{CLASSIFIER_VERSION};size={size};channels={channels};classes={classes};seed={};steps={steps};lr={lr};fit={};{}",
+        opts.seed,
+        splits.fit.len(),
+        data_identity(data_path)
+    );
+    let dir = opts.cache.clone().unwrap_or_else(default_cache_dir);
+    let file = dir.join(format!(
+        "score-classifier-{size}px-{channels}ch-seed{}-{:016x}.safetensors",
+        opts.seed,
+        fnv1a(&key)
+    ));
+    if file.is_file() {
+        let loaded = io::read_safetensors_with_metadata(&file).map_err(anyhow::Error::from).and_then(|st| {
+            if st.metadata.get("key") != Some(&key) {
+                bail!("made for other data or settings");
+            }
+            let clf = Classifier::new(size, channels, classes, &mut Rng::new(opts.seed));
+            clf.load(st.tensors, &file)?;
+            let secs = st.metadata.get("train_seconds").and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+            Ok((clf, secs))
+        });
+        match loaded {
+            Ok((mut clf, train_seconds)) => {
+                clf.set_training(false);
+                return Ok(Trained { clf, cached: true, file, train_seconds, steps });
+            }
+            Err(e) => eprintln!(
+                "score: not using the cached classifier {} ({e:#}); training a new one",
+                file.display()
+            ),
+        }
+    }
+    eprintln!(
+        "score: training the classifier ({steps} steps of {BATCH} on {} images at {channels}×{size}×{size}); cached in {}",
+        splits.fit.len(),
+        dir.display()
+    );
+    let t0 = Instant::now();
+    let clf = train_classifier(&*splits.train, &splits.fit, classes, steps, lr, opts.seed);
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let meta = std::collections::BTreeMap::from([
+        ("key".to_string(), key),
+        ("train_seconds".to_string(), format!("{train_seconds:.2}")),
+    ]);
+    let saved = std::fs::create_dir_all(&dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(io::write_safetensors(&file, &clf.state(), &meta)?));
+    if let Err(e) = saved {
+        // The score is still right; only the next run pays for training again.
+        eprintln!("score: cannot cache the classifier in {} ({e:#})", dir.display());
+    }
+    Ok(Trained { clf, cached: false, file, train_seconds, steps })
+}
+
+/// Classes whose share of `hist` is under [`COVERED_FRACTION`] of their share of the test set.
+fn missing_classes(hist: &[usize], reference: &[f64]) -> Vec<usize> {
+    let n: usize = hist.iter().sum();
+    (0..hist.len())
+        .filter(|&k| {
+            reference[k] > 0.0 && (hist[k] as f64 / n.max(1) as f64) < COVERED_FRACTION * reference[k]
+        })
+        .collect()
+}
+
+struct CheckpointScore {
+    step: u64,
+    dir: PathBuf,
+    frechet: f64,
+    hist: Vec<usize>,
+    missing: Vec<usize>,
+}
+
+pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
+    let Some(ckpt_path) = &opts.checkpoint else {
+        bail!(
+            "score needs --checkpoint DIR: a checkpoint, or a run directory (or its checkpoints/) to score every checkpoint"
+        );
+    };
+    let Some(data_path) = &opts.data else {
+        bail!(
+            "score needs --data PATH: the labelled MNIST-family data the checkpoint was trained on (e.g. a directory with train-* and t10k-* idx files)"
+        );
+    };
+    let samples = opts.samples.unwrap_or(DEFAULT_SAMPLES);
+    if samples < 10 {
+        bail!("--samples {samples}: expected at least 10 (the distance fits a covariance to them)");
+    }
+    let dirs =
+        checkpoint::list(ckpt_path).with_context(|| format!("--checkpoint {}", ckpt_path.display()))?;
+    let mut states = Vec::with_capacity(dirs.len());
+    for d in &dirs {
+        states.push(
+            checkpoint::read_state(d).with_context(|| format!("--checkpoint {}", ckpt_path.display()))?,
+        );
+    }
+    let first = &states[0];
+    let (size, channels) = (first.config.image_size, first.channels);
+    for (d, s) in dirs.iter().zip(&states) {
+        if (s.config.image_size, s.channels) != (size, channels) {
+            bail!(
+                "--checkpoint {}: its checkpoints differ: {} is {}×{}×{}, {} is {channels}×{size}×{size}",
+                ckpt_path.display(),
+                d.display(),
+                s.channels,
+                s.config.image_size,
+                s.config.image_size,
+                dirs[0].display()
+            );
+        }
+    }
+
+    let splits = open_data(data_path, size)?;
+    let data_channels = splits.train.channels();
+    if data_channels != channels {
+        bail!(
+            "--checkpoint {} makes {channels}-channel images but --data {} has {data_channels} ({}); score compares \
+             like with like: pass the data the checkpoint was trained on",
+            dirs[0].display(),
+            data_path.display(),
+            splits.describe
+        );
+    }
+    let label_max =
+        |d: &dyn Dataset, idx: &[usize]| idx.iter().filter_map(|&i| d.label(i)).max().unwrap_or(0);
+    let classes = 1 + label_max(&*splits.train, &splits.fit)
+        .max(label_max(&*splits.train, &splits.pool))
+        .max(label_max(splits.test_data(), &splits.test_idx)) as usize;
+
+    let trained = classifier_for(&splits, data_path, classes, opts)?;
+    let clf = &trained.clf;
+    let test = clf.eval_images(splits.test_data(), &splits.test_idx);
+    let correct = test
+        .predicted
+        .iter()
+        .zip(&splits.test_idx)
+        .filter(|&(&p, &i)| splits.test_data().label(i) == Some(p as u8))
+        .count();
+    let accuracy = correct as f64 / splits.test_idx.len() as f64;
+    let test_counts: Vec<usize> = {
+        let mut c = vec![0; classes];
+        for &i in &splits.test_idx {
+            c[splits.test_data().label(i).unwrap() as usize] += 1;
+        }
+        c
+    };
+    let test_share: Vec<f64> = test_counts.iter().map(|&c| c as f64 / splits.test_idx.len() as f64).collect();
+    let present = test_share.iter().filter(|&&s| s > 0.0).count();
+    let test_gauss = test.gaussian();
+
+    // The floor: real images the classifier never trained on, as many as the samples.
+    let pool_n = samples.min(splits.pool.len());
+    let pool = clf.eval_images(&*splits.train, &splits.pool[..pool_n]);
+    let floor = frechet_distance(&test_gauss, &pool.gaussian());
+    let pool_hist = pool.histogram(classes);
+    let pool_missing = missing_classes(&pool_hist, &test_share);
+
+    let mut scores = Vec::with_capacity(dirs.len());
+    let mut last_images = None;
+    for (k, (dir, state)) in dirs.iter().zip(&states).enumerate() {
+        let model = state.config.model(state.channels);
+        let mut g = generator(&model, &mut Rng::new(0), DEV);
+        checkpoint::load_model(dir, "generator", &g)?;
+        g.set_training(false);
+        // The same noise for every checkpoint.
+        let mut zrng = Rng::new(opts.seed ^ 0x5c0e_5a3b);
+        let mut ev = Eval::default();
+        let mut left = samples;
+        while left > 0 {
+            let n = left.min(EVAL_BATCH);
+            let imgs = no_grad(|| g.forward(&noise(n, model.nz, &mut zrng, DEV)));
+            clf.eval_batch(&imgs, &mut ev);
+            if k + 1 == dirs.len() && last_images.is_none() {
+                last_images = Some(imgs);
+            }
+            left -= n;
+        }
+        let frechet = frechet_distance(&test_gauss, &ev.gaussian());
+        let hist = ev.histogram(classes);
+        let missing = missing_classes(&hist, &test_share);
+        eprintln!(
+            "score: step {}: Fréchet {frechet:.2}, classes {}/{present}",
+            state.step,
+            present - missing.len()
+        );
+        scores.push(CheckpointScore { step: state.step, dir: dir.clone(), frechet, hist, missing });
+    }
+
+    // ---- outputs ----
+    let out = &opts.out;
+    let mut csv = String::from("step,frechet,floor,classifier_accuracy,samples");
+    for c in 0..classes {
+        write!(csv, ",class_{c}").unwrap();
+    }
+    csv.push_str(",classes_covered,missing_classes\n");
+    for s in &scores {
+        write!(csv, "{},{},{floor},{accuracy},{samples}", s.step, s.frechet).unwrap();
+        for h in &s.hist {
+            write!(csv, ",{h}").unwrap();
+        }
+        let missing: Vec<String> = s.missing.iter().map(|m| m.to_string()).collect();
+        writeln!(csv, ",{},{}", present - s.missing.len(), missing.join(";")).unwrap();
+    }
+    io::write_atomic(&out.join("score.csv"), csv.as_bytes())?;
+    let steps: Vec<f64> = scores.iter().map(|s| s.step as f64).collect();
+    let fds: Vec<f64> = scores.iter().map(|s| s.frechet).collect();
+    let floors = vec![floor; scores.len()];
+    plot_series(
+        &out.join("frechet.png"),
+        &PlotOptions::new(
+            &format!(
+                "score: Fréchet distance in classifier features ({samples} samples vs {} test images)",
+                splits.test_idx.len()
+            ),
+            "step",
+            "Fréchet distance",
+        ),
+        &steps,
+        &[("generated vs test", &fds), ("real vs test (floor)", &floors)],
+    )?;
+    let last = scores.last().expect("at least one checkpoint");
+    let classes_x: Vec<f64> = (0..classes).map(|c| c as f64).collect();
+    let share = |h: &[usize]| -> Vec<f64> {
+        let n: usize = h.iter().sum();
+        h.iter().map(|&c| c as f64 / n.max(1) as f64).collect()
+    };
+    let gen_share = share(&last.hist);
+    let ymax = gen_share.iter().chain(&test_share).fold(0.0f64, |a, &b| a.max(b));
+    plot_series(
+        &out.join("class_histogram.png"),
+        &PlotOptions {
+            y_range: Some((0.0, ymax * 1.1 + 1e-9)),
+            ..PlotOptions::new(
+                &format!(
+                    "score: predicted classes of {samples} samples at step {} vs the test set",
+                    last.step
+                ),
+                "class",
+                "share",
+            )
+        },
+        &classes_x,
+        &[(&format!("generated (step {})", last.step), &gen_share), ("real test set", &test_share)],
+    )?;
+    if let Some(imgs) = &last_images {
+        let n = imgs.shape()[0].min(64);
+        let per = imgs.numel() / imgs.shape()[0];
+        let grid = Tensor::from_vec(imgs.to_vec()[..n * per].to_vec(), &[n, channels, size, size], DEV);
+        save_grid(&out.join("samples.png"), &grid)?;
+    }
+
+    let covered = present - last.missing.len();
+    let cached = if trained.cached { ", cached" } else { "" };
+    let tail = format!(
+        "real-vs-real floor {floor:.2}), classes {covered}/{present}{}, classifier test accuracy {:.1}%{cached}",
+        if last.missing.is_empty() { String::new() } else { format!(" (missing {:?})", last.missing) },
+        100.0 * accuracy
+    );
+    let headline = if scores.len() == 1 {
+        format!(
+            "score: step {} Fréchet {:.2} ({} test images vs {samples} samples; {tail}",
+            last.step,
+            last.frechet,
+            splits.test_idx.len()
+        )
+    } else {
+        let f = &scores[0];
+        let best = scores.iter().min_by(|a, b| a.frechet.total_cmp(&b.frechet)).unwrap();
+        format!(
+            "score: {} checkpoints, Fréchet {:.2} at step {} -> {:.2} at step {} (best {:.2} at step {}; {} test images vs {samples} samples; {tail}",
+            scores.len(),
+            f.frechet,
+            f.step,
+            last.frechet,
+            last.step,
+            best.frechet,
+            best.step,
+            splits.test_idx.len()
+        )
+    };
+    let per: Vec<serde_json::Value> = scores
+        .iter()
+        .map(|s| {
+            json!({
+                "step": s.step, "checkpoint": s.dir.display().to_string(), "frechet": s.frechet,
+                "class_counts": s.hist, "classes_covered": present - s.missing.len(), "missing_classes": s.missing,
+            })
+        })
+        .collect();
+    let json = json!({
+        "checkpoints": per,
+        "step": last.step,
+        "frechet": last.frechet,
+        "frechet_first": scores[0].frechet,
+        "floor": floor,
+        "floor_samples": pool_n,
+        "floor_class_counts": pool_hist,
+        "floor_classes_covered": present - pool_missing.len(),
+        "samples": samples,
+        "test_images": splits.test_idx.len(),
+        "classes": classes,
+        "classes_present": present,
+        "classes_covered": covered,
+        "missing_classes": last.missing,
+        "image_size": size,
+        "channels": channels,
+        "data": splits.describe,
+        "classifier": {
+            "test_accuracy": accuracy, "cached": trained.cached, "train_seconds": trained.train_seconds,
+            "train_steps": trained.steps, "train_images": splits.fit.len(), "cache_file": trained.file.display().to_string(),
+        },
+        "plots": [out.join("frechet.png").display().to_string(), out.join("class_histogram.png").display().to_string()],
+    });
+    Ok((headline, json))
+}
