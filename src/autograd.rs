@@ -161,13 +161,12 @@ pub(crate) fn backward(root: &Tensor) {
                 }
             }
             Some(node) => {
+                let op = node.op;
                 let parts = node.parts().take().expect("a node is visited once per backward");
                 let Some(grad) = grad else { continue };
-                let node = &parts;
-                let op = t.0.node.as_ref().map_or("?", |n| n.op);
-                let input_grads = (node.backward)(&grad, &node.inputs);
-                assert_eq!(input_grads.len(), node.inputs.len(), "{op}: backward returned the wrong count");
-                for (input, g) in node.inputs.iter().zip(input_grads) {
+                let input_grads = (parts.backward)(&grad, &parts.inputs);
+                assert_eq!(input_grads.len(), parts.inputs.len(), "{op}: backward returned the wrong count");
+                for (input, g) in parts.inputs.iter().zip(input_grads) {
                     if !input.requires_grad() {
                         continue;
                     }

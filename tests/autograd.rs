@@ -98,6 +98,18 @@ fn backward_from_non_scalar_panics() {
     leaf(vec![1.0, 2.0], Device::Cpu).scale(2.0).backward();
 }
 
+/// Backward frees each node's saved tensors as it passes (PyTorch without retain_graph), so
+/// a second backward through the same graph must say so rather than reuse freed state.
+#[test]
+#[should_panic(expected = "already used by a backward pass")]
+fn second_backward_through_a_graph_panics() {
+    let x = leaf(vec![1.0, 2.0], Device::Cpu);
+    let loss = x.mul(&x).sum();
+    loss.backward();
+    assert_eq!(x.grad().unwrap().to_vec(), vec![2.0, 4.0]);
+    loss.backward();
+}
+
 device_tests!(
     tensor_used_twice_accumulates,
     diamond_graph,
