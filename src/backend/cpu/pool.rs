@@ -36,7 +36,9 @@ struct Pool {
     /// Floats in idle buffers.
     idle: usize,
     /// Capacity of each buffer handed out by `take` and not yet given back, by address: only
-    /// those come back into the pool (a caller's own Vec is simply freed).
+    /// those come back into the pool (a caller's own Vec is simply freed). A buffer from
+    /// `take` that is dropped outside a `Storage` (a kernel called directly, in a bench) keeps
+    /// its entry and so stays counted as in use: harmless, it only raises the budget.
     out: Option<HashMap<usize, usize>>,
     /// Floats in `out`.
     in_use: usize,
@@ -72,9 +74,9 @@ impl Pool {
     /// Makes room for a fresh buffer of `len`: frees idle buffers, stale and largest first,
     /// while the total would pass the high-water mark. The price: a step's buffers of each
     /// size class peak at different moments, so serving every request from the pool would
-    /// take more than the most ever in use at once, and some requests (about a quarter at
-    /// 64×64) still allocate. Allowing a quarter more memory brings that near zero but costs
-    /// 80 MiB of RSS at 64×64; RSS is the scarcer resource here.
+    /// take more than the most ever in use at once, and some requests still allocate (19 of
+    /// about 70 per step in tests/alloc_step.rs). Allowing a quarter more memory brought that
+    /// to 4 but cost 80 MiB of RSS at 64×64 and no measurable time.
     fn evict_for(&mut self, len: usize) {
         while self.idle > 0 && self.idle + self.in_use + len > self.high_water {
             let generation = if self.stale.is_empty() { &mut self.fresh } else { &mut self.stale };
