@@ -30,6 +30,14 @@ pub struct Entry {
     pub flops: f64,
 }
 
+impl Entry {
+    fn count(&mut self, seconds: f64, flops: f64) {
+        self.seconds += seconds;
+        self.calls += 1;
+        self.flops += flops;
+    }
+}
+
 static TABLE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
 /// Per convolution call site: (direction, geometry) and its accumulated time and FLOPs, in
@@ -88,10 +96,7 @@ fn record_conv<T>(category: usize, g: &ConvGeom, f: impl FnOnce() -> T) -> T {
             layers.len() - 1
         }
     };
-    let e = &mut layers[i].2;
-    e.seconds += dt;
-    e.calls += 1;
-    e.flops += flops;
+    layers[i].2.count(dt, flops);
     r
 }
 
@@ -100,10 +105,7 @@ fn add(category: usize, flops: f64, dt: f64) {
     if t.len() < CATEGORIES.len() {
         t.resize(CATEGORIES.len(), Entry::default());
     }
-    let e = &mut t[category];
-    e.seconds += dt;
-    e.calls += 1;
-    e.flops += flops;
+    t[category].count(dt, flops);
 }
 
 const CONV_FWD: usize = 0;

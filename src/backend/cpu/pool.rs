@@ -29,7 +29,6 @@ const MIN_POOLED: usize = 1 << 12;
 /// Two generations: buffers given back since the last [`trim`] (`fresh`) and those idle since
 /// before it (`stale`). `trim` frees the stale ones, so a buffer that sat unused through a
 /// whole training step is returned to the OS.
-#[derive(Default)]
 struct Pool {
     fresh: BTreeMap<usize, Vec<Vec<f32>>>,
     stale: BTreeMap<usize, Vec<Vec<f32>>>,
