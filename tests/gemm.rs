@@ -1,6 +1,8 @@
 //! Tests of the CPU SGEMM against an f64 reference.
 
-use dcgan::backend::cpu::gemm::{KernelPath, MatRef, gemm_kernel_name, sgemm, sgemm_naive, sgemm_with};
+use dcgan::backend::cpu::gemm::{
+    KernelPath, MatRef, PackedA, gemm_kernel_name, sgemm, sgemm_naive, sgemm_serial_packed, sgemm_with,
+};
 
 /// Small deterministic PRNG (xorshift64*), values in [-1, 1).
 struct Rng(u64);
@@ -415,6 +417,39 @@ fn sgemm_bit_identical_across_thread_counts_all_modes() {
             let want = 1.25 * (0..k).map(|p| at(i, p) * bt(p, j)).sum::<f64>() + 0.5 * c0[i * n + j] as f64;
             let got = f32::from_bits(one[i * n + j]) as f64;
             assert!((got - want).abs() < 1e-3, "{m}x{n}x{k} C({i},{j}) = {got}, want {want}");
+        }
+    }
+}
+
+/// A packed once and reused gives exactly `sgemm`'s bits: across KC blocks and a ragged last
+/// panel, for both A layouts, and where the call falls back to packing from the source (the
+/// narrow kernel for n ≤ 16, m above one MB block, the tiny direct loop).
+#[test]
+fn prepacked_a_gives_sgemm_bits() {
+    for &(m, n, k, ta) in &[
+        (37, 300, 600, false),
+        (37, 300, 600, true),
+        (150, 70, 257, true),
+        (64, 12, 300, false),
+        (4100, 40, 3, true),
+        (3, 3, 3, false),
+    ] {
+        let mut rng = Rng::new(m as u64 * 31 + n as u64);
+        let a = rng.vec(m * k);
+        let am = if ta { MatRef::row_major_t(&a, m) } else { MatRef::row_major(&a, k) };
+        let packed = PackedA::new(m, k, am);
+        // Two different right operands through the same packed A.
+        for round in 0..2 {
+            let b = rng.vec(k * n);
+            let c0 = rng.vec(m * n);
+            let mut want = c0.clone();
+            sgemm(m, n, k, 0.9, am, MatRef::row_major(&b, n), 0.4, &mut want, n);
+            let mut got = c0;
+            sgemm_serial_packed(&packed, n, 0.9, MatRef::row_major(&b, n), 0.4, &mut got, n);
+            assert!(
+                got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{m}x{n}x{k} (A transposed: {ta}), round {round}: prepacked A differs from sgemm"
+            );
         }
     }
 }

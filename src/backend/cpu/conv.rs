@@ -22,7 +22,7 @@
 //!
 //! Workspaces come from a small pool and are reused across calls and steps.
 
-use super::gemm::{MatRef, sgemm, sgemm_serial};
+use super::gemm::{MatRef, PackedA, sgemm, sgemm_serial_packed};
 use crate::backend::ConvGeom;
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -328,17 +328,6 @@ fn scatter_planes(src: &[f32], c: usize, gn: usize, hw: usize, y: &mut [f32]) {
     }
 }
 
-/// aᵀ of a row-major [r, c] matrix, row-major [c, r], in a pooled workspace.
-fn transpose(a: &[f32], r: usize, c: usize) -> Scratch {
-    let mut t = Scratch::take(r * c);
-    for (i, row) in a[..r * c].chunks_exact(c).enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            t[j * r + i] = v;
-        }
-    }
-    t
-}
-
 // ------------------------------------------------------------------------------------------
 // Forward
 // ------------------------------------------------------------------------------------------
@@ -367,21 +356,20 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
     }
     let (hw, gs) = (hw_out(g), task_images(g));
     let taps = Taps::conv(g);
-    // The weight as a column-major A (wᵀ stored row-major): every task's gemm packs it with
-    // contiguous copies instead of strided gathers.
-    let w_t = transpose(w, g.c_out, rows);
+    // The weight is every task's A: packed once here, not once per task.
+    let wa = PackedA::new(g.c_out, rows, MatRef::row_major(w, rows));
     let per_image = g.c_out * hw;
     y.par_chunks_mut(gs * per_image).enumerate().for_each(|(t, y_t)| {
         let (n0, gn) = (t * gs, y_t.len() / per_image);
         let ld = gn * hw;
         let mut col = Scratch::take(rows * ld);
         im2col(x, g, &taps, n0, gn, &mut col);
-        let wm = MatRef::row_major_t(&w_t, g.c_out);
+        let col = MatRef::row_major(&col, ld);
         if gn == 1 {
-            sgemm_serial(g.c_out, ld, rows, 1.0, wm, MatRef::row_major(&col, ld), 0.0, y_t, ld);
+            sgemm_serial_packed(&wa, ld, 1.0, col, 0.0, y_t, ld);
         } else {
             let mut out = Scratch::take(g.c_out * ld);
-            sgemm_serial(g.c_out, ld, rows, 1.0, wm, MatRef::row_major(&col, ld), 0.0, &mut out, ld);
+            sgemm_serial_packed(&wa, ld, 1.0, col, 0.0, &mut out, ld);
             scatter_planes(&out, g.c_out, gn, hw, y_t);
         }
     });
@@ -419,19 +407,19 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
         return dx;
     }
     let (hw, gs) = (hw_out(g), task_images(g));
+    let w_t = PackedA::new(rows, g.c_out, MatRef::row_major_t(w, rows));
     let per_image = g.c_in * g.h_in * g.w_in;
     dx.par_chunks_mut(gs * per_image).enumerate().for_each(|(t, dx_t)| {
         let (n0, gn) = (t * gs, dx_t.len() / per_image);
         let ld = gn * hw;
         let mut col = Scratch::take(rows * ld);
-        let w_t = MatRef::row_major_t(w, rows);
         if gn == 1 {
             let dy_i = &dy[n0 * g.c_out * hw..][..g.c_out * hw];
-            sgemm_serial(rows, ld, g.c_out, 1.0, w_t, MatRef::row_major(dy_i, ld), 0.0, &mut col, ld);
+            sgemm_serial_packed(&w_t, ld, 1.0, MatRef::row_major(dy_i, ld), 0.0, &mut col, ld);
         } else {
             let mut dy_g = Scratch::take(g.c_out * ld);
             gather_y(dy, g, n0, gn, &mut dy_g);
-            sgemm_serial(rows, ld, g.c_out, 1.0, w_t, MatRef::row_major(&dy_g, ld), 0.0, &mut col, ld);
+            sgemm_serial_packed(&w_t, ld, 1.0, MatRef::row_major(&dy_g, ld), 0.0, &mut col, ld);
         }
         col2im(&col, g, gn, dx_t);
     });
@@ -467,6 +455,10 @@ fn backward_data_phases(dy: &[f32], w: &[f32], g: &ConvGeom, dx: &mut [f32]) {
         }
     }
     let taps: Vec<Taps> = (0..4).map(|p| Taps::phase(g, p / 2, p % 2)).collect();
+    let wa: Vec<PackedA> = wp[..4 * g.c_in * k]
+        .chunks_exact(g.c_in * k)
+        .map(|w_p| PackedA::new(g.c_in, k, MatRef::row_major_t(w_p, g.c_in)))
+        .collect();
     let per_image = g.c_in * g.h_in * g.w_in;
     dx.par_chunks_mut(gs * per_image).enumerate().for_each(|(t, dx_t)| {
         let (n0, gn) = (t * gs, dx_t.len() / per_image);
@@ -475,9 +467,8 @@ fn backward_data_phases(dy: &[f32], w: &[f32], g: &ConvGeom, dx: &mut [f32]) {
         let mut out = Scratch::take(4 * g.c_in * ld);
         for p in 0..4 {
             phase_im2col(dy, g, &taps[p], n0, gn, &mut col);
-            let a = MatRef::row_major_t(&wp[p * g.c_in * k..][..g.c_in * k], g.c_in);
             let out_p = &mut out[p * g.c_in * ld..][..g.c_in * ld];
-            sgemm_serial(g.c_in, ld, k, 1.0, a, MatRef::row_major(&col, ld), 0.0, out_p, ld);
+            sgemm_serial_packed(&wa[p], ld, 1.0, MatRef::row_major(&col, ld), 0.0, out_p, ld);
         }
         interleave_phases(&out, g, gn, dx_t);
     });

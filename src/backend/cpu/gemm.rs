@@ -147,7 +147,7 @@ pub fn sgemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    sgemm_impl(KernelPath::detected(), true, true, m, n, k, alpha, a, b, beta, c, ldc)
+    sgemm_impl(KernelPath::detected(), true, true, m, n, k, alpha, a, b, beta, c, ldc, None)
 }
 
 /// [`sgemm`] on the calling thread only: for callers that already parallelise over
@@ -165,7 +165,7 @@ pub fn sgemm_serial(
     c: &mut [f32],
     ldc: usize,
 ) {
-    sgemm_impl(KernelPath::detected(), true, false, m, n, k, alpha, a, b, beta, c, ldc)
+    sgemm_impl(KernelPath::detected(), true, false, m, n, k, alpha, a, b, beta, c, ldc, None)
 }
 
 /// [`sgemm`] on an explicitly chosen micro-kernel path (for tests and benchmarks). Unlike
@@ -184,7 +184,7 @@ pub fn sgemm_with(
     c: &mut [f32],
     ldc: usize,
 ) {
-    sgemm_impl(path, false, true, m, n, k, alpha, a, b, beta, c, ldc)
+    sgemm_impl(path, false, true, m, n, k, alpha, a, b, beta, c, ldc, None)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -201,6 +201,7 @@ fn sgemm_impl(
     beta: f32,
     c: &mut [f32],
     ldc: usize,
+    pre: Option<&PackedA>,
 ) {
     check_extents(m, n, k, &a, &b, c, ldc);
     if m == 0 || n == 0 {
@@ -227,15 +228,17 @@ fn sgemm_impl(
         match path {
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx512 if n <= 16 => {
-                gemm_top::<x86::Avx512Narrow>(m, n, k, alpha, a, b, beta, cp, ldc, parallel)
+                gemm_top::<x86::Avx512Narrow>(m, n, k, alpha, a, b, beta, cp, ldc, parallel, pre)
             }
             #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx512 => gemm_top::<x86::Avx512>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            KernelPath::Avx512 => gemm_top::<x86::Avx512>(m, n, k, alpha, a, b, beta, cp, ldc, parallel, pre),
             #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx2 => gemm_top::<x86::Avx2>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            KernelPath::Avx2 => gemm_top::<x86::Avx2>(m, n, k, alpha, a, b, beta, cp, ldc, parallel, pre),
             #[cfg(not(target_arch = "x86_64"))]
             KernelPath::Avx512 | KernelPath::Avx2 => unreachable!(),
-            KernelPath::Scalar => gemm_top::<ScalarKernel>(m, n, k, alpha, a, b, beta, cp, ldc, parallel),
+            KernelPath::Scalar => {
+                gemm_top::<ScalarKernel>(m, n, k, alpha, a, b, beta, cp, ldc, parallel, pre)
+            }
         }
     }
 }
@@ -264,6 +267,131 @@ pub fn sgemm_naive(
             *cij = if beta == 0.0 { alpha * acc } else { alpha * acc + beta * *cij };
         }
     }
+}
+
+/// A left operand packed once into the micro-kernel's panels, for a caller that multiplies
+/// the same A by many right operands (a convolution weight by each task's im2col matrix):
+/// [`sgemm_serial_packed`] then skips packing A, which otherwise costs every task a pass over
+/// the whole weight. The source stays attached, so a call that picks another kernel (or a
+/// shape too big to prepack) packs from it as usual and gets the same bits.
+pub struct PackedA<'a> {
+    src: MatRef<'a>,
+    m: usize,
+    k: usize,
+    /// MR and KC of the kernel the panels were packed for; `mr == 0`: not packed.
+    mr: usize,
+    kc: usize,
+    /// KC block `q` starts at `q·KC·mt·MR`; within it, panel `ip` at `ip·MR·kc`.
+    panels: Vec<f32>,
+}
+
+impl<'a> PackedA<'a> {
+    /// Pack the m×k matrix `a` for the kernel `sgemm` uses on this CPU (in parallel).
+    pub fn new(m: usize, k: usize, a: MatRef<'a>) -> PackedA<'a> {
+        let need = needed_len(m, k, a.row_stride, a.col_stride);
+        assert!(
+            need.is_some_and(|l| l <= a.data.len()),
+            "PackedA: A ({m}x{k}) needs {need:?} elements, has {}",
+            a.data.len()
+        );
+        let mut pa = PackedA { src: a, m, k, mr: 0, kc: 0, panels: Vec::new() };
+        match KernelPath::detected() {
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => pa.pack::<x86::Avx512>(),
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => pa.pack::<x86::Avx2>(),
+            #[cfg(not(target_arch = "x86_64"))]
+            KernelPath::Avx512 | KernelPath::Avx2 => unreachable!(),
+            KernelPath::Scalar => pa.pack::<ScalarKernel>(),
+        }
+        pa
+    }
+
+    fn pack<K: Micro>(&mut self) {
+        let (m, k, mr) = (self.m, self.k, K::MR);
+        // One MB block only: the driver's A blocks are then exactly these panels.
+        if m == 0 || k == 0 || m > K::MB {
+            return;
+        }
+        let mt = m.div_ceil(mr);
+        self.panels = super::pool::take(mt * mr * k);
+        let src = self.src;
+        let dst = CPtr(self.panels.as_mut_ptr());
+        (0..k.div_ceil(K::KC) * mt).into_par_iter().with_min_len(4).for_each(|t| {
+            let dst = dst;
+            let (q, ip) = (t / mt, t % mt);
+            let (pc, kc) = (q * K::KC, K::KC.min(k - q * K::KC));
+            let rows = mr.min(m - ip * mr);
+            // SAFETY: each task writes its own panel inside `panels`; extents checked above.
+            unsafe {
+                pack_a_panel_dyn::<K>(&src, ip * mr, pc, rows, kc, dst.0.add(pc * mt * mr + ip * mr * kc))
+            };
+        });
+        (self.mr, self.kc) = (mr, K::KC);
+    }
+
+    /// The panels for kernel `K`, if they were packed for it.
+    fn panels<K: Micro>(&self) -> Option<PrepackedPanels> {
+        (self.mr == K::MR && self.kc == K::KC).then(|| PrepackedPanels {
+            base: self.panels.as_ptr(),
+            mt: self.m.div_ceil(self.mr),
+            mr: self.mr,
+            k: self.k,
+            kc: self.kc,
+            panel0: 0,
+        })
+    }
+}
+
+impl Drop for PackedA<'_> {
+    fn drop(&mut self) {
+        super::pool::give(std::mem::take(&mut self.panels));
+    }
+}
+
+/// A view of [`PackedA`]'s panels from panel `panel0` on (a sub-GEMM over lower rows).
+#[derive(Clone, Copy)]
+struct PrepackedPanels {
+    base: *const f32,
+    mt: usize,
+    mr: usize,
+    k: usize,
+    kc: usize,
+    panel0: usize,
+}
+// SAFETY: read-only view of a packed buffer that outlives the call.
+unsafe impl Send for PrepackedPanels {}
+unsafe impl Sync for PrepackedPanels {}
+
+impl PrepackedPanels {
+    /// Starting at row `m0` (a multiple of MR).
+    fn skip_rows(self, m0: usize) -> PrepackedPanels {
+        debug_assert_eq!(m0 % self.mr, 0);
+        PrepackedPanels { panel0: self.panel0 + m0 / self.mr, ..self }
+    }
+
+    /// Panel `ip` of the KC block starting at depth `pc`.
+    fn panel(&self, pc: usize, ip: usize) -> Panel {
+        let kc = self.kc.min(self.k - pc);
+        // SAFETY: pc < k and panel0 + ip < mt, so the offset is inside the packed buffer.
+        let ptr = unsafe { self.base.add(pc * self.mt * self.mr + (self.panel0 + ip) * self.mr * kc) };
+        Panel { ptr, ks: self.mr }
+    }
+}
+
+/// [`sgemm_serial`] with A prepacked: C = alpha · A · B + beta · C, A m×k from `a`.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_serial_packed(
+    a: &PackedA,
+    n: usize,
+    alpha: f32,
+    b: MatRef,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (m, k) = (a.m, a.k);
+    sgemm_impl(KernelPath::detected(), true, false, m, n, k, alpha, a.src, b, beta, c, ldc, Some(a))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -681,10 +809,13 @@ unsafe fn gemm_top<K: Micro>(
     c: CPtr,
     ldc: usize,
     parallel: bool,
+    pre: Option<&PackedA>,
 ) {
+    // Prepacked panels serve only the kernel they were packed for.
+    let pre = pre.and_then(|p| p.panels::<K>());
     unsafe {
         if !parallel || m * n * k >= SPLIT_MAX_MNK {
-            gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, parallel);
+            gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, parallel, pre);
             return;
         }
         let threads = rayon::current_num_threads();
@@ -692,7 +823,7 @@ unsafe fn gemm_top<K: Micro>(
         let (pm, pn) = task_grid(mt, nt, threads);
         let tasks = pm * pn;
         if tasks <= 1 {
-            gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, false);
+            gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, false, pre);
             return;
         }
         (0..tasks).into_par_iter().with_max_len(1).for_each(|t| {
@@ -714,6 +845,7 @@ unsafe fn gemm_top<K: Micro>(
                 CPtr(c.0.add(m0 * ldc + n0)),
                 ldc,
                 false,
+                pre.map(|p| p.skip_rows(m0)),
             );
         });
     }
@@ -743,6 +875,7 @@ unsafe fn gemm_packed<K: Micro>(
     c: CPtr,
     ldc: usize,
     parallel: bool,
+    pre: Option<PrepackedPanels>,
 ) {
     let (mr, nr) = (K::MR, K::NR);
     let bl = blocking::<K>();
@@ -750,7 +883,7 @@ unsafe fn gemm_packed<K: Micro>(
     let kc_max = bl.kc.min(k);
     let mb_max = bl.mb.min(m).div_ceil(mr) * mr;
     let nc_max = bl.nc.min(n).div_ceil(nr) * nr;
-    let a_len = (mb_max * kc_max).div_ceil(ALIGN_F32) * ALIGN_F32;
+    let a_len = if pre.is_some() { 0 } else { (mb_max * kc_max).div_ceil(ALIGN_F32) * ALIGN_F32 };
     let b_len = nc_max * kc_max;
     let mut buf = PackBuf::take(a_len + b_len);
     let apack = buf.ptr();
@@ -771,7 +904,11 @@ unsafe fn gemm_packed<K: Micro>(
             let kc = bl.kc.min(k - pc);
             let beta_eff = if pc == 0 { beta } else { 1.0 };
             // Pack (or point at) the A block.
-            {
+            if let Some(pre) = pre {
+                for (ip, panel) in apanels[..mt].iter_mut().enumerate() {
+                    *panel = pre.panel(pc, ip);
+                }
+            } else {
                 let ap = CPtr(apack);
                 let pack_one = |(ip, panel): (usize, &mut Panel)| {
                     let ap = ap;
