@@ -1,5 +1,5 @@
 //! The convolution fast paths of the CPU backend, each against naive f64 loops in all three
-//! directions (forward, backward-data, backward-weight): the four-phase backward-data of
+//! directions (forward, backward-data, backward-weight): the phase-split col2im of
 //! k4 s2 p1 (the forward of every DCGAN ConvTranspose2d) on DCGAN and odd shapes, the plain
 //! gemm of a 1×1-output convolution (G's first, D's last layer), the col2im fallback, and
 //! batches that span several image groups with a ragged last group.
@@ -93,7 +93,7 @@ fn check(g: ConvGeom, seed: u64) {
 
 #[test]
 fn phase_decomposed_backward_data_dcgan_shapes() {
-    // x twice y, k4 s2 p1, ≥ 16 input channels: the four-phase path.
+    // x twice y, k4 s2 p1: the phase-split col2im.
     check(geom(3, 16, (8, 8), 32, 4, 2, 1), 1); // 4×4 -> 8×8 ConvTranspose
     check(geom(2, 32, (16, 16), 16, 4, 2, 1), 2);
     check(geom(40, 16, (8, 8), 8, 4, 2, 1), 3); // 40·16 columns: several groups, ragged last
@@ -101,6 +101,7 @@ fn phase_decomposed_backward_data_dcgan_shapes() {
 
 #[test]
 fn phase_decomposed_backward_data_odd_shapes() {
+    check(geom(2, 3, (8, 8), 16, 4, 2, 1), 7); // RGB side of the DCGAN
     check(geom(1, 16, (2, 2), 3, 4, 2, 1), 4); // 1×1 dy
     check(geom(2, 17, (6, 10), 5, 4, 2, 1), 5); // non-square, odd channels
     check(geom(3, 16, (4, 14), 7, 4, 2, 1), 6);
@@ -108,7 +109,6 @@ fn phase_decomposed_backward_data_odd_shapes() {
 
 #[test]
 fn col2im_fallbacks() {
-    check(geom(2, 3, (8, 8), 16, 4, 2, 1), 7); // RGB side of the DCGAN (c_in < 16)
     check(geom(2, 16, (7, 7), 4, 4, 2, 1), 8); // odd input: x not exactly twice y
     check(geom(2, 16, (9, 9), 4, 3, 2, 1), 9); // k3
     check(geom(3, 5, (5, 6), 4, 3, 1, 1), 10); // stride 1

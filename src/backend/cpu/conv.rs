@@ -10,11 +10,11 @@
 //!   matrix (one column per output pixel of every image in the group, so the 4×4 late layers
 //!   still give the gemm a wide N) in a reused workspace and runs a single-threaded gemm, so
 //!   the operands stay in that core's caches and nothing is shared between tasks.
-//! * Backward-data of the DCGAN geometry (k4, stride 2, pad 1, x exactly twice y — the
-//!   forward of every stride-2 ConvTranspose2d) is split into its four output phases: output
-//!   pixel (2a+py, 2b+px) only meets the kernel taps of parity (py+1, px+1), so each phase is a
-//!   2×2 stride-1 convolution of dy — no col2im, no scattered additions, a quarter of the
-//!   im2col rows per gemm.
+//! * Backward-data is col = wᵀ·dy (no im2col: dy is the gemm's B as it is) then col2im. For
+//!   the DCGAN geometry (k4, stride 2, pad 1, x exactly twice y — the forward of every
+//!   stride-2 ConvTranspose2d), output pixel (2a+py, 2b+px) only meets the kernel taps of
+//!   parity (py+1, px+1), so col2im computes each dx element as one sum of four col values
+//!   read from contiguous rows: no scattered additions.
 //! * A convolution whose kernel covers its whole unpadded input with a 1×1 output (the
 //!   generator's first layer, the discriminator's last) is one plain gemm in each direction.
 //! * Backward-weight: the groups' gemms accumulate into dw in batch order, each gemm
@@ -120,17 +120,10 @@ fn is_dense(g: &ConvGeom) -> bool {
     g.h_out == 1 && g.w_out == 1 && g.pad == 0 && g.kh == g.h_in && g.kw == g.w_in
 }
 
-/// k4 s2 p1 with x exactly twice y: backward-data splits into four 2×2 phases. Each phase's
-/// gemm has c_in rows, so images with few channels (the generator's RGB output) keep the
-/// col2im form, whose gemm has c_in·16 rows.
-fn is_phase_k4s2(g: &ConvGeom) -> bool {
-    g.c_in >= 16
-        && g.kh == 4
-        && g.kw == 4
-        && g.stride == 2
-        && g.pad == 1
-        && g.h_in == 2 * g.h_out
-        && g.w_in == 2 * g.w_out
+/// k4 s2 p1 with x exactly twice y (the forward of every stride-2 ConvTranspose2d): col2im
+/// splits into four output phases, each a sum of four shifted col rows (`col2im_k4s2`).
+fn is_k4s2(g: &ConvGeom) -> bool {
+    g.kh == 4 && g.kw == 4 && g.stride == 2 && g.pad == 1 && g.h_in == 2 * g.h_out && g.w_in == 2 * g.w_out
 }
 
 // ------------------------------------------------------------------------------------------
@@ -163,26 +156,6 @@ impl Taps {
             }
         }
         Taps { idx, hw: hw_out(g), h: g.h_in, w: g.w_in, pad: g.pad }
-    }
-
-    /// The 2×2 taps of output phase (py, px) of a k4 s2 p1 backward-data over a dy plane
-    /// (h_out × w_out, padded by 1): row (ty, tx), column (a, b) reads dy[a + dy_y, b + dy_x].
-    fn phase(g: &ConvGeom, py: usize, px: usize) -> Taps {
-        let (h, w) = (g.h_out, g.w_out);
-        let wp = w + 2;
-        let mut idx = Vec::with_capacity(4 * h * w);
-        for &(_, oy) in &PHASE_TAPS[py] {
-            for &(_, ox) in &PHASE_TAPS[px] {
-                for a in 0..h {
-                    for b in 0..w {
-                        idx.push(
-                            (((a as isize + 1 + oy) as usize) * wp + (b as isize + 1 + ox) as usize) as u32,
-                        );
-                    }
-                }
-            }
-        }
-        Taps { idx, hw: h * w, h, w, pad: 1 }
     }
 
     fn padded_len(&self) -> usize {
@@ -402,10 +375,6 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
         );
         return dx;
     }
-    if is_phase_k4s2(g) {
-        backward_data_phases(dy, w, g, &mut dx);
-        return dx;
-    }
     let (hw, gs) = (hw_out(g), task_images(g));
     let w_t = PackedA::new(rows, g.c_out, MatRef::row_major_t(w, rows));
     let per_image = g.c_in * g.h_in * g.w_in;
@@ -421,7 +390,11 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
             gather_y(dy, g, n0, gn, &mut dy_g);
             sgemm_serial_packed(&w_t, ld, 1.0, MatRef::row_major(&dy_g, ld), 0.0, &mut col, ld);
         }
-        col2im(&col, g, gn, dx_t);
+        if is_k4s2(g) {
+            col2im_k4s2(&col, g, gn, dx_t);
+        } else {
+            col2im(&col, g, gn, dx_t);
+        }
     });
     dx
 }
@@ -431,82 +404,68 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
 /// dy[a + off] through tap k, where 2(a + off) + k − 1 = 2a + p.
 const PHASE_TAPS: [[(usize, isize); 2]; 2] = [[(1, 0), (3, -1)], [(0, 1), (2, 0)]];
 
-/// Backward-data for k4 s2 p1 as four 2×2 stride-1 convolutions of dy, one per output phase
-/// (py, px): dx_p [c_in, gn·hw] = W_p [c_in, c_out·4] · col_p [c_out·4, gn·hw], then the four
-/// phases are interleaved into dx.
-fn backward_data_phases(dy: &[f32], w: &[f32], g: &ConvGeom, dx: &mut [f32]) {
-    let (hw, gs) = (hw_out(g), task_images(g));
-    let k = g.c_out * 4;
-    // W_pᵀ [(co, ty, tx), c_in] for the four phases: the gemm's A = W_p [c_in, (co, ty, tx)]
-    // is then column-major and packs with contiguous copies.
-    let mut wp = Scratch::take(4 * g.c_in * k);
-    for (p, wp) in wp[..4 * g.c_in * k].chunks_exact_mut(g.c_in * k).enumerate() {
-        let (py, px) = (p / 2, p % 2);
-        for co in 0..g.c_out {
-            for ty in 0..2 {
-                for tx in 0..2 {
-                    let (ki, kj) = (PHASE_TAPS[py][ty].0, PHASE_TAPS[px][tx].0);
-                    let row = &mut wp[(co * 4 + ty * 2 + tx) * g.c_in..][..g.c_in];
-                    for (c, v) in row.iter_mut().enumerate() {
-                        *v = w[((co * g.c_in + c) * 4 + ki) * 4 + kj];
-                    }
-                }
-            }
-        }
-    }
-    let taps: Vec<Taps> = (0..4).map(|p| Taps::phase(g, p / 2, p % 2)).collect();
-    let wa: Vec<PackedA> = wp[..4 * g.c_in * k]
-        .chunks_exact(g.c_in * k)
-        .map(|w_p| PackedA::new(g.c_in, k, MatRef::row_major_t(w_p, g.c_in)))
-        .collect();
-    let per_image = g.c_in * g.h_in * g.w_in;
-    dx.par_chunks_mut(gs * per_image).enumerate().for_each(|(t, dx_t)| {
-        let (n0, gn) = (t * gs, dx_t.len() / per_image);
-        let ld = gn * hw;
-        let mut col = Scratch::take(k * ld);
-        let mut out = Scratch::take(4 * g.c_in * ld);
-        for p in 0..4 {
-            phase_im2col(dy, g, &taps[p], n0, gn, &mut col);
-            let out_p = &mut out[p * g.c_in * ld..][..g.c_in * ld];
-            sgemm_serial_packed(&wa[p], ld, 1.0, MatRef::row_major(&col, ld), 0.0, out_p, ld);
-        }
-        interleave_phases(&out, g, gn, dx_t);
-    });
-}
-
-/// col_p [(co, ty, tx), gn·hw] for one phase: the dy plane shifted by the tap offsets, zero
-/// where the shift leaves the plane.
-fn phase_im2col(dy: &[f32], g: &ConvGeom, taps: &Taps, n0: usize, gn: usize, col: &mut [f32]) {
-    let hw = hw_out(g);
+/// col2im for k4 s2 p1 with x twice y. Output pixel (2a+py, 2b+px) only meets the taps of
+/// parity (py+1, px+1): two kernel rows ki, each reading y row a + offy, and two kernel
+/// columns kj, each reading y column b + offx (`PHASE_TAPS`). So every dx element is one sum
+/// of at most four col values in a fixed order — no scattered read-modify-writes — and a dx
+/// row is built from contiguous col rows in one pass.
+fn col2im_k4s2(col: &[f32], g: &ConvGeom, gn: usize, dx: &mut [f32]) {
+    let (hw, h, w) = (hw_out(g), g.h_out, g.w_out);
     let ld = gn * hw;
-    let mut padded = vec![0.0; taps.padded_len()];
-    for co in 0..g.c_out {
-        for i in 0..gn {
-            taps.fill_padded(&dy[((n0 + i) * g.c_out + co) * hw..][..hw], &mut padded);
-            taps.gather(&padded, &mut col[co * 4 * ld + i * hw..], ld);
-        }
-    }
-}
-
-/// dx[i, c, 2a+py, 2b+px] = out_p[c, i·hw + a·w + b] for the four phases p = 2·py + px.
-fn interleave_phases(out: &[f32], g: &ConvGeom, gn: usize, dx: &mut [f32]) {
-    let (hw, w) = (hw_out(g), g.w_out);
-    let ld = gn * hw;
-    let phase = |p: usize, c: usize, i: usize| &out[p * g.c_in * ld + c * ld + i * hw..][..hw];
     for (idx, dst) in dx.chunks_exact_mut(g.h_in * g.w_in).enumerate().take(gn * g.c_in) {
         let (i, c) = (idx / g.c_in, idx % g.c_in);
-        let (p00, p01, p10, p11) = (phase(0, c, i), phase(1, c, i), phase(2, c, i), phase(3, c, i));
-        for (a, rows) in dst.chunks_exact_mut(2 * g.w_in).enumerate() {
-            let (r0, r1) = rows.split_at_mut(g.w_in);
-            for (row, even, odd) in [(r0, p00, p01), (r1, p10, p11)] {
-                let (e, o) = (&even[a * w..][..w], &odd[a * w..][..w]);
-                for (pair, (&e, &o)) in row.chunks_exact_mut(2).zip(e.iter().zip(o)) {
-                    pair[0] = e;
-                    pair[1] = o;
-                }
+        let plane = c * 16 * ld + i * hw;
+        // The four col rows (kj = 0..4) of kernel row ki at y row oy, if oy is inside.
+        let taps = |ki: usize, oy: Option<usize>| {
+            let oy = oy.filter(|&oy| oy < h)?;
+            let r = plane + ki * 4 * ld + oy * w;
+            Some([&col[r..][..w], &col[r + ld..][..w], &col[r + 2 * ld..][..w], &col[r + 3 * ld..][..w]])
+        };
+        for (y, row) in dst.chunks_exact_mut(g.w_in).enumerate() {
+            let (a, py) = (y / 2, y % 2);
+            let [(k0, off0), (k1, off1)] = PHASE_TAPS[py];
+            match (taps(k0, a.checked_add_signed(off0)), taps(k1, a.checked_add_signed(off1))) {
+                (Some(t0), Some(t1)) => k4s2_row([t0, t1], row, w),
+                (Some(t), None) | (None, Some(t)) => k4s2_row([t], row, w),
+                (None, None) => row.fill(0.0),
             }
         }
     }
+}
+
+/// One dx row of `col2im_k4s2` from the col rows `taps[r][kj]` of its R kernel rows:
+/// even pixels 2b take kj = 1 at b and kj = 3 at b − 1; odd pixels 2b+1 take kj = 0 at b + 1
+/// and kj = 2 at b (`PHASE_TAPS`), terms outside the y row skipped.
+#[inline(always)]
+fn k4s2_row<'a, const R: usize>(taps: [[&'a [f32]; 4]; R], row: &mut [f32], w: usize) {
+    let pixel = |b: usize| {
+        let (mut even, mut odd) = (0.0f32, 0.0f32);
+        for t in &taps {
+            even += if b >= 1 { t[1][b] + t[3][b - 1] } else { t[1][b] };
+            odd += if b + 1 < w { t[0][b + 1] + t[2][b] } else { t[2][b] };
+        }
+        (even, odd)
+    };
+    let (first, last) = (pixel(0), pixel(w - 1));
+    // Interior b in 1..w−1: every term present. Slices cut to length n up front leave the
+    // loop without bounds checks or branches, so it vectorises.
+    let n = w.saturating_sub(2);
+    if n > 0 {
+        let taps_n =
+            taps.map(|t: [&'a [f32]; 4]| [&t[0][2..][..n], &t[1][1..][..n], &t[2][1..][..n], &t[3][..n]]);
+        let out = &mut row[2..][..2 * n];
+        for k in 0..n {
+            let (mut even, mut odd) = (0.0f32, 0.0f32);
+            for t in &taps_n {
+                even += t[1][k] + t[3][k];
+                odd += t[0][k] + t[2][k];
+            }
+            out[2 * k] = even;
+            out[2 * k + 1] = odd;
+        }
+    }
+    (row[0], row[1]) = first;
+    (row[2 * w - 2], row[2 * w - 1]) = last;
 }
 
 // ------------------------------------------------------------------------------------------

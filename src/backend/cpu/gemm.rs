@@ -282,8 +282,13 @@ pub struct PackedA<'a> {
     mr: usize,
     kc: usize,
     /// KC block `q` starts at `q·KC·mt·MR`; within it, panel `ip` at `ip·MR·kc`.
-    panels: Vec<f32>,
+    panels: Option<PackBuf>,
+    /// Aligned start of `panels`.
+    base: *const f32,
 }
+// SAFETY: `base` points into the owned, read-only `panels`.
+unsafe impl Send for PackedA<'_> {}
+unsafe impl Sync for PackedA<'_> {}
 
 impl<'a> PackedA<'a> {
     /// Pack the m×k matrix `a` for the kernel `sgemm` uses on this CPU (in parallel).
@@ -294,7 +299,7 @@ impl<'a> PackedA<'a> {
             "PackedA: A ({m}x{k}) needs {need:?} elements, has {}",
             a.data.len()
         );
-        let mut pa = PackedA { src: a, m, k, mr: 0, kc: 0, panels: Vec::new() };
+        let mut pa = PackedA { src: a, m, k, mr: 0, kc: 0, panels: None, base: std::ptr::null() };
         match KernelPath::detected() {
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx512 => pa.pack::<x86::Avx512>(),
@@ -314,9 +319,10 @@ impl<'a> PackedA<'a> {
             return;
         }
         let mt = m.div_ceil(mr);
-        self.panels = super::pool::take(mt * mr * k);
+        let mut buf = PackBuf::take_from(&PACKED_A_CACHE, mt * mr * k);
+        let dst = CPtr(buf.ptr());
+        (self.panels, self.base) = (Some(buf), dst.0);
         let src = self.src;
-        let dst = CPtr(self.panels.as_mut_ptr());
         (0..k.div_ceil(K::KC) * mt).into_par_iter().with_min_len(4).for_each(|t| {
             let dst = dst;
             let (q, ip) = (t / mt, t % mt);
@@ -333,19 +339,13 @@ impl<'a> PackedA<'a> {
     /// The panels for kernel `K`, if they were packed for it.
     fn panels<K: Micro>(&self) -> Option<PrepackedPanels> {
         (self.mr == K::MR && self.kc == K::KC).then(|| PrepackedPanels {
-            base: self.panels.as_ptr(),
+            base: self.base,
             mt: self.m.div_ceil(self.mr),
             mr: self.mr,
             k: self.k,
             kc: self.kc,
             panel0: 0,
         })
-    }
-}
-
-impl Drop for PackedA<'_> {
-    fn drop(&mut self) {
-        super::pool::give(std::mem::take(&mut self.panels));
     }
 }
 
@@ -626,26 +626,37 @@ unsafe impl Sync for CPtr {}
 const ALIGN_F32: usize = 16; // 64 bytes
 
 thread_local! {
-    // Packing-buffer cache. Taken (not borrowed) for the duration of a call, so a nested or
-    // re-entrant sgemm on the same thread simply allocates its own.
+    // Packing-buffer caches, one for the driver's panels and one for `PackedA`s (which live
+    // across many driver calls on the same thread). Taken (not borrowed) while in use, so a
+    // nested or re-entrant use on the same thread simply allocates its own.
     static PACK_CACHE: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static PACKED_A_CACHE: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
+type Cache = std::thread::LocalKey<Cell<Vec<f32>>>;
+
+/// A packing buffer from a thread-local cache, 64-byte aligned; it goes back on drop (the
+/// cache keeps the larger of two). Contents are unspecified: always packed before read.
 struct PackBuf {
     v: Vec<f32>,
+    cache: &'static Cache,
 }
 
 impl PackBuf {
     fn take(len: usize) -> PackBuf {
-        let mut v = PACK_CACHE.with(|c| c.take());
+        Self::take_from(&PACK_CACHE, len)
+    }
+
+    fn take_from(cache: &'static Cache, len: usize) -> PackBuf {
+        let mut v = cache.with(|c| c.take());
         let need = len + ALIGN_F32;
         if v.len() < need {
             v = Vec::new();
-            // Contents are always written (packed) before being read.
             v.resize(need, 0.0);
         }
-        PackBuf { v }
+        PackBuf { v, cache }
     }
+
     /// 64-byte aligned start.
     fn ptr(&mut self) -> *mut f32 {
         let p = self.v.as_mut_ptr();
@@ -659,7 +670,7 @@ impl PackBuf {
 impl Drop for PackBuf {
     fn drop(&mut self) {
         let v = std::mem::take(&mut self.v);
-        PACK_CACHE.with(|c| {
+        self.cache.with(|c| {
             let old = c.take();
             c.set(if old.len() >= v.len() { old } else { v });
         });
@@ -1055,6 +1066,13 @@ unsafe fn pack_b_panel_dyn<K: Micro>(
     dst: *mut f32,
 ) {
     unsafe {
+        #[cfg(target_arch = "x86_64")]
+        if K::GATHER_PACK && cols == K::NR && b.row_stride == 1 && K::NR % 16 == 0 {
+            // A transposed B (each column contiguous along k): 16×16 register transposes.
+            let base = b.data.as_ptr().add(p0 + j0 * b.col_stride);
+            x86::pack_b_transposed(base, b.col_stride, K::NR, kc, dst);
+            return;
+        }
         match K::NR {
             32 => pack_b_panel::<32>(b, p0, j0, cols, kc, dst),
             16 => pack_b_panel::<16>(b, p0, j0, cols, kc, dst),
@@ -1255,6 +1273,82 @@ mod x86 {
                 }
                 r0 += 16;
             }
+        }
+    }
+
+    /// Pack `nr` (a multiple of 16) full columns of a B stored column by column (column j at
+    /// base + j·cs, contiguous along k): element (p, j) to dst[p·nr + j]. Blocks of 16×16 are
+    /// transposed in registers, so reads and writes are whole 64-byte vectors.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn pack_b_transposed(base: *const f32, cs: usize, nr: usize, kc: usize, dst: *mut f32) {
+        unsafe {
+            let mut p = 0;
+            while p + 16 <= kc {
+                for j0 in (0..nr).step_by(16) {
+                    let mut r = [_mm512_setzero_ps(); 16];
+                    for (j, v) in r.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(base.add((j0 + j) * cs + p));
+                    }
+                    transpose16(&mut r);
+                    for (q, v) in r.iter().enumerate() {
+                        _mm512_storeu_ps(dst.add((p + q) * nr + j0), *v);
+                    }
+                }
+                p += 16;
+            }
+            for p in p..kc {
+                for j in 0..nr {
+                    *dst.add(p * nr + j) = *base.add(j * cs + p);
+                }
+            }
+        }
+    }
+
+    /// Lane indices for `_mm512_permutex2var_ps` at each stage of [`transpose16`] (block size
+    /// b = 8, 4, 2, 1): `lo` keeps a's lanes l with (l & b) == 0 and takes b's lane l − b for
+    /// the others; `hi` takes a's lane l + b, or b's lane l where (l & b) != 0.
+    const fn swap_index(b: usize, hi: bool) -> [i32; 16] {
+        let mut idx = [0i32; 16];
+        let mut l = 0;
+        while l < 16 {
+            idx[l] = match (hi, l & b == 0) {
+                (false, true) => l as i32,
+                (false, false) => (16 + l - b) as i32,
+                (true, true) => (l + b) as i32,
+                (true, false) => (16 + l) as i32,
+            };
+            l += 1;
+        }
+        idx
+    }
+    const SWAP: [[[i32; 16]; 2]; 4] = [
+        [swap_index(8, false), swap_index(8, true)],
+        [swap_index(4, false), swap_index(4, true)],
+        [swap_index(2, false), swap_index(2, true)],
+        [swap_index(1, false), swap_index(1, true)],
+    ];
+
+    /// In-register transpose of a 16×16 block (r[i] lane l ↔ r[l] lane i): swap the
+    /// off-diagonal 8×8, then 4×4, 2×2 and 1×1 sub-blocks. Written out pair by pair so the
+    /// block stays in registers.
+    #[inline(always)]
+    unsafe fn transpose16(r: &mut [__m512; 16]) {
+        macro_rules! stage {
+            ($s:expr; $($i:literal $j:literal),*) => {{
+                let lo = _mm512_loadu_si512(SWAP[$s][0].as_ptr() as *const _);
+                let hi = _mm512_loadu_si512(SWAP[$s][1].as_ptr() as *const _);
+                $(
+                    let (a, c) = (r[$i], r[$j]);
+                    r[$i] = _mm512_permutex2var_ps(a, lo, c);
+                    r[$j] = _mm512_permutex2var_ps(a, hi, c);
+                )*
+            }};
+        }
+        unsafe {
+            stage!(0; 0 8, 1 9, 2 10, 3 11, 4 12, 5 13, 6 14, 7 15);
+            stage!(1; 0 4, 1 5, 2 6, 3 7, 8 12, 9 13, 10 14, 11 15);
+            stage!(2; 0 2, 1 3, 4 6, 5 7, 8 10, 9 11, 12 14, 13 15);
+            stage!(3; 0 1, 2 3, 4 5, 6 7, 8 9, 10 11, 12 13, 14 15);
         }
     }
 
