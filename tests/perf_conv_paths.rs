@@ -1,8 +1,9 @@
 //! The convolution fast paths of the CPU backend, each against naive f64 loops in all three
 //! directions (forward, backward-data, backward-weight): the phase-split col2im of
 //! k4 s2 p1 (the forward of every DCGAN ConvTranspose2d) on DCGAN and odd shapes, the plain
-//! gemm of a 1×1-output convolution (G's first, D's last layer), the col2im fallback, and
-//! batches that span several image groups with a ragged last group.
+//! gemm of a 1×1-output convolution (G's first, D's last layer), the col2im fallback, the
+//! channel-block tasks of backward-weight, and batches that span several image groups with a
+//! ragged last group.
 
 #[macro_use]
 mod common;
@@ -114,6 +115,14 @@ fn col2im_fallbacks() {
     check(geom(3, 5, (5, 6), 4, 3, 1, 1), 10); // stride 1
     check(geom(2, 4, (7, 7), 3, 5, 3, 2), 11); // stride 3
     check(geom(70, 4, (4, 4), 6, 3, 1, 0), 12); // several groups of tiny planes
+}
+
+#[test]
+fn backward_weight_by_channel_blocks() {
+    // c_in ≥ 32: four tasks over channel blocks (9, 9, 9, 6 channels), 7-image groups with a
+    // ragged last one.
+    check(geom(9, 33, (32, 32), 4, 4, 2, 1), 15);
+    check(geom(2, 64, (8, 8), 5, 4, 2, 1), 16); // 16-channel blocks, one group
 }
 
 #[test]

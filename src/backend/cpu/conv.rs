@@ -17,14 +17,17 @@
 //!   read from contiguous rows: no scattered additions.
 //! * A convolution whose kernel covers its whole unpadded input with a 1×1 output (the
 //!   generator's first layer, the discriminator's last) is one plain gemm in each direction.
-//! * Backward-weight: the groups' gemms accumulate into dw in batch order, each gemm
-//!   parallel over the tiles of dw.
+//! * Backward-weight with 32 or more input channels: four tasks, each owning the dw columns
+//!   of a block of input channels, building its own im2col rows and accumulating over the
+//!   batch in order (`backward_weight_by_channels`). With fewer channels (the RGB layer) the
+//!   groups' gemms accumulate into dw in batch order, each gemm parallel over the tiles of dw.
 //!
 //! Workspaces come from a small pool and are reused across calls and steps.
 
-use super::gemm::{MatRef, PackedA, sgemm, sgemm_serial_packed};
+use super::gemm::{MatRef, PackedA, sgemm, sgemm_serial, sgemm_serial_packed};
 use crate::backend::ConvGeom;
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::Mutex;
 
 /// Columns (output pixels) one forward / backward-data task aims for: wide enough for the
@@ -32,6 +35,10 @@ use std::sync::Mutex;
 const TARGET_COLS: usize = 256;
 /// Largest im2col matrix of one backward-weight group, in floats (4 MiB).
 const BW_COL_BUDGET: usize = 1 << 20;
+/// Tasks of `backward_weight_by_channels` (a fixed count, so the sums never depend on the
+/// thread count), and the im2col matrix each task aims for, in floats (1 MiB: L2-resident).
+const BW_TASKS: usize = 4;
+const BW_TASK_COL: usize = 1 << 18;
 
 // ------------------------------------------------------------------------------------------
 // Workspaces
@@ -217,13 +224,13 @@ fn avx512() -> bool {
     *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
 }
 
-/// Images n0..n0+gn of x into col [rows, gn·hw_out] (on this thread).
-fn im2col(x: &[f32], g: &ConvGeom, taps: &Taps, n0: usize, gn: usize, col: &mut [f32]) {
+/// Channels `chans` of images n0..n0+gn of x into col [chans·kh·kw, gn·hw_out] (on this
+/// thread).
+fn im2col(x: &[f32], g: &ConvGeom, taps: &Taps, n0: usize, gn: usize, chans: Range<usize>, col: &mut [f32]) {
     let (hw, plane, kk) = (hw_out(g), g.h_in * g.w_in, g.kh * g.kw);
     let ld = gn * hw;
     let mut padded = vec![0.0; taps.padded_len()];
-    for c in 0..g.c_in {
-        let rows_c = &mut col[c * kk * ld..(c + 1) * kk * ld];
+    for (c, rows_c) in chans.zip(col.chunks_exact_mut(kk * ld)) {
         for i in 0..gn {
             taps.fill_padded(&x[((n0 + i) * g.c_in + c) * plane..][..plane], &mut padded);
             taps.gather(&padded, &mut rows_c[i * hw..], ld);
@@ -336,7 +343,7 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
         let (n0, gn) = (t * gs, y_t.len() / per_image);
         let ld = gn * hw;
         let mut col = Scratch::take(rows * ld);
-        im2col(x, g, &taps, n0, gn, &mut col);
+        im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col);
         let col = MatRef::row_major(&col, ld);
         if gn == 1 {
             sgemm_serial_packed(&wa, ld, 1.0, col, 0.0, y_t, ld);
@@ -495,6 +502,10 @@ pub fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
         );
         return dw;
     }
+    if g.c_in >= 32 {
+        backward_weight_by_channels(x, dy, g, &mut dw);
+        return dw;
+    }
     let (hw, gs) = (hw_out(g), bw_group_images(g));
     let taps = Taps::conv(g);
     let mut col = Scratch::take(rows * gs * hw);
@@ -513,4 +524,47 @@ pub fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
         }
     }
     dw
+}
+
+/// dw with BW_TASKS tasks, each over a block of input channels: the task owns those
+/// channels' dw columns, builds its own im2col rows for them, and accumulates over the whole
+/// batch with serial gemms whose operands stay in its core's L2. No task shares a matrix or
+/// a result with another, and each dw element is summed over the images in batch order.
+fn backward_weight_by_channels(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
+    let (hw, kk, rows) = (hw_out(g), g.kh * g.kw, rows(g));
+    let per_task = g.c_in.div_ceil(BW_TASKS);
+    // Images per gemm: an im2col of about BW_TASK_COL floats, but a depth of 256 at least.
+    let gs = (BW_TASK_COL / (per_task * kk * hw).max(1)).max(256_usize.div_ceil(hw)).clamp(1, g.n);
+    let taps = Taps::conv(g);
+    // Each task's dw columns, as (first column, count, dw[:, those columns]).
+    let blocks: Vec<(usize, usize, Scratch)> = (0..g.c_in.div_ceil(per_task))
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|t| {
+            let chans = t * per_task..((t + 1) * per_task).min(g.c_in);
+            let cols = chans.len() * kk;
+            let mut part = Scratch::take(g.c_out * cols);
+            let mut col = Scratch::take(cols * gs * hw);
+            let mut dy_g = Scratch::take(g.c_out * gs * hw);
+            for (n0, gn) in groups(g.n, gs) {
+                let ld = gn * hw;
+                im2col(x, g, &taps, n0, gn, chans.clone(), &mut col);
+                let a = if gn == 1 {
+                    &dy[n0 * g.c_out * hw..][..g.c_out * hw]
+                } else {
+                    gather_y(dy, g, n0, gn, &mut dy_g);
+                    &dy_g[..g.c_out * ld]
+                };
+                let beta = if n0 == 0 { 0.0 } else { 1.0 };
+                let (a, b) = (MatRef::row_major(a, ld), MatRef::row_major_t(&col, ld));
+                sgemm_serial(g.c_out, cols, ld, 1.0, a, b, beta, &mut part, cols);
+            }
+            (chans.start * kk, cols, part)
+        })
+        .collect();
+    for (j0, cols, part) in blocks {
+        for (dst, src) in dw.chunks_exact_mut(rows).zip(part.chunks_exact(cols)) {
+            dst[j0..][..cols].copy_from_slice(src);
+        }
+    }
 }
