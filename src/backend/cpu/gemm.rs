@@ -323,15 +323,39 @@ impl<'a> PackedA<'a> {
         let dst = CPtr(buf.ptr());
         (self.panels, self.base) = (Some(buf), dst.0);
         let src = self.src;
-        (0..k.div_ceil(K::KC) * mt).into_par_iter().with_min_len(4).for_each(|t| {
+        // A task packs up to 16 panels of one KC block.
+        let groups = mt.div_ceil(16);
+        (0..k.div_ceil(K::KC) * groups).into_par_iter().for_each(|t| {
             let dst = dst;
-            let (q, ip) = (t / mt, t % mt);
+            let (q, panels) = (t / groups, (t % groups) * 16..((t % groups) * 16 + 16).min(mt));
             let (pc, kc) = (q * K::KC, K::KC.min(k - q * K::KC));
-            let rows = mr.min(m - ip * mr);
-            // SAFETY: each task writes its own panel inside `panels`; extents checked above.
+            // SAFETY: each task writes its own panels inside the buffer; extents checked above.
             unsafe {
-                pack_a_panel_dyn::<K>(&src, ip * mr, pc, rows, kc, dst.0.add(pc * mt * mr + ip * mr * kc))
-            };
+                let block = dst.0.add(pc * mt * mr);
+                if src.row_stride == 1 {
+                    // Column p of A is contiguous: walk p outermost so the reads run along
+                    // each column, not across 256 columns (pages apart) per panel.
+                    for p in 0..kc {
+                        let col = src.data.as_ptr().add((pc + p) * src.col_stride);
+                        for ip in panels.clone() {
+                            let (s, d) = (col.add(ip * mr), block.add(ip * mr * kc + p * mr));
+                            let rows = mr.min(m - ip * mr);
+                            if rows == K::MR {
+                                // A fixed-length copy: inlined, no call per 14 floats.
+                                std::ptr::copy_nonoverlapping(s, d, K::MR);
+                            } else {
+                                std::ptr::copy_nonoverlapping(s, d, rows);
+                                std::ptr::write_bytes(d.add(rows), 0, mr - rows);
+                            }
+                        }
+                    }
+                } else {
+                    for ip in panels {
+                        let rows = mr.min(m - ip * mr);
+                        pack_a_panel_dyn::<K>(&src, ip * mr, pc, rows, kc, block.add(ip * mr * kc));
+                    }
+                }
+            }
         });
         (self.mr, self.kc) = (mr, K::KC);
     }
