@@ -10,34 +10,63 @@ fn count(s: ChannelShape) -> f64 {
     (s.n * s.hw) as f64
 }
 
-/// Lanes of independent accumulators in the per-plane sums: they break the add-latency chain
-/// and vectorise. Each lane sums at most hw/LANES terms in f32 (a few dozen for DCGAN planes),
-/// the lanes and then the planes are combined in f64, in a fixed order: accurate, and the
-/// same bits for any thread count.
+/// Lanes of independent accumulators in the per-channel sums: they break the add-latency
+/// chain and vectorise. Each lane sums a few dozen terms in f32 (at most FLUSH/LANES plus one
+/// plane's share), then the lanes are added into f64 totals, in a fixed order: accurate, and
+/// the same bits for any thread count. Flushing every FLUSH terms rather than every plane
+/// keeps the serial f64 additions off the 4×4 and 8×8 planes' critical path.
 const LANES: usize = 16;
+const FLUSH: usize = 1024;
 
-/// Σ f(i) over a plane of `len` elements, f returning `K` terms at once.
-#[inline(always)]
-#[allow(clippy::needless_range_loop)]
-fn lane_sum<const K: usize>(len: usize, f: impl Fn(usize) -> [f32; K]) -> [f64; K] {
-    let mut acc = [[0.0f32; LANES]; K];
-    let full = len / LANES * LANES;
-    for i0 in (0..full).step_by(LANES) {
-        for l in 0..LANES {
-            let t = f(i0 + l);
-            for k in 0..K {
-                acc[k][l] += t[k];
+/// Σ f(i) over the planes of one channel, f returning `K` terms at once.
+struct LaneSums<const K: usize> {
+    lanes: [[f32; LANES]; K],
+    terms: usize,
+    total: [f64; K],
+}
+
+impl<const K: usize> LaneSums<K> {
+    fn new() -> Self {
+        LaneSums { lanes: [[0.0; LANES]; K], terms: 0, total: [0.0; K] }
+    }
+
+    /// Adds f(i) for i in 0..len (one plane).
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    fn add(&mut self, len: usize, f: impl Fn(usize) -> [f32; K]) {
+        let full = len / LANES * LANES;
+        for i0 in (0..full).step_by(LANES) {
+            for l in 0..LANES {
+                let t = f(i0 + l);
+                for k in 0..K {
+                    self.lanes[k][l] += t[k];
+                }
             }
         }
-    }
-    let mut out = [0.0; K];
-    for k in 0..K {
         for i in full..len {
-            acc[k][i - full] += f(i)[k];
+            let t = f(i);
+            for k in 0..K {
+                self.lanes[k][i - full] += t[k];
+            }
         }
-        out[k] = acc[k].iter().map(|&v| v as f64).sum();
+        self.terms += len;
+        if self.terms >= FLUSH {
+            self.flush();
+        }
     }
-    out
+
+    fn flush(&mut self) {
+        for (total, lanes) in self.total.iter_mut().zip(&mut self.lanes) {
+            *total += lanes.iter().map(|&v| v as f64).sum::<f64>();
+            *lanes = [0.0; LANES];
+        }
+        self.terms = 0;
+    }
+
+    fn finish(mut self) -> [f64; K] {
+        self.flush();
+        self.total
+    }
 }
 
 /// Per-channel (mean, biased variance), two passes for accuracy.
@@ -46,17 +75,18 @@ fn batch_stats(x: &[f32], s: ChannelShape) -> (Vec<f32>, Vec<f32>) {
     let stats: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
         .map(|c| {
-            let mean = channel_planes(x, s, c).map(|p| lane_sum(p.len(), |i| [p[i]])[0]).sum::<f64>() / m;
+            let mut sum = LaneSums::new();
+            channel_planes(x, s, c).for_each(|p| sum.add(p.len(), |i| [p[i]]));
+            let mean = sum.finish()[0] / m;
             let mean32 = mean as f32;
-            let var = channel_planes(x, s, c)
-                .map(|p| {
-                    lane_sum(p.len(), |i| {
-                        let d = p[i] - mean32;
-                        [d * d]
-                    })[0]
+            let mut sq = LaneSums::new();
+            channel_planes(x, s, c).for_each(|p| {
+                sq.add(p.len(), |i| {
+                    let d = p[i] - mean32;
+                    [d * d]
                 })
-                .sum::<f64>()
-                / m;
+            });
+            let var = sq.finish()[0] / m;
             (mean, var)
         })
         .collect();
@@ -130,10 +160,12 @@ pub fn backward(
         .into_par_iter()
         .map(|c| {
             let (mu, is) = (mean[c], invstd[c]);
-            channel_planes(x, s, c).zip(channel_planes(dy, s, c)).fold((0.0, 0.0), |(sd, sdx), (x, dy)| {
-                let [a, b] = lane_sum(x.len(), |i| [dy[i], dy[i] * (x[i] - mu) * is]);
-                (sd + a, sdx + b)
-            })
+            let mut sums = LaneSums::new();
+            for (x, dy) in channel_planes(x, s, c).zip(channel_planes(dy, s, c)) {
+                sums.add(x.len(), |i| [dy[i], dy[i] * (x[i] - mu) * is]);
+            }
+            let [sd, sdx] = sums.finish();
+            (sd, sdx)
         })
         .collect();
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
@@ -264,13 +296,15 @@ pub fn act_backward(
         .map(|c| {
             let (mu, is) = (mean[c], invstd[c]);
             let (sc, sh, slope) = (scale[c], shift[c], slope);
-            channel_planes(x, s, c).zip(channel_planes(dy, s, c)).fold((0.0, 0.0), |(sd, sdx), (x, dy)| {
-                let [a, b] = lane_sum(x.len(), |i| {
+            let mut sums = LaneSums::new();
+            for (x, dy) in channel_planes(x, s, c).zip(channel_planes(dy, s, c)) {
+                sums.add(x.len(), |i| {
                     let dz = act_grad(x[i] * sc + sh, dy[i], slope);
                     [dz, dz * (x[i] - mu) * is]
                 });
-                (sd + a, sdx + b)
-            })
+            }
+            let [sd, sdx] = sums.finish();
+            (sd, sdx)
         })
         .collect();
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
