@@ -18,7 +18,10 @@
 //!   goes through exactly the same arithmetic whatever the tiling around it.
 //! * Panels that would be reused at most twice are read in place instead of packed when the
 //!   layout allows (A with unit row stride, i.e. a transposed row-major A; B with unit column
-//!   stride, i.e. row-major B). Full row-major A panels are packed with AVX-512 gathers.
+//!   stride, i.e. row-major B). Full row-major A panels are packed with AVX-512 gathers,
+//!   full transposed B panels with 16×16 register transposes.
+//! * An A multiplied by many B (a convolution weight by each task's im2col matrix) can be
+//!   packed once up front: [`PackedA`] and [`sgemm_serial_packed`].
 //! * Medium problems (m·n·k < [`SPLIT_MAX_MNK`]) on several threads are split into independent
 //!   sub-GEMMs (one rayon region, no barriers); large ones share packed panels between threads.
 //! * Tiny problems (m·n·k < [`SMALL_MNK`]) take a direct loop; m == 1 or n == 1 a gemv loop.
