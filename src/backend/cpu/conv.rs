@@ -6,10 +6,11 @@
 //! count), so every result — the weight-gradient sums included — has the same bits for any
 //! number of threads.
 //!
-//! * Forward and backward-data: rayon over groups of images; each task builds its own im2col
-//!   matrix (one column per output pixel of every image in the group, so the 4×4 late layers
-//!   still give the gemm a wide N) in a reused workspace and runs a single-threaded gemm, so
-//!   the operands stay in that core's caches and nothing is shared between tasks.
+//! * Forward and backward-data: rayon over groups of images; each task runs a single-threaded
+//!   gemm over its own matrix (forward: the im2col of its images; backward-data: the col it
+//!   produces) with one column per output pixel of every image in the group, so the 4×4 late
+//!   layers still give the gemm a wide N. The operands stay in that core's caches; the only
+//!   thing tasks share is the weight, packed once per call (`PackedA`).
 //! * Backward-data is col = wᵀ·dy (no im2col: dy is the gemm's B as it is) then col2im. For
 //!   the DCGAN geometry (k4, stride 2, pad 1, x exactly twice y — the forward of every
 //!   stride-2 ConvTranspose2d), output pixel (2a+py, 2b+px) only meets the kernel taps of
