@@ -336,22 +336,10 @@ impl<'a> PackedA<'a> {
             unsafe {
                 let block = dst.0.add(pc * mt * mr);
                 if src.row_stride == 1 {
-                    // Column p of A is contiguous: walk p outermost so the reads run along
-                    // each column, not across 256 columns (pages apart) per panel.
-                    for p in 0..kc {
-                        let col = src.data.as_ptr().add((pc + p) * src.col_stride);
-                        for ip in panels.clone() {
-                            let (s, d) = (col.add(ip * mr), block.add(ip * mr * kc + p * mr));
-                            let rows = mr.min(m - ip * mr);
-                            if rows == K::MR {
-                                // A fixed-length copy: inlined, no call per 14 floats.
-                                std::ptr::copy_nonoverlapping(s, d, K::MR);
-                            } else {
-                                std::ptr::copy_nonoverlapping(s, d, rows);
-                                std::ptr::write_bytes(d.add(rows), 0, mr - rows);
-                            }
-                        }
-                    }
+                    // Column-major A (a transposed weight): all the group's panels per column.
+                    let i0 = panels.start * mr;
+                    let (rows, np) = ((m - i0).min(panels.len() * mr), panels.len());
+                    pack_a_columns_dyn::<K>(&src, i0, rows, pc, kc, np, block.add(i0 * kc));
                 } else {
                     for ip in panels {
                         let rows = mr.min(m - ip * mr);
@@ -407,7 +395,6 @@ impl PrepackedPanels {
 }
 
 /// [`sgemm_serial`] with A prepacked: C = alpha · A · B + beta · C, A m×k from `a`.
-#[allow(clippy::too_many_arguments)]
 pub fn sgemm_serial_packed(
     a: &PackedA,
     n: usize,
@@ -622,8 +609,9 @@ trait Micro {
     const NC: usize;
     /// Rows of one packed A block (bounds memory).
     const MB: usize;
-    /// Pack full row-major A panels with AVX-512 gathers.
-    const GATHER_PACK: bool = false;
+    /// Packing may use AVX-512: gathers for full row-major A panels, register transposes for
+    /// full transposed B panels.
+    const AVX512_PACK: bool = false;
 
     /// C[0..mr, 0..nr] = alpha * (Apanel · Bpanel) + beta * C (beta == 0: C not read).
     /// `a`: kc × MR panel, element (p, i) at a[p*ask + i]; `b`: kc × NR panel, element (p, j) at
@@ -718,16 +706,7 @@ unsafe fn pack_a_panel<const MR: usize>(
         let src = a.data.as_ptr();
         let (rs, cs) = (a.row_stride, a.col_stride);
         let base = src.add(i0 * rs + p0 * cs);
-        if rows == MR && rs == 1 {
-            // Column-major-ish A: rows contiguous for each p.
-            for p in 0..kc {
-                let s = base.add(p * cs);
-                let d = dst.add(p * MR);
-                for i in 0..MR {
-                    *d.add(i) = *s.add(i);
-                }
-            }
-        } else if rows == MR && cs == 1 {
+        if rows == MR && cs == 1 {
             // Row-major A: go in blocks of 8 k so reads stay contiguous and writes local.
             let mut p = 0;
             while p + 8 <= kc {
@@ -750,6 +729,38 @@ unsafe fn pack_a_panel<const MR: usize>(
                 let d = dst.add(p * MR);
                 for i in 0..MR {
                     *d.add(i) = if i < rows { *base.add(i * rs + p * cs) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// Pack `np` consecutive MR-row panels of a column-major A (unit row stride: column p is
+/// contiguous), rows [i0, i0 + rows) × depth [p0, p0 + kc), the last panel zero padded:
+/// panel j at dst[j·MR·kc ..], element (i, p) at [p·MR + i]. Columns are walked outermost, so
+/// the reads run down each column rather than jumping a whole column stride per element.
+unsafe fn pack_a_columns<const MR: usize>(
+    a: &MatRef,
+    i0: usize,
+    rows: usize,
+    p0: usize,
+    kc: usize,
+    np: usize,
+    dst: *mut f32,
+) {
+    debug_assert_eq!(a.row_stride, 1);
+    unsafe {
+        for p in 0..kc {
+            let col = a.data.as_ptr().add(i0 + (p0 + p) * a.col_stride);
+            for j in 0..np {
+                let (s, d) = (col.add(j * MR), dst.add(j * MR * kc + p * MR));
+                let r = MR.min(rows - j * MR);
+                if r == MR {
+                    // A fixed-length copy: inlined, no call per panel row.
+                    std::ptr::copy_nonoverlapping(s, d, MR);
+                } else {
+                    std::ptr::copy_nonoverlapping(s, d, r);
+                    std::ptr::write_bytes(d.add(r), 0, MR - r);
                 }
             }
         }
@@ -1063,13 +1074,17 @@ unsafe fn pack_a_panel_dyn<K: Micro>(
 ) {
     unsafe {
         #[cfg(target_arch = "x86_64")]
-        if K::GATHER_PACK
+        if K::AVX512_PACK
             && rows == K::MR
             && a.col_stride == 1
             && a.row_stride.checked_mul(K::MR).is_some_and(|x| x < i32::MAX as usize)
         {
             let base = a.data.as_ptr().add(i0 * a.row_stride + p0);
             x86::pack_a_gather(base, a.row_stride, K::MR, kc, dst);
+            return;
+        }
+        if a.row_stride == 1 {
+            pack_a_columns_dyn::<K>(a, i0, rows, p0, kc, 1, dst);
             return;
         }
         match K::MR {
@@ -1079,6 +1094,26 @@ unsafe fn pack_a_panel_dyn<K: Micro>(
             8 => pack_a_panel::<8>(a, i0, p0, rows, kc, dst),
             6 => pack_a_panel::<6>(a, i0, p0, rows, kc, dst),
             4 => pack_a_panel::<4>(a, i0, p0, rows, kc, dst),
+            _ => unreachable!(),
+        }
+    }
+}
+
+unsafe fn pack_a_columns_dyn<K: Micro>(
+    a: &MatRef,
+    i0: usize,
+    rows: usize,
+    p0: usize,
+    kc: usize,
+    np: usize,
+    dst: *mut f32,
+) {
+    unsafe {
+        match K::MR {
+            24 => pack_a_columns::<24>(a, i0, rows, p0, kc, np, dst),
+            14 => pack_a_columns::<14>(a, i0, rows, p0, kc, np, dst),
+            6 => pack_a_columns::<6>(a, i0, rows, p0, kc, np, dst),
+            4 => pack_a_columns::<4>(a, i0, rows, p0, kc, np, dst),
             _ => unreachable!(),
         }
     }
@@ -1094,7 +1129,7 @@ unsafe fn pack_b_panel_dyn<K: Micro>(
 ) {
     unsafe {
         #[cfg(target_arch = "x86_64")]
-        if K::GATHER_PACK && cols == K::NR && b.row_stride == 1 && K::NR % 16 == 0 {
+        if K::AVX512_PACK && cols == K::NR && b.row_stride == 1 && K::NR % 16 == 0 {
             // A transposed B (each column contiguous along k): 16×16 register transposes.
             let base = b.data.as_ptr().add(p0 + j0 * b.col_stride);
             x86::pack_b_transposed(base, b.col_stride, K::NR, kc, dst);
@@ -1248,7 +1283,7 @@ mod x86 {
         ) {
             unsafe { kernel_avx512::<14, 2>(kc, a, ask, b, bsk, c, ldc, mr, nr, alpha, beta) }
         }
-        const GATHER_PACK: bool = true;
+        const AVX512_PACK: bool = true;
     }
 
     /// Narrow variant for n ≤ 16: 24×16 tile (24 accumulators), no half-empty B panels.
@@ -1278,7 +1313,7 @@ mod x86 {
         ) {
             unsafe { kernel_avx512::<24, 1>(kc, a, ask, b, bsk, c, ldc, mr, nr, alpha, beta) }
         }
-        const GATHER_PACK: bool = true;
+        const AVX512_PACK: bool = true;
     }
 
     /// Pack a full MR-row panel of a row-major A (rows `rs` apart) with 16-lane gathers:
