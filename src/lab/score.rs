@@ -2,8 +2,8 @@
 //!
 //! A small CNN classifier is trained (once, then cached) on the labelled MNIST-family data at
 //! the checkpoint's image size, average-pooled to 32×32 when that size is a larger multiple of
-//! 32 (generated images get the same pooling). Its penultimate layer (128 ReLU features) is the feature space:
-//! the Fréchet distance between Gaussians fitted to the features of the real test images and
+//! 32 (generated images get the same pooling). Its penultimate layer (128 ReLU features) is
+//! the feature space: the Fréchet distance between Gaussians fitted to the features of the real test images and
 //! of the generator's samples measures sample quality and diversity together (FID's recipe,
 //! with this classifier in place of Inception), and the classifier's predictions on the
 //! samples give their class histogram, where mode dropping shows as missing classes.
@@ -83,6 +83,11 @@ fn pool_factor(size: usize) -> usize {
     if size > CLASSIFIER_SIDE && size.is_multiple_of(CLASSIFIER_SIDE) { size / CLASSIFIER_SIDE } else { 1 }
 }
 
+/// The side of the images the classifier sees for data of side `size`.
+fn classifier_side(size: usize) -> usize {
+    size / pool_factor(size)
+}
+
 /// [n, c, s, s] -> [n, c, s/f, s/f], each pixel the mean of an f×f block.
 fn average_pool(x: &Tensor, f: usize) -> Tensor {
     if f == 1 {
@@ -124,7 +129,7 @@ impl Eval {
 impl Classifier {
     pub fn new(image_size: usize, channels: usize, classes: usize, rng: &mut Rng) -> Classifier {
         let mut body = Sequential::new();
-        let input_side = image_size / pool_factor(image_size);
+        let input_side = classifier_side(image_size);
         let (mut side, mut ch, mut width, mut first) = (input_side, channels, 32, true);
         while side > 4 {
             body = body.push(Conv2d::new(ch, width, 4, 2, 1, first, rng, DEV));
@@ -388,7 +393,7 @@ struct Trained {
 
 fn classifier_for(splits: &Splits, data_path: &Path, classes: usize, opts: &LabOptions) -> Result<Trained> {
     let (size, channels) = (splits.train.image_size(), splits.train.channels());
-    let side = size / pool_factor(size);
+    let side = classifier_side(size);
     let steps = opts.steps.unwrap_or((splits.fit.len() / BATCH).max(1));
     let lr = opts.lr.unwrap_or(DEFAULT_LR);
     let key = format!(

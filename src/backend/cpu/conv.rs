@@ -301,6 +301,30 @@ fn gather_y_par(y: &[f32], g: &ConvGeom, n0: usize, gn: usize, out: &mut [f32]) 
     });
 }
 
+/// Images n0..n0+gn of y as one [c_out, gn·hw_out] matrix: a single image is that matrix
+/// already (NCHW), a group is gathered into `buf` (taken on first use, then reused for the
+/// following, never larger, groups), in parallel when `par`.
+fn y_group<'a>(
+    y: &'a [f32],
+    g: &ConvGeom,
+    n0: usize,
+    gn: usize,
+    buf: &'a mut Option<Scratch>,
+    par: bool,
+) -> &'a [f32] {
+    let len = g.c_out * gn * hw_out(g);
+    if gn == 1 {
+        return &y[n0 * len..][..len];
+    }
+    let out = buf.get_or_insert_with(|| Scratch::take(len));
+    if par {
+        gather_y_par(y, g, n0, gn, out);
+    } else {
+        gather_y(y, g, n0, gn, out);
+    }
+    &out[..len]
+}
+
 /// [c, gn·hw] back to NCHW images (the slice `y` starts at the group's first image).
 fn scatter_planes(src: &[f32], c: usize, gn: usize, hw: usize, y: &mut [f32]) {
     for (idx, dst) in y.chunks_exact_mut(hw).enumerate().take(gn * c) {
@@ -390,14 +414,9 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
         let (n0, gn) = (t * gs, dx_t.len() / per_image);
         let ld = gn * hw;
         let mut col = Scratch::take(rows * ld);
-        if gn == 1 {
-            let dy_i = &dy[n0 * g.c_out * hw..][..g.c_out * hw];
-            sgemm_serial_packed(&w_t, ld, 1.0, MatRef::row_major(dy_i, ld), 0.0, &mut col, ld);
-        } else {
-            let mut dy_g = Scratch::take(g.c_out * ld);
-            gather_y(dy, g, n0, gn, &mut dy_g);
-            sgemm_serial_packed(&w_t, ld, 1.0, MatRef::row_major(&dy_g, ld), 0.0, &mut col, ld);
-        }
+        let mut dy_buf = None;
+        let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf, false), ld);
+        sgemm_serial_packed(&w_t, ld, 1.0, dy_g, 0.0, &mut col, ld);
         if is_k4s2(g) {
             col2im_k4s2(&col, g, gn, dx_t);
         } else {
@@ -510,19 +529,13 @@ pub fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
     let (hw, gs) = (hw_out(g), bw_group_images(g));
     let taps = Taps::conv(g);
     let mut col = Scratch::take(rows * gs * hw);
-    let mut dy_g = Scratch::take(g.c_out * gs * hw);
+    let mut dy_buf = None;
     for (n0, gn) in groups(g.n, gs) {
         let ld = gn * hw;
         im2col_par(x, g, &taps, n0, gn, &mut col);
         let beta = if n0 == 0 { 0.0 } else { 1.0 };
-        let col_t = MatRef::row_major_t(&col, ld);
-        if gn == 1 {
-            let dy_i = &dy[n0 * g.c_out * hw..][..g.c_out * hw];
-            sgemm(g.c_out, rows, ld, 1.0, MatRef::row_major(dy_i, ld), col_t, beta, &mut dw, rows);
-        } else {
-            gather_y_par(dy, g, n0, gn, &mut dy_g);
-            sgemm(g.c_out, rows, ld, 1.0, MatRef::row_major(&dy_g, ld), col_t, beta, &mut dw, rows);
-        }
+        let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf, true), ld);
+        sgemm(g.c_out, rows, ld, 1.0, dy_g, MatRef::row_major_t(&col, ld), beta, &mut dw, rows);
     }
     dw
 }
@@ -546,19 +559,23 @@ fn backward_weight_by_channels(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f3
             let cols = chans.len() * kk;
             let mut part = Scratch::take(g.c_out * cols);
             let mut col = Scratch::take(cols * gs * hw);
-            let mut dy_g = Scratch::take(g.c_out * gs * hw);
+            let mut dy_buf = None;
             for (n0, gn) in groups(g.n, gs) {
                 let ld = gn * hw;
                 im2col(x, g, &taps, n0, gn, chans.clone(), &mut col);
-                let a = if gn == 1 {
-                    &dy[n0 * g.c_out * hw..][..g.c_out * hw]
-                } else {
-                    gather_y(dy, g, n0, gn, &mut dy_g);
-                    &dy_g[..g.c_out * ld]
-                };
                 let beta = if n0 == 0 { 0.0 } else { 1.0 };
-                let (a, b) = (MatRef::row_major(a, ld), MatRef::row_major_t(&col, ld));
-                sgemm_serial(g.c_out, cols, ld, 1.0, a, b, beta, &mut part, cols);
+                let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf, false), ld);
+                sgemm_serial(
+                    g.c_out,
+                    cols,
+                    ld,
+                    1.0,
+                    dy_g,
+                    MatRef::row_major_t(&col, ld),
+                    beta,
+                    &mut part,
+                    cols,
+                );
             }
             (chans.start * kk, cols, part)
         })
