@@ -3,10 +3,11 @@
 //! A small CNN classifier is trained (once, then cached) on the labelled MNIST-family data at
 //! the checkpoint's image size, average-pooled to 32×32 when that size is a larger multiple of
 //! 32 (generated images get the same pooling). Its penultimate layer (128 ReLU features) is
-//! the feature space: the Fréchet distance between Gaussians fitted to the features of the real test images and
-//! of the generator's samples measures sample quality and diversity together (FID's recipe,
-//! with this classifier in place of Inception), and the classifier's predictions on the
-//! samples give their class histogram, where mode dropping shows as missing classes.
+//! the feature space: the Fréchet distance between Gaussians fitted to the features of the
+//! real test images and of the generator's samples measures sample quality and diversity
+//! together (FID's recipe, with this classifier in place of Inception), and the classifier's
+//! predictions on the samples give their class histogram, where mode dropping shows as
+//! missing classes.
 //!
 //! Splits: with an idx directory holding both `train-*` and `t10k-*` files, the classifier
 //! trains on the training file less its last sixth (at most 10 000 images), which it never
