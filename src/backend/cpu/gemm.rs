@@ -35,9 +35,10 @@
 //!
 //! Micro-kernels (picked once at run time, see [`gemm_kernel_name`]):
 //! * `avx512`: 12×32 tile (24 zmm accumulators), AVX-512F FMA, B prefetched 8 rows ahead;
-//!   for n ≤ 16 a 24×16 tile. Alone on L2-resident B panels, a 14×32 tile (28 accumulators)
-//!   ran at 80% of an FMA loop and 12×32 at 85% (without the prefetch: 75%), and 12 rows tile the DCGAN's 64·2^k output
-//!   channels with less padding (128 = 11 panels of 12, not 10 of 14).
+//!   for n ≤ 16 a 24×16 tile. Alone on L2-resident B panels the old 14×32 tile (28
+//!   accumulators) ran at 75% of an FMA loop, 80% with the prefetch, and 12×32 at 85%; 12
+//!   rows also tile the DCGAN's 64·2^k output channels with less padding (128 rows: 11
+//!   panels of 12, not 10 of 14).
 //! * `avx2`:   6×16 tile (12 ymm accumulators), AVX2 + FMA;
 //! * `scalar`: 4×8 portable tile (auto-vectorised to the baseline SIMD).
 
