@@ -106,6 +106,7 @@ fn phase_decomposed_backward_data_odd_shapes() {
     check(geom(1, 16, (2, 2), 3, 4, 2, 1), 4); // 1×1 dy
     check(geom(2, 17, (6, 10), 5, 4, 2, 1), 5); // non-square, odd channels
     check(geom(3, 16, (4, 14), 7, 4, 2, 1), 6);
+    check(geom(2, 5, (8, 16), 3, 4, 2, 1), 17); // 4×8 dy: 16-pixel chunks span two rows
 }
 
 #[test]
