@@ -16,6 +16,10 @@
 //!   stride-2 ConvTranspose2d), output pixel (2a+py, 2b+px) only meets the kernel taps of
 //!   parity (py+1, px+1), so col2im computes each dx element as one sum of four col values
 //!   read from contiguous rows: no scattered additions.
+//! * im2col reads each input plane through a table of tap indices (AVX-512 gathers from a
+//!   zero-padded copy); for k4 s2 p1 with x twice y and y planes of whole 16-pixel chunks it
+//!   splits the plane into its four row/column parity planes instead, and each col row is
+//!   one of them shifted, read with masked loads (`Taps::plane_k4s2_avx512`).
 //! * A convolution whose kernel covers its whole unpadded input with a 1×1 output (the
 //!   generator's first layer, the discriminator's last) is one plain gemm in each direction.
 //! * Backward-weight with 32 or more input channels: four tasks, each owning the dw columns
@@ -147,6 +151,8 @@ struct Taps {
     h: usize,
     w: usize,
     pad: usize,
+    /// Set where `plane_k4s2_avx512` serves instead of the tap table (see there).
+    k4s2: Option<Vec<ShiftMasks>>,
 }
 
 impl Taps {
@@ -163,7 +169,86 @@ impl Taps {
                 }
             }
         }
-        Taps { idx, hw: hw_out(g), h: g.h_in, w: g.w_in, pad: g.pad }
+        let k4s2 = (is_k4s2(g)
+            && avx512()
+            && hw_out(g).is_multiple_of(16)
+            && (g.w_out == 4 || g.w_out.is_multiple_of(8)))
+        .then(|| shift_masks(g.h_out, g.w_out));
+        Taps { idx, hw: hw_out(g), h: g.h_in, w: g.w_in, pad: g.pad, k4s2 }
+    }
+
+    /// The kh·kw col rows of one h×w input plane: row t gets hw values at dst[t·ld ..].
+    /// `scratch` holds `padded_len` floats, its border zero on first use.
+    fn plane(&self, src: &[f32], scratch: &mut [f32], dst: &mut [f32], ld: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(masks) = &self.k4s2 {
+            // SAFETY: `k4s2` is only set with AVX-512F present and a fitting geometry.
+            unsafe { self.plane_k4s2_avx512(src, masks, scratch, dst, ld) };
+            return;
+        }
+        self.fill_padded(src, scratch);
+        self.gather(scratch, dst, ld);
+    }
+
+    /// k4 s2 p1 with x twice y, 16 output pixels at a time. Split the input plane into its
+    /// four parity planes (even/odd rows × even/odd columns, each the size of y), then tap
+    /// (ki, kj) is parity plane (pk[ki], pk[kj]) shifted by (sk[ki], sk[kj]): one masked load
+    /// per 16 pixels, the border's zeros from the masks (`IM2COL_TAPS`; the adjoint of
+    /// `col2im_k4s2_avx512`). No padded copy and no gathers.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn plane_k4s2_avx512(
+        &self,
+        src: &[f32],
+        masks: &[ShiftMasks],
+        phases: &mut [f32],
+        dst: &mut [f32],
+        ld: usize,
+    ) {
+        use std::arch::x86_64::*;
+        let (hw, w) = (self.hw, self.w / 2);
+        assert!(src.len() >= 4 * hw && phases.len() >= 4 * hw && dst.len() >= 15 * ld + hw);
+        let x = src.as_ptr();
+        let ph = phases.as_mut_ptr();
+        // 16 input floats holding the parity-py pixels at flat y positions f..f+8, both
+        // column parities interleaved: one run of a row when w ≥ 8, two half rows when w = 4.
+        let pairs = |py: usize, f: usize| unsafe {
+            if w % 8 == 0 {
+                _mm512_loadu_ps(x.add((2 * (f / w) + py) * 2 * w + 2 * (f % w)))
+            } else {
+                let r = x.add((2 * (f / w) + py) * 8);
+                _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(0x00FF, r), 0xFF00, r.add(8))
+            }
+        };
+        let pick = [
+            _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+            _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+        ];
+        // SAFETY (all pointer use below): `pairs` reads rows < h_in of the plane; parity plane
+        // (py, px) is phases[(2py + px)·hw ..][..hw]; each store writes 16 floats of one col
+        // row's hw; masked loads touch only lanes inside their parity plane.
+        unsafe {
+            for j in 0..hw / 16 {
+                for py in 0..2 {
+                    let (lo, hi) = (pairs(py, 16 * j), pairs(py, 16 * j + 8));
+                    for (px, &pick) in pick.iter().enumerate() {
+                        let v = _mm512_permutex2var_ps(lo, pick, hi);
+                        _mm512_storeu_ps(ph.add((2 * py + px) * hw + 16 * j), v);
+                    }
+                }
+            }
+            for (ki, &(py, oy)) in IM2COL_TAPS.iter().enumerate() {
+                for (kj, &(px, ox)) in IM2COL_TAPS.iter().enumerate() {
+                    let plane = ph.add((2 * py + px) * hw).wrapping_offset(oy * w as isize + ox);
+                    let row = dst.as_mut_ptr().add((ki * 4 + kj) * ld);
+                    for (j, m) in masks.iter().enumerate() {
+                        let mask = m[(oy + 1) as usize][(ox + 1) as usize];
+                        let v = _mm512_maskz_loadu_ps(mask, plane.wrapping_add(16 * j));
+                        _mm512_storeu_ps(row.add(16 * j), v);
+                    }
+                }
+            }
+        }
     }
 
     fn padded_len(&self) -> usize {
@@ -238,8 +323,12 @@ fn im2col(x: &[f32], g: &ConvGeom, taps: &Taps, n0: usize, gn: usize, chans: Ran
     let mut padded = vec![0.0; taps.padded_len()];
     for (c, rows_c) in chans.zip(col.chunks_exact_mut(kk * ld)) {
         for i in 0..gn {
-            taps.fill_padded(&x[((n0 + i) * g.c_in + c) * plane..][..plane], &mut padded);
-            taps.gather(&padded, &mut rows_c[i * hw..], ld);
+            taps.plane(
+                &x[((n0 + i) * g.c_in + c) * plane..][..plane],
+                &mut padded,
+                &mut rows_c[i * hw..],
+                ld,
+            );
         }
     }
 }
@@ -251,8 +340,12 @@ fn im2col_par(x: &[f32], g: &ConvGeom, taps: &Taps, n0: usize, gn: usize, col: &
     col[..g.c_in * kk * ld].par_chunks_mut(kk * ld).enumerate().for_each(|(c, rows_c)| {
         let mut padded = vec![0.0; taps.padded_len()];
         for i in 0..gn {
-            taps.fill_padded(&x[((n0 + i) * g.c_in + c) * plane..][..plane], &mut padded);
-            taps.gather(&padded, &mut rows_c[i * hw..], ld);
+            taps.plane(
+                &x[((n0 + i) * g.c_in + c) * plane..][..plane],
+                &mut padded,
+                &mut rows_c[i * hw..],
+                ld,
+            );
         }
     });
 }
@@ -440,6 +533,10 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
 /// the dy row it reads relative to the output's half-resolution index). Output 2a+p takes
 /// dy[a + off] through tap k, where 2(a + off) + k − 1 = 2a + p.
 const PHASE_TAPS: [[(usize, isize); 2]; 2] = [[(1, 0), (3, -1)], [(0, 1), (2, 0)]];
+
+/// Kernel tap k of k4 s2 p1 along one axis as (input parity, shift): output a reads input
+/// 2a + k − 1 = 2(a + shift) + parity.
+const IM2COL_TAPS: [(usize, isize); 4] = [(1, -1), (0, 0), (1, 0), (0, 1)];
 
 /// col2im for k4 s2 p1 with x twice y. Output pixel (2a+py, 2b+px) only meets the taps of
 /// parity (py+1, px+1): two kernel rows ki, each reading y row a + offy, and two kernel
