@@ -22,10 +22,10 @@
 //!   one of them shifted, read with masked loads (`Taps::plane_k4s2_avx512`).
 //! * A convolution whose kernel covers its whole unpadded input with a 1×1 output (the
 //!   generator's first layer, the discriminator's last) is one plain gemm in each direction.
-//! * Backward-weight with 32 or more input channels: four tasks, each owning the dw columns
-//!   of a block of input channels, building its own im2col rows and accumulating over the
-//!   batch in order (`backward_weight_by_channels`). With fewer channels (the RGB layer) the
-//!   groups' gemms accumulate into dw in batch order, each gemm parallel over the tiles of dw.
+//! * Backward-weight: four tasks, each building its own im2col rows and running serial gemms
+//!   (`backward_weight_tasks`). With 32 or more input channels a task owns the dw columns of
+//!   a block of channels over the whole batch; with fewer (the RGB layer) a task sums a
+//!   quarter of the batch and the four partial dw are added in order.
 //!
 //! Workspaces come from a small pool and are reused across calls and steps.
 
@@ -38,8 +38,6 @@ use std::sync::Mutex;
 /// Columns (output pixels) one forward / backward-data task aims for: wide enough for the
 /// gemm's 32-column tiles and its packing costs, small enough to give both cores work.
 const TARGET_COLS: usize = 256;
-/// Largest im2col matrix of one backward-weight group, in floats (4 MiB).
-const BW_COL_BUDGET: usize = 1 << 20;
 /// Tasks of `backward_weight_by_channels` (a fixed count, so the sums never depend on the
 /// thread count), and the im2col matrix each task aims for, in floats (1 MiB: L2-resident).
 const BW_TASKS: usize = 4;
@@ -115,11 +113,6 @@ fn hw_out(g: &ConvGeom) -> usize {
 /// Images per forward / backward-data task.
 fn task_images(g: &ConvGeom) -> usize {
     TARGET_COLS.div_ceil(hw_out(g).max(1)).clamp(1, g.n.max(1))
-}
-
-/// Images per backward-weight group.
-fn bw_group_images(g: &ConvGeom) -> usize {
-    (BW_COL_BUDGET / (rows(g) * hw_out(g)).max(1)).clamp(1, g.n.max(1))
 }
 
 fn groups(n: usize, gs: usize) -> impl Iterator<Item = (usize, usize)> {
@@ -333,23 +326,6 @@ fn im2col(x: &[f32], g: &ConvGeom, taps: &Taps, n0: usize, gn: usize, chans: Ran
     }
 }
 
-/// `im2col`, parallel over input channels.
-fn im2col_par(x: &[f32], g: &ConvGeom, taps: &Taps, n0: usize, gn: usize, col: &mut [f32]) {
-    let (hw, plane, kk) = (hw_out(g), g.h_in * g.w_in, g.kh * g.kw);
-    let ld = gn * hw;
-    col[..g.c_in * kk * ld].par_chunks_mut(kk * ld).enumerate().for_each(|(c, rows_c)| {
-        let mut padded = vec![0.0; taps.padded_len()];
-        for i in 0..gn {
-            taps.plane(
-                &x[((n0 + i) * g.c_in + c) * plane..][..plane],
-                &mut padded,
-                &mut rows_c[i * hw..],
-                ld,
-            );
-        }
-    });
-}
-
 /// The adjoint of im2col for images n0..n0+gn: dx planes = Σ over the col rows of each plane.
 fn col2im(col: &[f32], g: &ConvGeom, gn: usize, dx: &mut [f32]) {
     let (hw, plane) = (hw_out(g), g.h_in * g.w_in);
@@ -389,37 +365,16 @@ fn gather_y(y: &[f32], g: &ConvGeom, n0: usize, gn: usize, out: &mut [f32]) {
     }
 }
 
-/// `gather_y`, parallel over channels.
-fn gather_y_par(y: &[f32], g: &ConvGeom, n0: usize, gn: usize, out: &mut [f32]) {
-    let hw = hw_out(g);
-    out[..g.c_out * gn * hw].par_chunks_mut(gn * hw).enumerate().for_each(|(co, row)| {
-        for i in 0..gn {
-            row[i * hw..][..hw].copy_from_slice(&y[((n0 + i) * g.c_out + co) * hw..][..hw]);
-        }
-    });
-}
-
 /// Images n0..n0+gn of y as one [c_out, gn·hw_out] matrix: a single image is that matrix
 /// already (NCHW), a group is gathered into `buf` (taken on first use, then reused for the
-/// following, never larger, groups), in parallel when `par`.
-fn y_group<'a>(
-    y: &'a [f32],
-    g: &ConvGeom,
-    n0: usize,
-    gn: usize,
-    buf: &'a mut Option<Scratch>,
-    par: bool,
-) -> &'a [f32] {
+/// following, never larger, groups).
+fn y_group<'a>(y: &'a [f32], g: &ConvGeom, n0: usize, gn: usize, buf: &'a mut Option<Scratch>) -> &'a [f32] {
     let len = g.c_out * gn * hw_out(g);
     if gn == 1 {
         return &y[n0 * len..][..len];
     }
     let out = buf.get_or_insert_with(|| Scratch::take(len));
-    if par {
-        gather_y_par(y, g, n0, gn, out);
-    } else {
-        gather_y(y, g, n0, gn, out);
-    }
+    gather_y(y, g, n0, gn, out);
     &out[..len]
 }
 
@@ -518,7 +473,7 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
         let ld = gn * hw;
         let mut col = Scratch::take(rows * ld);
         let mut dy_buf = None;
-        let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf, false), ld);
+        let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
         sgemm_serial_packed(&w_t, ld, 1.0, dy_g, 0.0, &mut col, ld);
         if is_k4s2(g) {
             col2im_k4s2(&col, g, gn, k4s2_masks.as_deref(), dx_t);
@@ -720,49 +675,41 @@ pub fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
         );
         return dw;
     }
-    if g.c_in >= 32 {
-        backward_weight_by_channels(x, dy, g, &mut dw);
-        return dw;
-    }
-    let (hw, gs) = (hw_out(g), bw_group_images(g));
-    let taps = Taps::conv(g);
-    let mut col = Scratch::take(rows * gs * hw);
-    let mut dy_buf = None;
-    for (n0, gn) in groups(g.n, gs) {
-        let ld = gn * hw;
-        im2col_par(x, g, &taps, n0, gn, &mut col);
-        let beta = if n0 == 0 { 0.0 } else { 1.0 };
-        let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf, true), ld);
-        sgemm(g.c_out, rows, ld, 1.0, dy_g, MatRef::row_major_t(&col, ld), beta, &mut dw, rows);
-    }
+    backward_weight_tasks(x, dy, g, &mut dw);
     dw
 }
 
-/// dw with BW_TASKS tasks, each over a block of input channels: the task owns those
-/// channels' dw columns, builds its own im2col rows for them, and accumulates over the whole
-/// batch with serial gemms whose operands stay in its core's L2. No task shares a matrix or
-/// a result with another, and each dw element is summed over the images in batch order.
-fn backward_weight_by_channels(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
+/// dw in BW_TASKS tasks with serial gemms whose operands stay in their core's L2. With 32 or
+/// more input channels a task owns the dw columns of a block of channels and runs over the
+/// whole batch; with fewer (the RGB layer, whose dw is too narrow to split) a task runs over
+/// a quarter of the batch into its own partial dw, and the partials are added in task order.
+/// Either way a task builds its own im2col rows, no task shares a matrix with another, and
+/// every dw element is summed in an order fixed by the shapes alone.
+fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
     let (hw, kk, rows) = (hw_out(g), g.kh * g.kw, rows(g));
-    let per_task = g.c_in.div_ceil(BW_TASKS);
+    let (chan_blocks, image_parts) = if g.c_in >= 32 { (BW_TASKS, 1) } else { (1, BW_TASKS.min(g.n)) };
+    let per_block = g.c_in.div_ceil(chan_blocks);
     // Images per gemm: an im2col of about BW_TASK_COL floats, but a depth of 256 at least.
-    let gs = (BW_TASK_COL / (per_task * kk * hw).max(1)).max(256_usize.div_ceil(hw)).clamp(1, g.n);
+    let gs = (BW_TASK_COL / (per_block * kk * hw).max(1)).max(256_usize.div_ceil(hw)).clamp(1, g.n);
     let taps = Taps::conv(g);
-    // Each task's dw columns, as (first column, count, dw[:, those columns]).
-    let blocks: Vec<(usize, usize, Scratch)> = (0..g.c_in.div_ceil(per_task))
+    // (first dw column, column count, first part of its block?, dw[:, those columns] summed
+    // over the task's images): blocks in order, each block's image parts in batch order.
+    let parts: Vec<(usize, usize, bool, Scratch)> = (0..g.c_in.div_ceil(per_block) * image_parts)
         .into_par_iter()
         .with_max_len(1)
         .map(|t| {
-            let chans = t * per_task..((t + 1) * per_task).min(g.c_in);
+            let (block, part) = (t / image_parts, t % image_parts);
+            let chans = block * per_block..((block + 1) * per_block).min(g.c_in);
+            let images = g.n * part / image_parts..g.n * (part + 1) / image_parts;
             let cols = chans.len() * kk;
-            let mut part = Scratch::take(g.c_out * cols);
+            let mut acc = Scratch::take(g.c_out * cols);
             let mut col = Scratch::take(cols * gs * hw);
             let mut dy_buf = None;
-            for (n0, gn) in groups(g.n, gs) {
-                let ld = gn * hw;
+            for (n0, gn) in groups(images.len(), gs) {
+                let (n0, ld) = (images.start + n0, gn * hw);
                 im2col(x, g, &taps, n0, gn, chans.clone(), &mut col);
-                let beta = if n0 == 0 { 0.0 } else { 1.0 };
-                let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf, false), ld);
+                let beta = if n0 == images.start { 0.0 } else { 1.0 };
+                let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
                 sgemm_serial(
                     g.c_out,
                     cols,
@@ -771,16 +718,20 @@ fn backward_weight_by_channels(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f3
                     dy_g,
                     MatRef::row_major_t(&col, ld),
                     beta,
-                    &mut part,
+                    &mut acc,
                     cols,
                 );
             }
-            (chans.start * kk, cols, part)
+            (chans.start * kk, cols, part == 0, acc)
         })
         .collect();
-    for (j0, cols, part) in blocks {
-        for (dst, src) in dw.chunks_exact_mut(rows).zip(part.chunks_exact(cols)) {
-            dst[j0..][..cols].copy_from_slice(src);
+    for (j0, cols, first, acc) in parts {
+        for (dst, src) in dw.chunks_exact_mut(rows).zip(acc.chunks_exact(cols)) {
+            if first {
+                dst[j0..][..cols].copy_from_slice(src);
+            } else {
+                dst[j0..][..cols].iter_mut().zip(src).for_each(|(d, s)| *d += s);
+            }
         }
     }
 }
