@@ -113,6 +113,9 @@ fn channel_sums<const K: usize>(
 fn per_plane(s: ChannelShape, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
     let mut out = super::pool::take(s.n * s.c * s.hw);
     let image = s.c * s.hw;
+    if image == 0 {
+        return out;
+    }
     out.par_chunks_mut(image).enumerate().for_each(|(n, out)| {
         for (c, plane) in out.chunks_mut(s.hw).enumerate() {
             f(c, n * image + c * s.hw, plane);

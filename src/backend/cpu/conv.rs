@@ -184,10 +184,10 @@ impl Taps {
     }
 
     /// k4 s2 p1 with x twice y, 16 output pixels at a time. Split the input plane into its
-    /// four parity planes (even/odd rows × even/odd columns, each the size of y), then tap
-    /// (ki, kj) is parity plane (pk[ki], pk[kj]) shifted by (sk[ki], sk[kj]): one masked load
-    /// per 16 pixels, the border's zeros from the masks (`IM2COL_TAPS`; the adjoint of
-    /// `col2im_k4s2_avx512`). No padded copy and no gathers.
+    /// four parity planes (even/odd rows × even/odd columns, each the size of y); then, with
+    /// (parity, shift) = `IM2COL_TAPS[k]` per axis, tap (ki, kj) is the parity plane of its
+    /// two parities shifted by its two shifts: one masked load per 16 pixels, the border's
+    /// zeros from the masks (the adjoint of `col2im_k4s2_avx512`). No padded copy, no gathers.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn plane_k4s2_avx512(
