@@ -1093,9 +1093,7 @@ unsafe fn pack_a_panel_dyn<K: Micro>(
         }
         match K::MR {
             24 => pack_a_panel::<24>(a, i0, p0, rows, kc, dst),
-            14 => pack_a_panel::<14>(a, i0, p0, rows, kc, dst),
             12 => pack_a_panel::<12>(a, i0, p0, rows, kc, dst),
-            8 => pack_a_panel::<8>(a, i0, p0, rows, kc, dst),
             6 => pack_a_panel::<6>(a, i0, p0, rows, kc, dst),
             4 => pack_a_panel::<4>(a, i0, p0, rows, kc, dst),
             _ => unreachable!(),
@@ -1115,7 +1113,6 @@ unsafe fn pack_a_columns_dyn<K: Micro>(
     unsafe {
         match K::MR {
             24 => pack_a_columns::<24>(a, i0, rows, p0, kc, np, dst),
-            14 => pack_a_columns::<14>(a, i0, rows, p0, kc, np, dst),
             12 => pack_a_columns::<12>(a, i0, rows, p0, kc, np, dst),
             6 => pack_a_columns::<6>(a, i0, rows, p0, kc, np, dst),
             4 => pack_a_columns::<4>(a, i0, rows, p0, kc, np, dst),
