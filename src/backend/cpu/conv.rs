@@ -162,11 +162,7 @@ impl Taps {
                 }
             }
         }
-        let k4s2 = (is_k4s2(g)
-            && avx512()
-            && hw_out(g).is_multiple_of(16)
-            && (g.w_out == 4 || g.w_out.is_multiple_of(8)))
-        .then(|| shift_masks(g.h_out, g.w_out));
+        let k4s2 = k4s2_shift_masks(g, usize::MAX);
         Taps { idx, hw: hw_out(g), h: g.h_in, w: g.w_in, pad: g.pad, k4s2 }
     }
 
@@ -463,11 +459,10 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
     let (hw, gs) = (hw_out(g), task_images(g));
     let w_t = PackedA::new(rows, g.c_out, MatRef::row_major_t(w, rows));
     let per_image = g.c_in * g.h_in * g.w_in;
-    // The vector col2im's masks, once per call: y planes of whole 16-pixel chunks, 4, 8 or
-    // 16 wide. (At 32 wide the row loop is faster: its interior vectorises, and 16 col rows
-    // read at once, a 4 KiB multiple apart, fight over the same L1 sets.)
-    let k4s2_masks = (is_k4s2(g) && avx512() && hw % 16 == 0 && matches!(g.w_out, 4 | 8 | 16))
-        .then(|| shift_masks(g.h_out, g.w_out));
+    // The vector col2im's masks, once per call, up to 16 wide. (At 32 wide the row loop is
+    // faster: its interior vectorises, and 16 col rows read at once, a 4 KiB multiple apart,
+    // fight over the same L1 sets.)
+    let k4s2_masks = k4s2_shift_masks(g, 16);
     dx.par_chunks_mut(gs * per_image).enumerate().for_each(|(t, dx_t)| {
         let (n0, gn) = (t * gs, dx_t.len() / per_image);
         let ld = gn * hw;
@@ -535,6 +530,15 @@ fn col2im_k4s2(col: &[f32], g: &ConvGeom, gn: usize, masks: Option<&[ShiftMasks]
 /// pixel shifted by (offy, offx) still lies inside the plane.
 type ShiftMasks = [[u16; 3]; 3];
 
+/// The masks of the vector k4 s2 paths (`Taps::plane_k4s2_avx512`, `col2im_k4s2_avx512`),
+/// where they apply: AVX-512F, the k4 s2 p1 geometry with x twice y, y planes of whole
+/// 16-pixel chunks, 4 or a multiple of 8 and at most `widest` pixels wide.
+fn k4s2_shift_masks(g: &ConvGeom, widest: usize) -> Option<Vec<ShiftMasks>> {
+    let w = g.w_out;
+    (is_k4s2(g) && avx512() && hw_out(g).is_multiple_of(16) && (w == 4 || w.is_multiple_of(8)) && w <= widest)
+        .then(|| shift_masks(g.h_out, w))
+}
+
 fn shift_masks(h: usize, w: usize) -> Vec<ShiftMasks> {
     (0..(h * w).div_ceil(16))
         .map(|j| {
@@ -556,13 +560,12 @@ fn shift_masks(h: usize, w: usize) -> Vec<ShiftMasks> {
         .collect()
 }
 
-/// `col2im_k4s2` 16 y pixels at a time, for y planes of a multiple of 16 pixels and a width of
-/// 4 or a multiple of 8 (the row-by-row loop above is scalar at the 4×4 and 8×8 planes, where
-/// it took 30% of a backward-data; `backward_data` picks this one up to 16 wide). The y plane is read as a flat array: a phase's term
-/// (ki, kj) at pixel (a, b) is the col row of that tap at (a + offy, b + offx), one masked
-/// load of 16 lanes shifted by offy·w + offx, the lanes that fall outside the plane masked to
-/// zero. The same four terms in the same order as `k4s2_row`; the two column phases are then
-/// interleaved into dx rows.
+/// `col2im_k4s2` 16 y pixels at a time, where `k4s2_shift_masks` applies (the row-by-row
+/// loop above is scalar at the 4×4 and 8×8 planes, where it took 30% of a backward-data).
+/// The y plane is read as a flat array: a phase's term (ki, kj) at pixel (a, b) is the col
+/// row of that tap at (a + offy, b + offx), one masked load of 16 lanes shifted by
+/// offy·w + offx, the lanes that fall outside the plane masked to zero. The same four terms
+/// in the same order as `k4s2_row`; the two column phases are then interleaved into dx rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn col2im_k4s2_avx512(col: &[f32], g: &ConvGeom, gn: usize, masks: &[ShiftMasks], dx: &mut [f32]) {
@@ -589,6 +592,7 @@ unsafe fn col2im_k4s2_avx512(col: &[f32], g: &ConvGeom, gn: usize, masks: &[Shif
                     };
                     let r0 = _mm512_add_ps(term(k0, oy0, j0, ox0), term(k0, oy0, j1, ox1));
                     let r1 = _mm512_add_ps(term(k1, oy1, j0, ox0), term(k1, oy1, j1, ox1));
+                    // 0 + r0 + r1, as `k4s2_row` starts its sums at 0.0: the same bits.
                     phase[px] = _mm512_add_ps(_mm512_add_ps(_mm512_setzero_ps(), r0), r1);
                 }
                 // Interleave the column phases: 8 y pixels (flat 16j + 8·half ..) each.
