@@ -205,27 +205,49 @@ pub fn backward(
     eps: f32,
     batch_stats: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let invstd = inv_std(var, eps);
+    backward_of(x, dy, gamma, mean, &inv_std(var, eps), s, batch_stats, |_| |_, dy| dy)
+}
+
+/// The BatchNorm backward of `backward` for dz = `dz_of(c)(x, dy)` in channel c (dy itself,
+/// or dy through a fused activation): dx, dgamma = Σ dz·x̂, dbeta = Σ dz. The per-channel
+/// closure is made once per plane, so the element loops see plain constants and vectorise.
+#[allow(clippy::too_many_arguments)]
+fn backward_of<D>(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    s: ChannelShape,
+    batch_stats: bool,
+    dz_of: impl Fn(usize) -> D + Sync,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>)
+where
+    D: Fn(f32, f32) -> f32,
+{
     let hw = s.hw;
     let sums = channel_sums(s, |c, o, sums: &mut LaneSums<2>| {
-        let (x, dy, mu, is) = (&x[o..o + hw], &dy[o..o + hw], mean[c], invstd[c]);
-        sums.add(hw, |i| [dy[i], dy[i] * (x[i] - mu) * is]);
+        let (x, dy, mu, is, dz) = (&x[o..o + hw], &dy[o..o + hw], mean[c], invstd[c], dz_of(c));
+        sums.add(hw, |i| {
+            let dz = dz(x[i], dy[i]);
+            [dz, dz * (x[i] - mu) * is]
+        });
     });
     let dbeta: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
     let dgamma: Vec<f32> = sums.iter().map(|s| s[1] as f32).collect();
     let m = count(s) as f32;
     let dx = per_plane(s, |c, o, dx| {
-        let k = gamma[c] * invstd[c];
+        let (k, mu, is, dz) = (gamma[c] * invstd[c], mean[c], invstd[c], dz_of(c));
         let (x, dy) = (&x[o..o + hw], &dy[o..o + hw]);
         if batch_stats {
             let (mean_dy, mean_dy_xhat) = (dbeta[c] / m, dgamma[c] / m);
             for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                let xhat = (x - mean[c]) * invstd[c];
-                *dx = k * (dy - mean_dy - xhat * mean_dy_xhat);
+                let xhat = (x - mu) * is;
+                *dx = k * (dz(x, dy) - mean_dy - xhat * mean_dy_xhat);
             }
         } else {
-            for (dx, &dy) in dx.iter_mut().zip(dy) {
-                *dx = k * dy;
+            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                *dx = k * dz(x, dy);
             }
         }
     });
@@ -328,33 +350,8 @@ pub fn act_backward(
     let slope = fused_slope(act);
     let invstd = inv_std(var, eps);
     let (scale, shift) = scale_shift(gamma, beta, mean, &invstd);
-    let hw = s.hw;
-    let sums = channel_sums(s, |c, o, sums: &mut LaneSums<2>| {
-        let (x, dy) = (&x[o..o + hw], &dy[o..o + hw]);
-        let (mu, is, sc, sh, slope) = (mean[c], invstd[c], scale[c], shift[c], slope);
-        sums.add(hw, |i| {
-            let dz = act_grad(x[i] * sc + sh, dy[i], slope);
-            [dz, dz * (x[i] - mu) * is]
-        });
-    });
-    let dbeta: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
-    let dgamma: Vec<f32> = sums.iter().map(|s| s[1] as f32).collect();
-    let m = count(s) as f32;
-    let dx = per_plane(s, |c, o, dx| {
-        let k = gamma[c] * invstd[c];
-        let (x, dy) = (&x[o..o + hw], &dy[o..o + hw]);
-        let (sc, sh, slope, mu, is) = (scale[c], shift[c], slope, mean[c], invstd[c]);
-        if batch_stats {
-            let (mean_dy, mean_dy_xhat) = (dbeta[c] / m, dgamma[c] / m);
-            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                let xhat = (x - mu) * is;
-                *dx = k * (act_grad(x * sc + sh, dy, slope) - mean_dy - xhat * mean_dy_xhat);
-            }
-        } else {
-            for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                *dx = k * act_grad(x * sc + sh, dy, slope);
-            }
-        }
-    });
-    (dx, dgamma, dbeta)
+    backward_of(x, dy, gamma, mean, &invstd, s, batch_stats, |c| {
+        let (sc, sh) = (scale[c], shift[c]);
+        move |x, dy| act_grad(x * sc + sh, dy, slope)
+    })
 }
