@@ -212,6 +212,8 @@ fn advise_huge_pages(v: &[f32]) {
             unsafe { madvise(lo as *mut std::ffi::c_void, hi - lo, MADV_HUGEPAGE) };
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
 }
 
 /// Makes glibc serve every allocation of 1 MiB or more with its own mapping, returned to the
