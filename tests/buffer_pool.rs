@@ -64,3 +64,18 @@ fn a_freed_buffer_is_reused_for_the_same_length() {
     let z = pool::zeros(len);
     assert!(z.iter().all(|&x| x == 0.0));
 }
+
+#[test]
+fn a_smaller_request_reuses_an_idle_buffer_up_to_twice_its_size() {
+    // Lengths no other test here asks for (the pool is one per process).
+    let big = pool::take(3 << 20);
+    let ptr = big.as_ptr();
+    pool::give(big);
+    let half = pool::take((3 << 20) / 2);
+    assert_eq!(half.as_ptr(), ptr, "a request half the idle buffer's size allocated afresh");
+    assert_eq!(half.len(), (3 << 20) / 2);
+    pool::give(half);
+    let quarter = pool::take((3 << 20) / 4);
+    assert_ne!(quarter.as_ptr(), ptr, "a request took a buffer four times its size");
+    pool::give(quarter);
+}

@@ -17,14 +17,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// A request may take an idle buffer up to this many times its size class. Serving only the
+/// exact class left a 32×32 step allocating about 40 MB afresh, and page-faulting it in
+/// (10k faults, a tenth of the step), while tens of MB of other classes sat idle. Twice
+/// brings that to a third; four times to a sixth but lifts the 64×64 batch-128 peak RSS from
+/// 449 to 494 MiB (the budget below counts a buffer's whole capacity as in use).
+const MAX_FIT: usize = 2;
+
 /// Buffers below this many floats go straight back to the allocator: its small-object heap
 /// already reuses them without page faults.
 const MIN_POOLED: usize = 1 << 12;
 
 /// Idle buffers by capacity. Every pooled buffer's capacity is a size class (eight per
-/// octave, see [`size_class`]) and a request takes an idle buffer of exactly its class: nearby
-/// sizes share buffers, no request takes a buffer a later one of its exact size needed, and
-/// the waste is under an eighth (none for the DCGAN's 2^k and 3·2^k sizes).
+/// octave, see [`size_class`]) and a request takes the smallest idle buffer of its class or
+/// up to [`MAX_FIT`] times it.
 ///
 /// Two generations: buffers given back since the last [`trim`] (`fresh`) and those idle since
 /// before it (`stale`). `trim` frees the stale ones, so a buffer that sat unused through a
@@ -56,8 +62,15 @@ fn pop(generation: &mut BTreeMap<usize, Vec<Vec<f32>>>, cap: usize) -> Vec<f32> 
 
 impl Pool {
     fn reuse(&mut self, len: usize) -> Option<Vec<f32>> {
-        let cap = size_class(len);
-        let generation = [&mut self.fresh, &mut self.stale].into_iter().find(|g| g.contains_key(&cap))?;
+        let class = size_class(len);
+        let fits = class..=class * MAX_FIT;
+        let smallest = |g: &BTreeMap<usize, Vec<Vec<f32>>>| g.range(fits.clone()).next().map(|(&cap, _)| cap);
+        let (generation, cap) = match (smallest(&self.fresh), smallest(&self.stale)) {
+            (Some(f), Some(s)) if s < f => (&mut self.stale, s),
+            (Some(f), _) => (&mut self.fresh, f),
+            (None, Some(s)) => (&mut self.stale, s),
+            (None, None) => return None,
+        };
         let v = pop(generation, cap);
         self.idle -= cap;
         self.lend(&v);
@@ -73,9 +86,9 @@ impl Pool {
     /// Makes room for a fresh buffer of `len`: frees idle buffers, stale and largest first,
     /// while the total would pass the high-water mark. The price: a step's buffers of each
     /// size class peak at different moments, so serving every request from the pool would
-    /// take more than the most ever in use at once, and some requests still allocate (19 of
-    /// about 70 per step in tests/alloc_step.rs). Allowing a quarter more memory brought that
-    /// to 4 but cost 80 MiB of RSS at 64×64 and no measurable time.
+    /// take more than the most ever in use at once, and some requests still allocate (2 of
+    /// about 70 per step in tests/alloc_step.rs; 19 before [`MAX_FIT`]). Allowing more memory
+    /// than the high-water mark instead costs RSS at 64×64: a quarter more, 80 MiB.
     fn evict_for(&mut self, len: usize) {
         while self.idle > 0 && self.idle + self.in_use + len > self.high_water {
             let generation = if self.stale.is_empty() { &mut self.fresh } else { &mut self.stale };
