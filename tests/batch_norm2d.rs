@@ -4,7 +4,7 @@
 
 #[macro_use]
 mod common;
-use common::{assert_close, check_gradients, random, reference, tensor};
+use common::{assert_close, assert_close_abs, check_gradients, random, reference, tensor};
 use dcgan::nn::{BatchNorm2d, Module};
 use dcgan::{Device, Rng, Tensor, batch_norm2d};
 
@@ -117,6 +117,23 @@ fn gradients_match_finite_differences(dev: Device) {
     }
 }
 
+/// A channel whose mean is ten thousand times its spread: the variance must not come from
+/// E[x²] − E[x]² in f32, which would cancel to noise here.
+fn statistics_far_from_zero(dev: Device) {
+    let mut rng = Rng::new(25);
+    let shape = [35, 2, 4, 4];
+    let [n, c, h, w] = shape;
+    // Values representable in f32, so the f64 reference sees exactly the kernel's input.
+    let x: Vec<f64> = random(n * c * h * w, &mut rng).iter().map(|v| (1e4 + v) as f32 as f64).collect();
+    let (gamma, beta) = (vec![1.0; c], vec![0.0; c]);
+    let y = batch_norm2d(&tensor(&x, &shape, dev), None, None, None, None, true, 0.1, EPS as f32);
+    let (mean, var) = reference::channel_stats(&x, shape);
+    let want = reference::batch_norm(&x, shape, &mean, &var, &gamma, &beta, EPS);
+    // The CPU kernel normalises as x·scale + shift (as PyTorch's does), whose terms are ~1e4:
+    // an absolute rounding of a few 1e-3. A variance off by cancellation would be off by O(1).
+    assert_close_abs(&y.to_vec(), &want, 1e-3, 4e-3, "batch_norm2d of a channel at 1e4 ± 1");
+}
+
 /// The module: defaults as PyTorch (weight 1, bias 0, running 0/1), counts training batches,
 /// and switches to running statistics in eval mode.
 fn module_tracks_batches_and_switches_mode(dev: Device) {
@@ -145,6 +162,7 @@ fn training_with_one_value_per_channel_panics() {
 
 device_tests!(
     training_forward_and_running_stats,
+    statistics_far_from_zero,
     eval_forward_uses_running_stats,
     gradients_match_finite_differences,
     module_tracks_batches_and_switches_mode

@@ -124,26 +124,28 @@ fn per_plane(s: ChannelShape, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Ve
     out
 }
 
-/// Per-channel (mean, biased variance), two passes for accuracy.
+/// Per-channel (mean, biased variance) in one pass over x, from the sums of d = x − k and d²
+/// with k the channel's first value: a shift near the mean keeps E[d²] − E[d]² from cancelling
+/// when |mean| ≫ std, and one pass instead of two matters because the input is usually fresh
+/// from a convolution and past the caches (a pass over DRAM is most of BatchNorm's time).
 fn batch_stats(x: &[f32], s: ChannelShape) -> (Vec<f32>, Vec<f32>) {
     let m = count(s);
     let hw = s.hw;
-    let mean: Vec<f64> = channel_sums(s, |_, o, sums: &mut LaneSums<1>| {
-        let p = &x[o..o + hw];
-        sums.add(hw, |i| [p[i]])
-    })
-    .iter()
-    .map(|t| t[0] / m)
-    .collect();
-    let mean32: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
-    let var = channel_sums(s, |c, o, sums: &mut LaneSums<1>| {
-        let (p, mu) = (&x[o..o + hw], mean32[c]);
+    let shift: Vec<f32> = (0..s.c).map(|c| x.get(c * hw).copied().unwrap_or(0.0)).collect();
+    let sums = channel_sums(s, |c, o, sums: &mut LaneSums<2>| {
+        let (p, k) = (&x[o..o + hw], shift[c]);
         sums.add(hw, |i| {
-            let d = p[i] - mu;
-            [d * d]
+            let d = p[i] - k;
+            [d, d * d]
         })
     });
-    (mean32, var.iter().map(|t| (t[0] / m) as f32).collect())
+    sums.iter()
+        .zip(&shift)
+        .map(|(&[sd, sd2], &k)| {
+            let mean_d = sd / m;
+            ((k as f64 + mean_d) as f32, (sd2 / m - mean_d * mean_d).max(0.0) as f32)
+        })
+        .unzip()
 }
 
 fn inv_std(var: &[f32], eps: f32) -> Vec<f32> {
