@@ -169,6 +169,9 @@ impl Backend for Profiled {
     fn conv2d_forward(&self, x: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
         record_conv(CONV_FWD, g, || self.0.conv2d_forward(x, w, g))
     }
+    fn conv2d_forward_act(&self, x: &Storage, w: &Storage, g: &ConvGeom, act: Unary) -> Storage {
+        record_conv(CONV_FWD, g, || self.0.conv2d_forward_act(x, w, g, act))
+    }
     fn conv2d_backward_data(&self, dy: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
         record_conv(CONV_BWD_DATA, g, || self.0.conv2d_backward_data(dy, w, g))
     }

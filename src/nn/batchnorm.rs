@@ -71,8 +71,8 @@ impl Module for BatchNorm2d {
             self.eps,
         )
     }
-    fn as_batch_norm2d(&self) -> Option<&BatchNorm2d> {
-        Some(self)
+    fn forward_fused(&self, x: &Tensor, act: Unary) -> Option<Tensor> {
+        matches!(act, Unary::Relu | Unary::LeakyRelu(_)).then(|| self.forward_act(x, act))
     }
     fn kind(&self) -> &'static str {
         "BatchNorm2d"

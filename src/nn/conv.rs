@@ -2,8 +2,8 @@
 //! (U(−1/√fan_in, 1/√fan_in), what kaiming_uniform(a=√5) comes to).
 
 use super::{Module, parameter, weight_and_bias};
-use crate::backend::Device;
-use crate::ops::{conv_transpose2d, conv2d};
+use crate::backend::{Device, Unary};
+use crate::ops::{conv_transpose2d, conv2d, conv2d_act};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
@@ -42,6 +42,10 @@ impl Conv2d {
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         conv2d(x, &self.weight, self.bias.as_ref(), self.stride, self.padding)
+    }
+    fn forward_fused(&self, x: &Tensor, act: Unary) -> Option<Tensor> {
+        (self.bias.is_none() && act.backward_uses_output())
+            .then(|| conv2d_act(x, &self.weight, self.stride, self.padding, act))
     }
     fn kind(&self) -> &'static str {
         "Conv2d"

@@ -49,9 +49,10 @@ pub trait Module: Send + Sync {
         false
     }
 
-    /// A BatchNorm2d layer says so here, so that [`Sequential`] can fuse it with the
-    /// activation that follows it.
-    fn as_batch_norm2d(&self) -> Option<&BatchNorm2d> {
+    /// `act(self.forward(x))` as one fused op, where this layer has one for `act` (BatchNorm2d
+    /// with ReLU or LeakyReLU, a bias-free Conv2d with an activation differentiated through its
+    /// output); [`Sequential`] runs a layer and the activation layer after it through this.
+    fn forward_fused(&self, _x: &Tensor, _act: crate::backend::Unary) -> Option<Tensor> {
         None
     }
 

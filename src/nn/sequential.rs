@@ -1,5 +1,4 @@
 use super::Module;
-use crate::backend::Unary;
 use crate::tensor::Tensor;
 
 /// Layers applied in order; state names are prefixed with the layer index ("0.weight"), as
@@ -21,21 +20,17 @@ impl Sequential {
 }
 
 impl Module for Sequential {
-    /// Layers in order; a BatchNorm2d directly followed by a ReLU or LeakyReLU runs as one
-    /// fused op (same values and gradients, one pass, no intermediate tensor kept).
+    /// Layers in order; a layer directly followed by an activation layer runs with it as one
+    /// fused op where it has one ([`Module::forward_fused`]: same values and gradients, one
+    /// pass fewer, no intermediate tensor kept).
     fn forward(&self, x: &Tensor) -> Tensor {
         let mut x = x.clone();
         let mut i = 0;
         while i < self.layers.len() {
-            let fused = self.layers[i].as_batch_norm2d().zip(
-                self.layers
-                    .get(i + 1)
-                    .and_then(|next| next.activation())
-                    .filter(|a| matches!(a, Unary::Relu | Unary::LeakyRelu(_))),
-            );
-            match fused {
-                Some((bn, act)) => {
-                    x = bn.forward_act(&x, act);
+            let act = self.layers.get(i + 1).and_then(|next| next.activation());
+            match act.and_then(|act| self.layers[i].forward_fused(&x, act)) {
+                Some(y) => {
+                    x = y;
                     i += 2;
                 }
                 None => {

@@ -16,7 +16,7 @@ pub use activation::{leaky_relu, relu, sigmoid, tanh};
 pub use batch_norm2d::{batch_norm2d, batch_norm2d_act};
 pub use bce_with_logits::binary_cross_entropy_with_logits;
 pub use conv_transpose2d::conv_transpose2d;
-pub use conv2d::conv2d;
+pub use conv2d::{conv2d, conv2d_act};
 pub use linear::linear;
 pub use matmul::matmul;
 

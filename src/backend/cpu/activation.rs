@@ -3,12 +3,34 @@
 use super::elementwise::{map1, map2};
 use crate::backend::Unary;
 
+fn relu(x: f32) -> f32 {
+    if x > 0.0 { x } else { 0.0 }
+}
+
+fn leaky_relu(x: f32, slope: f32) -> f32 {
+    if x > 0.0 { x } else { slope * x }
+}
+
 pub fn forward(op: Unary, x: &[f32]) -> Vec<f32> {
     match op {
-        Unary::Relu => map1(x, |x| if x > 0.0 { x } else { 0.0 }),
-        Unary::LeakyRelu(slope) => map1(x, move |x| if x > 0.0 { x } else { slope * x }),
+        Unary::Relu => map1(x, relu),
+        Unary::LeakyRelu(slope) => map1(x, move |x| leaky_relu(x, slope)),
         Unary::Tanh => map1(x, f32::tanh),
         Unary::Sigmoid => map1(x, sigmoid),
+    }
+}
+
+/// `forward` in place on one thread: for a kernel applying the activation to a block of its
+/// own output while that block is in cache.
+pub fn forward_in_place(op: Unary, y: &mut [f32]) {
+    fn each(y: &mut [f32], f: impl Fn(f32) -> f32) {
+        y.iter_mut().for_each(|v| *v = f(*v));
+    }
+    match op {
+        Unary::Relu => each(y, relu),
+        Unary::LeakyRelu(slope) => each(y, move |x| leaky_relu(x, slope)),
+        Unary::Tanh => each(y, f32::tanh),
+        Unary::Sigmoid => each(y, sigmoid),
     }
 }
 

@@ -30,7 +30,7 @@
 //! Workspaces come from a small pool and are reused across calls and steps.
 
 use super::gemm::{MatRef, PackedA, sgemm, sgemm_serial, sgemm_serial_packed};
-use crate::backend::ConvGeom;
+use crate::backend::{ConvGeom, Unary};
 use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -386,8 +386,9 @@ fn scatter_planes(src: &[f32], c: usize, gn: usize, hw: usize, y: &mut [f32]) {
 // Forward
 // ------------------------------------------------------------------------------------------
 
-/// y = conv2d(x, w): per group, y_g [c_out, gn·hw] = w [c_out, rows] · col [rows, gn·hw].
-pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
+/// y = conv2d(x, w), then `act` if given: per group, y_g [c_out, gn·hw] = w [c_out, rows] ·
+/// col [rows, gn·hw], and each task applies act to its block of y as soon as it is written.
+pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f32> {
     let mut y = super::pool::take(g.y_len());
     if g.n == 0 || g.y_len() == 0 {
         return y;
@@ -406,6 +407,9 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
             &mut y,
             g.c_out,
         );
+        if let Some(act) = act {
+            super::activation::forward_in_place(act, &mut y);
+        }
         return y;
     }
     let (hw, gs) = (hw_out(g), task_images(g));
@@ -425,6 +429,9 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
             let mut out = Scratch::take(g.c_out * ld);
             sgemm_serial_packed(&wa, ld, 1.0, col, 0.0, &mut out, ld);
             scatter_planes(&out, g.c_out, gn, hw, y_t);
+        }
+        if let Some(act) = act {
+            super::activation::forward_in_place(act, y_t);
         }
     });
     y

@@ -90,7 +90,10 @@ impl Backend for CpuBackend {
         Storage::Cpu(c)
     }
     fn conv2d_forward(&self, x: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
-        Storage::Cpu(conv::forward(x.cpu(), w.cpu(), g))
+        Storage::Cpu(conv::forward(x.cpu(), w.cpu(), g, None))
+    }
+    fn conv2d_forward_act(&self, x: &Storage, w: &Storage, g: &ConvGeom, act: Unary) -> Storage {
+        Storage::Cpu(conv::forward(x.cpu(), w.cpu(), g, Some(act)))
     }
     fn conv2d_backward_data(&self, dy: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
         Storage::Cpu(conv::backward_data(dy.cpu(), w.cpu(), g))
