@@ -700,8 +700,15 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
     let (hw, kk, rows) = (hw_out(g), g.kh * g.kw, rows(g));
     let (chan_blocks, image_parts) = if g.c_in >= 32 { (BW_TASKS, 1) } else { (1, BW_TASKS.min(g.n)) };
     let per_block = g.c_in.div_ceil(chan_blocks);
-    // Images per gemm: an im2col of about BW_TASK_COL floats, but a depth of 256 at least.
-    let gs = (BW_TASK_COL / (per_block * kk * hw).max(1)).max(256_usize.div_ceil(hw)).clamp(1, g.n);
+    // Images per gemm: an im2col of about BW_TASK_COL floats, but a depth of 256 at least. An
+    // image of 256 or more output pixels is a gemm of its own: its dy is then the gemm's A as
+    // it lies in the tensor, with no gathered copy (`y_group`), and a depth of 256 is already
+    // the gemm's own k block, so nothing else changes.
+    let gs = if hw >= 256 {
+        1
+    } else {
+        (BW_TASK_COL / (per_block * kk * hw).max(1)).max(256_usize.div_ceil(hw)).clamp(1, g.n)
+    };
     let taps = Taps::conv(g);
     // (first dw column, column count, first part of its block?, dw[:, those columns] summed
     // over the task's images): blocks in order, each block's image parts in batch order.
