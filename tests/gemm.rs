@@ -1,7 +1,8 @@
 //! Tests of the CPU SGEMM against an f64 reference.
 
 use dcgan::backend::cpu::gemm::{
-    KernelPath, MatRef, PackedA, gemm_kernel_name, sgemm, sgemm_naive, sgemm_serial_packed, sgemm_with,
+    KernelPath, MatRef, PackedA, PackedBLayout, gemm_kernel_name, sgemm, sgemm_naive, sgemm_serial_packed,
+    sgemm_serial_prepacked, sgemm_with,
 };
 
 /// Small deterministic PRNG (xorshift64*), values in [-1, 1).
@@ -451,5 +452,37 @@ fn prepacked_a_gives_sgemm_bits() {
                 "{m}x{n}x{k} (A transposed: {ta}), round {round}: prepacked A differs from sgemm"
             );
         }
+    }
+}
+
+/// B written straight into the gemm's packed panels (as the k4 s2 im2col does) gives the
+/// bits of packing it from a row-major B: several KC blocks with a ragged last one, a
+/// ragged last panel, an A too tall to prepack, and beta both 0 and not.
+#[test]
+fn prepacked_b_gives_sgemm_bits() {
+    for &(m, n, k, beta) in &[(37, 300, 600, 0.0), (132, 48, 257, 0.4), (12, 33, 16, 0.0), (4100, 40, 3, 0.4)]
+    {
+        let Some(layout) = PackedBLayout::new(k, n) else {
+            eprintln!("skipped prepacked_b_gives_sgemm_bits: this CPU's kernel packs its own B");
+            return;
+        };
+        let mut rng = Rng::new(m as u64 * 17 + n as u64);
+        let (a, b, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m * n));
+        let packed_a = PackedA::new(m, k, MatRef::row_major(&a, k));
+        let mut packed_b = vec![f32::NAN; layout.len()];
+        for p in 0..k {
+            for j in 0..n.next_multiple_of(layout.nr) {
+                packed_b[layout.offset(p, j)] = if j < n { b[p * n + j] } else { 0.0 };
+            }
+        }
+        assert!(packed_b.iter().all(|v| !v.is_nan()), "{m}x{n}x{k}: the layout leaves holes");
+        let mut want = c0.clone();
+        sgemm_serial_packed(&packed_a, n, 1.0, MatRef::row_major(&b, n), beta, &mut want, n);
+        let mut got = c0;
+        sgemm_serial_prepacked(&packed_a, &packed_b, layout, beta, &mut got, n);
+        assert!(
+            got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{m}x{n}x{k} beta {beta}: prepacked B differs from packing it"
+        );
     }
 }

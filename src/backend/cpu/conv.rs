@@ -29,7 +29,9 @@
 //!
 //! Workspaces come from a small pool and are reused across calls and steps.
 
-use super::gemm::{MatRef, PackedA, sgemm, sgemm_serial, sgemm_serial_packed};
+use super::gemm::{
+    MatRef, PackedA, PackedBLayout, sgemm, sgemm_serial, sgemm_serial_packed, sgemm_serial_prepacked,
+};
 use crate::backend::{ConvGeom, Unary};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -49,8 +51,14 @@ const BW_TASK_COL: usize = 1 << 18;
 
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
-/// A scratch buffer from the pool; it goes back on drop. Contents are unspecified.
-struct Scratch(Vec<f32>);
+/// A scratch buffer of `len` floats from the pool, starting on a 64-byte boundary (a gemm
+/// operand's rows then never straddle cache lines); it goes back on drop. Contents are
+/// unspecified.
+struct Scratch {
+    v: Vec<f32>,
+    start: usize,
+    len: usize,
+}
 
 impl Scratch {
     fn take(len: usize) -> Scratch {
@@ -60,22 +68,23 @@ impl Scratch {
             let pick = pool
                 .iter()
                 .enumerate()
-                .filter(|(_, b)| b.len() >= len)
+                .filter(|(_, b)| b.len() >= len + 15)
                 .min_by_key(|(_, b)| b.len())
                 .or_else(|| pool.iter().enumerate().max_by_key(|(_, b)| b.len()))
                 .map(|(i, _)| i);
             pick.map(|i| pool.swap_remove(i)).unwrap_or_default()
         };
-        if v.len() < len {
-            v.resize(len, 0.0);
+        if v.len() < len + 15 {
+            v.resize(len + 15, 0.0);
         }
-        Scratch(v)
+        let start = v.as_ptr().align_offset(64).min(15);
+        Scratch { v, start, len }
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
+        let v = std::mem::take(&mut self.v);
         POOL.lock().expect("conv workspace pool").push(v);
     }
 }
@@ -83,13 +92,13 @@ impl Drop for Scratch {
 impl std::ops::Deref for Scratch {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
-        &self.0
+        &self.v[self.start..self.start + self.len]
     }
 }
 
 impl std::ops::DerefMut for Scratch {
     fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.0
+        &mut self.v[self.start..self.start + self.len]
     }
 }
 
@@ -166,17 +175,19 @@ impl Taps {
         Taps { idx, hw: hw_out(g), h: g.h_in, w: g.w_in, pad: g.pad, k4s2 }
     }
 
-    /// The kh·kw col rows of one h×w input plane: row t gets hw values at dst[t·ld ..].
-    /// `scratch` holds `padded_len` floats, its border zero on first use.
-    fn plane(&self, src: &[f32], scratch: &mut [f32], dst: &mut [f32], ld: usize) {
+    /// The kh·kw col rows of one h×w input plane: col rows r0.., columns c0..c0 + hw.
+    /// `scratch` holds `padded_len` floats, its border zero on first use. Only the k4 s2 path
+    /// writes packed panels (`ColOut::Packed`; see `ColOut::packed_for`).
+    fn plane(&self, src: &[f32], scratch: &mut [f32], col: &mut [f32], out: ColOut, r0: usize, c0: usize) {
         #[cfg(target_arch = "x86_64")]
         if let Some(masks) = &self.k4s2 {
             // SAFETY: `k4s2` is only set with AVX-512F present and a fitting geometry.
-            unsafe { self.plane_k4s2_avx512(src, masks, scratch, dst, ld) };
+            unsafe { self.plane_k4s2_avx512(src, masks, scratch, col, out, r0, c0) };
             return;
         }
+        let ColOut::RowMajor { ld } = out else { unreachable!("packed im2col needs the k4 s2 path") };
         self.fill_padded(src, scratch);
-        self.gather(scratch, dst, ld);
+        self.gather(scratch, &mut col[r0 * ld + c0..], ld);
     }
 
     /// k4 s2 p1 with x twice y, 16 output pixels at a time. Split the input plane into its
@@ -186,17 +197,24 @@ impl Taps {
     /// zeros from the masks (the adjoint of `col2im_k4s2_avx512`). No padded copy, no gathers.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn plane_k4s2_avx512(
         &self,
         src: &[f32],
         masks: &[ShiftMasks],
         phases: &mut [f32],
-        dst: &mut [f32],
-        ld: usize,
+        col: &mut [f32],
+        out: ColOut,
+        r0: usize,
+        c0: usize,
     ) {
         use std::arch::x86_64::*;
         let (hw, w) = (self.hw, self.w / 2);
-        assert!(src.len() >= 4 * hw && phases.len() >= 4 * hw && dst.len() >= 15 * ld + hw);
+        assert!(src.len() >= 4 * hw && phases.len() >= 4 * hw && c0.is_multiple_of(16));
+        // Every 16-float run this plane writes, (row start, panel stride) per row.
+        let rows: [(usize, usize); 16] = std::array::from_fn(|t| out.row(r0 + t));
+        let last = c0 + hw - 16;
+        assert!(rows.iter().all(|&(b, s)| b + (last / 32) * s + last % 32 + 16 <= col.len()));
         let x = src.as_ptr();
         let ph = phases.as_mut_ptr();
         // 16 input floats holding the parity-py pixels at flat y positions f..f+8, both
@@ -214,8 +232,10 @@ impl Taps {
             _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
         ];
         // SAFETY (all pointer use below): `pairs` reads rows < h_in of the plane; parity plane
-        // (py, px) is phases[(2py + px)·hw ..][..hw]; each store writes 16 floats of one col
-        // row's hw; masked loads touch only lanes inside their parity plane.
+        // (py, px) is phases[(2py + px)·hw ..][..hw]; each store writes one 16-float run of a
+        // col row, inside `col` (checked above; a run never straddles a 32-column panel, as
+        // c0 and the run starts are multiples of 16); masked loads touch only lanes inside
+        // their parity plane.
         unsafe {
             for j in 0..hw / 16 {
                 for py in 0..2 {
@@ -229,11 +249,13 @@ impl Taps {
             for (ki, &(py, oy)) in IM2COL_TAPS.iter().enumerate() {
                 for (kj, &(px, ox)) in IM2COL_TAPS.iter().enumerate() {
                     let plane = ph.add((2 * py + px) * hw).wrapping_offset(oy * w as isize + ox);
-                    let row = dst.as_mut_ptr().add((ki * 4 + kj) * ld);
+                    let (row, stride) = rows[ki * 4 + kj];
+                    let row = col.as_mut_ptr().add(row);
                     for (j, m) in masks.iter().enumerate() {
                         let mask = m[(oy + 1) as usize][(ox + 1) as usize];
                         let v = _mm512_maskz_loadu_ps(mask, plane.wrapping_add(16 * j));
-                        _mm512_storeu_ps(row.add(16 * j), v);
+                        let c = c0 + 16 * j;
+                        _mm512_storeu_ps(row.add((c / 32) * stride + c % 32), v);
                     }
                 }
             }
@@ -304,20 +326,61 @@ fn avx512() -> bool {
     *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
 }
 
+/// Where im2col puts col element (r, j): at row(r).0 + (j / 32)·row(r).1 + j % 32.
+#[derive(Clone, Copy)]
+enum ColOut {
+    /// A row-major [rows, ld] matrix.
+    RowMajor { ld: usize },
+    /// The gemm's packed B panels (32 columns wide), for `sgemm_serial_prepacked`.
+    Packed(PackedBLayout),
+}
+
+impl ColOut {
+    /// The packed panels for a rows × ld col, where the gemm takes them and the k4 s2 im2col
+    /// (the one that writes them) serves `taps`.
+    fn packed_for(taps: &Taps, rows: usize, ld: usize) -> Option<PackedBLayout> {
+        PackedBLayout::new(rows, ld).filter(|l| l.nr == 32 && taps.k4s2.is_some())
+    }
+
+    /// (where element (r, 0) goes, distance between 32-column runs).
+    #[inline]
+    fn row(&self, r: usize) -> (usize, usize) {
+        match *self {
+            ColOut::RowMajor { ld } => (r * ld, 32),
+            ColOut::Packed(layout) => layout.row(r),
+        }
+    }
+}
+
 /// Channels `chans` of images n0..n0+gn of x into col [chans·kh·kw, gn·hw_out] (on this
-/// thread).
-fn im2col(x: &[f32], g: &ConvGeom, taps: &Taps, n0: usize, gn: usize, chans: Range<usize>, col: &mut [f32]) {
+/// thread), laid out as `out` says.
+#[allow(clippy::too_many_arguments)]
+fn im2col(
+    x: &[f32],
+    g: &ConvGeom,
+    taps: &Taps,
+    n0: usize,
+    gn: usize,
+    chans: Range<usize>,
+    col: &mut [f32],
+    out: ColOut,
+) {
     let (hw, plane, kk) = (hw_out(g), g.h_in * g.w_in, g.kh * g.kw);
-    let ld = gn * hw;
     let mut padded = vec![0.0; taps.padded_len()];
-    for (c, rows_c) in chans.zip(col.chunks_exact_mut(kk * ld)) {
+    for (cl, c) in chans.enumerate() {
         for i in 0..gn {
-            taps.plane(
-                &x[((n0 + i) * g.c_in + c) * plane..][..plane],
-                &mut padded,
-                &mut rows_c[i * hw..],
-                ld,
-            );
+            let src = &x[((n0 + i) * g.c_in + c) * plane..][..plane];
+            taps.plane(src, &mut padded, col, out, cl * kk, i * hw);
+        }
+    }
+    // The packed operand's last panel is padded to 32 columns: zeros there, not stale values.
+    if let ColOut::Packed(layout) = out {
+        let ld = gn * hw;
+        if !ld.is_multiple_of(32) {
+            for r in 0..layout.k {
+                let at = layout.offset(r, ld);
+                col[at..at + 32 - ld % 32].fill(0.0);
+            }
         }
     }
 }
@@ -420,15 +483,22 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f3
     y.par_chunks_mut(gs * per_image).enumerate().for_each(|(t, y_t)| {
         let (n0, gn) = (t * gs, y_t.len() / per_image);
         let ld = gn * hw;
-        let mut col = Scratch::take(rows * ld);
-        im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col);
-        let col = MatRef::row_major(&col, ld);
+        // y_g = w · col, into y itself for one image, else into a block scattered after.
+        let gemm = |col: &[f32], packed: Option<PackedBLayout>, y_g: &mut [f32]| match packed {
+            Some(layout) => sgemm_serial_prepacked(&wa, col, layout, 0.0, y_g, ld),
+            None => sgemm_serial_packed(&wa, ld, 1.0, MatRef::row_major(col, ld), 0.0, y_g, ld),
+        };
+        // im2col writes the gemm's packed B panels where it can: no packing copy after it.
+        let packed = ColOut::packed_for(&taps, rows, ld);
+        let mut col = Scratch::take(packed.map_or(rows * ld, |l| l.len()));
+        let out = packed.map_or(ColOut::RowMajor { ld }, ColOut::Packed);
+        im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col, out);
         if gn == 1 {
-            sgemm_serial_packed(&wa, ld, 1.0, col, 0.0, y_t, ld);
+            gemm(&col, packed, y_t);
         } else {
-            let mut out = Scratch::take(g.c_out * ld);
-            sgemm_serial_packed(&wa, ld, 1.0, col, 0.0, &mut out, ld);
-            scatter_planes(&out, g.c_out, gn, hw, y_t);
+            let mut block = Scratch::take(g.c_out * ld);
+            gemm(&col, packed, &mut block);
+            scatter_planes(&block, g.c_out, gn, hw, y_t);
         }
         if let Some(act) = act {
             super::activation::forward_in_place(act, y_t);
@@ -725,7 +795,7 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
             let mut dy_buf = None;
             for (n0, gn) in groups(images.len(), gs) {
                 let (n0, ld) = (images.start + n0, gn * hw);
-                im2col(x, g, &taps, n0, gn, chans.clone(), &mut col);
+                im2col(x, g, &taps, n0, gn, chans.clone(), &mut col, ColOut::RowMajor { ld });
                 let beta = if n0 == images.start { 0.0 } else { 1.0 };
                 let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
                 sgemm_serial(

@@ -412,6 +412,131 @@ pub fn sgemm_serial_packed(
     sgemm_impl(KernelPath::detected(), true, false, m, n, k, alpha, a.src, b, beta, c, ldc, Some(a))
 }
 
+/// Where a producer writes a k×n B operand so that [`sgemm_serial_prepacked`] reads it as its
+/// packed panels, with no packing copy of its own: KC-deep blocks of NR-column panels, element
+/// (p, j) of a panel at p·NR + j. Padding columns of the last panel must hold finite values
+/// (their products land in C columns that are never stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedBLayout {
+    pub k: usize,
+    pub n: usize,
+    pub kc: usize,
+    pub nr: usize,
+}
+
+impl PackedBLayout {
+    /// The layout for a k×n B on this CPU, where the prepacked path exists: the AVX-512
+    /// kernel's (n ≤ 16 takes a narrow kernel that packs its own).
+    pub fn new(k: usize, n: usize) -> Option<PackedBLayout> {
+        #[cfg(target_arch = "x86_64")]
+        if KernelPath::detected() == KernelPath::Avx512 && n > 16 {
+            const { assert!(x86::Avx512::KC.is_power_of_two()) };
+            return Some(PackedBLayout { k, n, kc: x86::Avx512::KC, nr: x86::Avx512::NR });
+        }
+        let _ = (k, n);
+        None
+    }
+
+    /// Floats the packed operand takes.
+    pub fn len(&self) -> usize {
+        self.k * self.n.div_ceil(self.nr) * self.nr
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where element (p, j) goes.
+    pub fn offset(&self, p: usize, j: usize) -> usize {
+        let (base, stride) = self.row(p);
+        base + (j / self.nr) * stride + j % self.nr
+    }
+
+    /// Row p as (where element (p, 0) goes, the distance between its panels): element (p, j)
+    /// is at base + (j / nr)·stride + j % nr. Shifts, not divisions (kc is a power of two):
+    /// producers call this once per row of a few dozen floats.
+    #[inline]
+    pub fn row(&self, p: usize) -> (usize, usize) {
+        let shift = self.kc.trailing_zeros();
+        let (q, pk) = (p >> shift, p & (self.kc - 1));
+        let kcq = self.kc.min(self.k - (q << shift));
+        ((q << shift) * self.n.div_ceil(self.nr) * self.nr + pk * self.nr, self.nr * kcq)
+    }
+}
+
+/// A B operand already in [`PackedBLayout`].
+#[derive(Clone, Copy)]
+struct PrepackedB {
+    base: *const f32,
+    layout: PackedBLayout,
+}
+// SAFETY: a read-only view of the caller's buffer for the duration of the call.
+unsafe impl Send for PrepackedB {}
+unsafe impl Sync for PrepackedB {}
+
+impl PrepackedB {
+    /// The panel holding columns j.. (j a multiple of NR) of the KC block at depth `pc`.
+    fn panel(&self, pc: usize, j: usize) -> Panel {
+        // SAFETY: the caller checked the buffer holds layout.len() floats; (pc, j) is inside.
+        Panel { ptr: unsafe { self.base.add(self.layout.offset(pc, j)) }, ks: self.layout.nr }
+    }
+}
+
+/// [`sgemm_serial_packed`] with B already packed by its producer (`b` in `layout`, from
+/// [`PackedBLayout::new`]): C = A·B + beta·C on the calling thread.
+pub fn sgemm_serial_prepacked(
+    a: &PackedA,
+    b: &[f32],
+    layout: PackedBLayout,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let (m, n, k) = (a.m, layout.n, a.k);
+    assert_eq!(layout.k, k, "sgemm_serial_prepacked: B has depth {}, A {k}", layout.k);
+    assert!(
+        b.len() >= layout.len(),
+        "sgemm_serial_prepacked: B holds {} floats, needs {}",
+        b.len(),
+        layout.len()
+    );
+    assert!(
+        m == 0 || n == 0 || (ldc >= n && c.len() >= (m - 1) * ldc + n),
+        "sgemm_serial_prepacked: C ({} floats, ldc {ldc}) too small for {m}x{n}",
+        c.len()
+    );
+    assert_eq!(Some(layout), PackedBLayout::new(k, n), "sgemm_serial_prepacked: not this CPU's layout");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let pre_b = PrepackedB { base: b.as_ptr(), layout };
+        let no_b = MatRef { data: &[], row_stride: 0, col_stride: 0 };
+        // SAFETY: extents checked above; the layout exists only with AVX-512 present.
+        unsafe {
+            gemm_packed::<x86::Avx512>(
+                m,
+                n,
+                k,
+                1.0,
+                a.src,
+                no_b,
+                beta,
+                CPtr(c.as_mut_ptr()),
+                ldc,
+                false,
+                a.panels::<x86::Avx512>(),
+                Some(pre_b),
+            )
+        };
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Checks and trivial paths
 // ------------------------------------------------------------------------------------------
@@ -868,7 +993,7 @@ unsafe fn gemm_top<K: Micro>(
     let pre = pre.and_then(|p| p.panels::<K>());
     unsafe {
         if !parallel || m * n * k >= SPLIT_MAX_MNK {
-            gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, parallel, pre);
+            gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, parallel, pre, None);
             return;
         }
         let threads = rayon::current_num_threads();
@@ -876,7 +1001,7 @@ unsafe fn gemm_top<K: Micro>(
         let (pm, pn) = task_grid(mt, nt, threads);
         let tasks = pm * pn;
         if tasks <= 1 {
-            gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, false, pre);
+            gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, false, pre, None);
             return;
         }
         (0..tasks).into_par_iter().with_max_len(1).for_each(|t| {
@@ -899,6 +1024,7 @@ unsafe fn gemm_top<K: Micro>(
                 ldc,
                 false,
                 pre.map(|p| p.skip_rows(m0)),
+                None,
             );
         });
     }
@@ -929,6 +1055,7 @@ unsafe fn gemm_packed<K: Micro>(
     ldc: usize,
     parallel: bool,
     pre: Option<PrepackedPanels>,
+    pre_b: Option<PrepackedB>,
 ) {
     let (mr, nr) = (K::MR, K::NR);
     let bl = blocking::<K>();
@@ -937,7 +1064,7 @@ unsafe fn gemm_packed<K: Micro>(
     let mb_max = bl.mb.min(m).div_ceil(mr) * mr;
     let nc_max = bl.nc.min(n).div_ceil(nr) * nr;
     let a_len = if pre.is_some() { 0 } else { (mb_max * kc_max).div_ceil(ALIGN_F32) * ALIGN_F32 };
-    let b_len = nc_max * kc_max;
+    let b_len = if pre_b.is_some() { 0 } else { nc_max * kc_max };
     let mut buf = PackBuf::take(a_len + b_len);
     let apack = buf.ptr();
     // SAFETY: the buffer holds a_len + b_len elements past the aligned start.
@@ -946,7 +1073,7 @@ unsafe fn gemm_packed<K: Micro>(
     // layout allows (A with unit row stride, B with unit column stride): full panels only, the
     // ragged last panel is still packed (zero padded).
     let a_direct = a.row_stride == 1 && nc_max / nr <= DIRECT_REUSE;
-    let b_direct = b.col_stride == 1 && mb_max / mr <= DIRECT_REUSE;
+    let b_direct = pre_b.is_none() && b.col_stride == 1 && mb_max / mr <= DIRECT_REUSE;
     let mut apanels = vec![Panel { ptr: std::ptr::null(), ks: 0 }; mb_max / mr];
     let mut bpanels = vec![Panel { ptr: std::ptr::null(), ks: 0 }; nc_max / nr];
 
@@ -992,7 +1119,9 @@ unsafe fn gemm_packed<K: Micro>(
                     let pack_one = |(jp, panel): (usize, &mut Panel)| {
                         let bp = bp;
                         let cols = nr.min(nc - jp * nr);
-                        if b_direct && cols == nr {
+                        if let Some(pre_b) = pre_b {
+                            *panel = pre_b.panel(pc, jc + jp * nr);
+                        } else if b_direct && cols == nr {
                             *panel = Panel {
                                 ptr: unsafe { b.data.as_ptr().add(pc * b.row_stride + jc + jp * nr) },
                                 ks: b.row_stride,
@@ -1003,7 +1132,7 @@ unsafe fn gemm_packed<K: Micro>(
                             *panel = Panel { ptr: dst, ks: nr };
                         }
                     };
-                    if threads > 1 && nt >= 4 && !b_direct {
+                    if threads > 1 && nt >= 4 && !b_direct && pre_b.is_none() {
                         bpanels[..nt].par_iter_mut().enumerate().with_min_len(2).for_each(pack_one);
                     } else {
                         bpanels[..nt].iter_mut().enumerate().for_each(pack_one);
