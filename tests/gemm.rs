@@ -2,7 +2,7 @@
 
 use dcgan::backend::cpu::gemm::{
     KernelPath, MatRef, PackedA, PackedBLayout, gemm_kernel_name, sgemm, sgemm_naive, sgemm_serial_packed,
-    sgemm_serial_prepacked, sgemm_with,
+    sgemm_serial_prepacked, sgemm_serial_prepacked_b, sgemm_with,
 };
 
 /// Small deterministic PRNG (xorshift64*), values in [-1, 1).
@@ -478,11 +478,18 @@ fn prepacked_b_gives_sgemm_bits() {
         assert!(packed_b.iter().all(|v| !v.is_nan()), "{m}x{n}x{k}: the layout leaves holes");
         let mut want = c0.clone();
         sgemm_serial_packed(&packed_a, n, 1.0, MatRef::row_major(&b, n), beta, &mut want, n);
-        let mut got = c0;
+        let mut got = c0.clone();
         sgemm_serial_prepacked(&packed_a, &packed_b, layout, beta, &mut got, n);
         assert!(
             got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
             "{m}x{n}x{k} beta {beta}: prepacked B differs from packing it"
+        );
+        // The same with A packed by the gemm itself (backward-weight's dy · colᵀ).
+        let mut got = c0;
+        sgemm_serial_prepacked_b(m, MatRef::row_major(&a, k), &packed_b, layout, beta, &mut got, n);
+        assert!(
+            got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{m}x{n}x{k} beta {beta}: prepacked B with A packed in the call differs"
         );
     }
 }

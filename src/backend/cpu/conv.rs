@@ -19,7 +19,9 @@
 //! * im2col reads each input plane through a table of tap indices (AVX-512 gathers from a
 //!   zero-padded copy); for k4 s2 p1 with x twice y and y planes of whole 16-pixel chunks it
 //!   splits the plane into its four row/column parity planes instead, and each col row is
-//!   one of them shifted, read with masked loads (`Taps::plane_k4s2_avx512`).
+//!   one of them shifted, read with masked loads (`Taps::plane_k4s2_avx512`). That path
+//!   writes the gemm's packed B panels directly (`ColOut`): col for the forward, colᵀ (16 taps
+//!   × 16 pixels, one register transpose) for backward-weight, so no packing copy follows.
 //! * A convolution whose kernel covers its whole unpadded input with a 1×1 output (the
 //!   generator's first layer, the discriminator's last) is one plain gemm in each direction.
 //! * Backward-weight: four tasks, each building its own im2col rows and running serial gemms
@@ -31,6 +33,7 @@
 
 use super::gemm::{
     MatRef, PackedA, PackedBLayout, sgemm, sgemm_serial, sgemm_serial_packed, sgemm_serial_prepacked,
+    sgemm_serial_prepacked_b,
 };
 use crate::backend::{ConvGeom, Unary};
 use rayon::prelude::*;
@@ -211,10 +214,7 @@ impl Taps {
         use std::arch::x86_64::*;
         let (hw, w) = (self.hw, self.w / 2);
         assert!(src.len() >= 4 * hw && phases.len() >= 4 * hw && c0.is_multiple_of(16));
-        // Every 16-float run this plane writes, (row start, panel stride) per row.
-        let rows: [(usize, usize); 16] = std::array::from_fn(|t| out.row(r0 + t));
-        let last = c0 + hw - 16;
-        assert!(rows.iter().all(|&(b, s)| b + (last / 32) * s + last % 32 + 16 <= col.len()));
+        assert!(r0.is_multiple_of(16) && out.holds(r0 + 16, c0 + hw, col.len()));
         let x = src.as_ptr();
         let ph = phases.as_mut_ptr();
         // 16 input floats holding the parity-py pixels at flat y positions f..f+8, both
@@ -232,10 +232,10 @@ impl Taps {
             _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
         ];
         // SAFETY (all pointer use below): `pairs` reads rows < h_in of the plane; parity plane
-        // (py, px) is phases[(2py + px)·hw ..][..hw]; each store writes one 16-float run of a
-        // col row, inside `col` (checked above; a run never straddles a 32-column panel, as
-        // c0 and the run starts are multiples of 16); masked loads touch only lanes inside
-        // their parity plane.
+        // (py, px) is phases[(2py + px)·hw ..][..hw]; each store writes one 16-float run,
+        // inside `col` (checked above; a run never straddles a 32-wide panel, as r0, c0 and
+        // the run starts are multiples of 16); masked loads touch only lanes inside their
+        // parity plane.
         unsafe {
             for j in 0..hw / 16 {
                 for py in 0..2 {
@@ -246,16 +246,31 @@ impl Taps {
                     }
                 }
             }
-            for (ki, &(py, oy)) in IM2COL_TAPS.iter().enumerate() {
-                for (kj, &(px, ox)) in IM2COL_TAPS.iter().enumerate() {
-                    let plane = ph.add((2 * py + px) * hw).wrapping_offset(oy * w as isize + ox);
-                    let (row, stride) = rows[ki * 4 + kj];
-                    let row = col.as_mut_ptr().add(row);
-                    for (j, m) in masks.iter().enumerate() {
-                        let mask = m[(oy + 1) as usize][(ox + 1) as usize];
-                        let v = _mm512_maskz_loadu_ps(mask, plane.wrapping_add(16 * j));
+            // Tap t = 4ki + kj at output pixels 16j..16j + 16.
+            let tap = |t: usize, j: usize| {
+                let ((py, oy), (px, ox)) = (IM2COL_TAPS[t / 4], IM2COL_TAPS[t % 4]);
+                let plane = ph.add((2 * py + px) * hw).wrapping_offset(oy * w as isize + ox);
+                let mask = masks[j][(oy + 1) as usize][(ox + 1) as usize];
+                _mm512_maskz_loadu_ps(mask, plane.wrapping_add(16 * j))
+            };
+            let base = col.as_mut_ptr();
+            if let ColOut::PackedT(layout) = out {
+                // colᵀ: position c0 + 16j + q holds the 16 taps of this plane contiguously,
+                // so 16 taps × 16 positions are one register transpose.
+                for j in 0..hw / 16 {
+                    let mut v: [__m512; 16] = std::array::from_fn(|t| tap(t, j));
+                    crate::backend::cpu::gemm::x86::transpose16(&mut v);
+                    for (q, v) in v.iter().enumerate() {
+                        let (row, stride) = layout.row(c0 + 16 * j + q);
+                        _mm512_storeu_ps(base.add(row + (r0 / 32) * stride + r0 % 32), *v);
+                    }
+                }
+            } else {
+                for t in 0..16 {
+                    let (row, stride) = out.row(r0 + t);
+                    for j in 0..hw / 16 {
                         let c = c0 + 16 * j;
-                        _mm512_storeu_ps(row.add((c / 32) * stride + c % 32), v);
+                        _mm512_storeu_ps(base.add(row + (c / 32) * stride + c % 32), tap(t, j));
                     }
                 }
             }
@@ -326,13 +341,16 @@ fn avx512() -> bool {
     *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
 }
 
-/// Where im2col puts col element (r, j): at row(r).0 + (j / 32)·row(r).1 + j % 32.
+/// Where im2col puts col element (r, j) (tap row r, output pixel column j).
 #[derive(Clone, Copy)]
 enum ColOut {
     /// A row-major [rows, ld] matrix.
     RowMajor { ld: usize },
-    /// The gemm's packed B panels (32 columns wide), for `sgemm_serial_prepacked`.
+    /// col as the gemm's packed B panels (32 columns wide), for `sgemm_serial_prepacked`:
+    /// the forward's w · col.
     Packed(PackedBLayout),
+    /// colᵀ as packed B panels, for `sgemm_serial_prepacked_b`: backward-weight's dy · colᵀ.
+    PackedT(PackedBLayout),
 }
 
 impl ColOut {
@@ -342,12 +360,28 @@ impl ColOut {
         PackedBLayout::new(rows, ld).filter(|l| l.nr == 32 && taps.k4s2.is_some())
     }
 
-    /// (where element (r, 0) goes, distance between 32-column runs).
+    /// The same for colᵀ (ld × rows).
+    fn packed_t_for(taps: &Taps, ld: usize, rows: usize) -> Option<PackedBLayout> {
+        Self::packed_for(taps, ld, rows)
+    }
+
+    /// For col row r of `RowMajor` or `Packed`: (where element (r, 0) goes, distance between
+    /// 32-column runs); element (r, j) is at .0 + (j / 32)·.1 + j % 32.
     #[inline]
     fn row(&self, r: usize) -> (usize, usize) {
         match *self {
             ColOut::RowMajor { ld } => (r * ld, 32),
             ColOut::Packed(layout) => layout.row(r),
+            ColOut::PackedT(_) => unreachable!("colᵀ is written position by position"),
+        }
+    }
+
+    /// Whether a buffer of `len` floats holds col rows ..rows × columns ..cols.
+    fn holds(&self, rows: usize, cols: usize, len: usize) -> bool {
+        match *self {
+            ColOut::RowMajor { ld } => cols <= ld && rows * ld <= len,
+            ColOut::Packed(l) => rows <= l.k && cols <= l.n && l.len() <= len,
+            ColOut::PackedT(l) => cols <= l.k && rows <= l.n && l.len() <= len,
         }
     }
 }
@@ -373,14 +407,13 @@ fn im2col(
             taps.plane(src, &mut padded, col, out, cl * kk, i * hw);
         }
     }
-    // The packed operand's last panel is padded to 32 columns: zeros there, not stale values.
-    if let ColOut::Packed(layout) = out {
-        let ld = gn * hw;
-        if !ld.is_multiple_of(32) {
-            for r in 0..layout.k {
-                let at = layout.offset(r, ld);
-                col[at..at + 32 - ld % 32].fill(0.0);
-            }
+    // A packed operand's last panel is padded to 32 columns: zeros there, not stale values.
+    if let ColOut::Packed(layout) | ColOut::PackedT(layout) = out
+        && !layout.n.is_multiple_of(32)
+    {
+        for p in 0..layout.k {
+            let at = layout.offset(p, layout.n);
+            col[at..at + 32 - layout.n % 32].fill(0.0);
         }
     }
 }
@@ -791,24 +824,27 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
             let images = g.n * part / image_parts..g.n * (part + 1) / image_parts;
             let cols = chans.len() * kk;
             let mut acc = Scratch::take(g.c_out * cols);
-            let mut col = Scratch::take(cols * gs * hw);
+            let mut col = None;
             let mut dy_buf = None;
             for (n0, gn) in groups(images.len(), gs) {
                 let (n0, ld) = (images.start + n0, gn * hw);
-                im2col(x, g, &taps, n0, gn, chans.clone(), &mut col, ColOut::RowMajor { ld });
                 let beta = if n0 == images.start { 0.0 } else { 1.0 };
                 let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
-                sgemm_serial(
-                    g.c_out,
-                    cols,
-                    ld,
-                    1.0,
-                    dy_g,
-                    MatRef::row_major_t(&col, ld),
-                    beta,
-                    &mut acc,
-                    cols,
-                );
+                // im2col writes colᵀ as the gemm's packed B where it can (no transposing
+                // copy after it), else col row-major for the gemm to pack.
+                match ColOut::packed_t_for(&taps, ld, cols) {
+                    Some(layout) => {
+                        let col = col.get_or_insert_with(|| Scratch::take(layout.len()));
+                        im2col(x, g, &taps, n0, gn, chans.clone(), col, ColOut::PackedT(layout));
+                        sgemm_serial_prepacked_b(g.c_out, dy_g, col, layout, beta, &mut acc, cols);
+                    }
+                    None => {
+                        let col = col.get_or_insert_with(|| Scratch::take(cols * gs * hw));
+                        im2col(x, g, &taps, n0, gn, chans.clone(), col, ColOut::RowMajor { ld });
+                        let col_t = MatRef::row_major_t(col, ld);
+                        sgemm_serial(g.c_out, cols, ld, 1.0, dy_g, col_t, beta, &mut acc, cols);
+                    }
+                }
             }
             (chans.start * kk, cols, part == 0, acc)
         })

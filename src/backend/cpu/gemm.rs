@@ -21,7 +21,9 @@
 //!   stride, i.e. row-major B). Full row-major A panels are packed with AVX-512 gathers,
 //!   full transposed B panels with 16×16 register transposes.
 //! * An A multiplied by many B (a convolution weight by each task's im2col matrix) can be
-//!   packed once up front: [`PackedA`] and [`sgemm_serial_packed`].
+//!   packed once up front: [`PackedA`] and [`sgemm_serial_packed`]. A B can be written by its
+//!   producer straight into the packed panels ([`PackedBLayout`], the convolutions' im2col):
+//!   [`sgemm_serial_prepacked`], [`sgemm_serial_prepacked_b`].
 //! * Medium problems (m·n·k < [`SPLIT_MAX_MNK`]) on several threads are split into independent
 //!   sub-GEMMs (one rayon region, no barriers); large ones share packed panels between threads.
 //! * Tiny problems (m·n·k < [`SMALL_MNK`]) take a direct loop; m == 1 or n == 1 a gemv loop.
@@ -492,20 +494,50 @@ pub fn sgemm_serial_prepacked(
     c: &mut [f32],
     ldc: usize,
 ) {
-    let (m, n, k) = (a.m, layout.n, a.k);
-    assert_eq!(layout.k, k, "sgemm_serial_prepacked: B has depth {}, A {k}", layout.k);
+    prepacked_b_gemm(a.m, a.k, a.src, Some(a), b, layout, beta, c, ldc);
+}
+
+/// [`sgemm_serial`] (alpha 1) with B already packed by its producer, A (m×k) packed here.
+pub fn sgemm_serial_prepacked_b(
+    m: usize,
+    a: MatRef,
+    b: &[f32],
+    layout: PackedBLayout,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let need = needed_len(m, layout.k, a.row_stride, a.col_stride);
     assert!(
-        b.len() >= layout.len(),
-        "sgemm_serial_prepacked: B holds {} floats, needs {}",
-        b.len(),
-        layout.len()
+        need.is_none_or(|l| l <= a.data.len()),
+        "sgemm_serial_prepacked_b: A ({m}x{}) needs {need:?} elements, has {}",
+        layout.k,
+        a.data.len()
     );
+    prepacked_b_gemm(m, layout.k, a, None, b, layout, beta, c, ldc);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn prepacked_b_gemm(
+    m: usize,
+    k: usize,
+    a: MatRef,
+    pre_a: Option<&PackedA>,
+    b: &[f32],
+    layout: PackedBLayout,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let n = layout.n;
+    assert_eq!(layout.k, k, "prepacked B has depth {}, A {k}", layout.k);
+    assert!(b.len() >= layout.len(), "prepacked B holds {} floats, needs {}", b.len(), layout.len());
     assert!(
         m == 0 || n == 0 || (ldc >= n && c.len() >= (m - 1) * ldc + n),
-        "sgemm_serial_prepacked: C ({} floats, ldc {ldc}) too small for {m}x{n}",
+        "prepacked-B gemm: C ({} floats, ldc {ldc}) too small for {m}x{n}",
         c.len()
     );
-    assert_eq!(Some(layout), PackedBLayout::new(k, n), "sgemm_serial_prepacked: not this CPU's layout");
+    assert_eq!(Some(layout), PackedBLayout::new(k, n), "prepacked B: not this CPU's layout");
     if m == 0 || n == 0 {
         return;
     }
@@ -517,6 +549,7 @@ pub fn sgemm_serial_prepacked(
     {
         let pre_b = PrepackedB { base: b.as_ptr(), layout };
         let no_b = MatRef { data: &[], row_stride: 0, col_stride: 0 };
+        let pre_a = pre_a.and_then(|p| p.panels::<x86::Avx512>());
         // SAFETY: extents checked above; the layout exists only with AVX-512 present.
         unsafe {
             gemm_packed::<x86::Avx512>(
@@ -524,17 +557,19 @@ pub fn sgemm_serial_prepacked(
                 n,
                 k,
                 1.0,
-                a.src,
+                a,
                 no_b,
                 beta,
                 CPtr(c.as_mut_ptr()),
                 ldc,
                 false,
-                a.panels::<x86::Avx512>(),
+                pre_a,
                 Some(pre_b),
             )
         };
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (a, pre_a);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1384,7 +1419,7 @@ impl Micro for ScalarKernel {
 // ------------------------------------------------------------------------------------------
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use super::Micro;
     use std::arch::x86_64::*;
 
@@ -1525,7 +1560,7 @@ mod x86 {
     /// off-diagonal 8×8, then 4×4, 2×2 and 1×1 sub-blocks. Written out pair by pair so the
     /// block stays in registers.
     #[inline(always)]
-    unsafe fn transpose16(r: &mut [__m512; 16]) {
+    pub(crate) unsafe fn transpose16(r: &mut [__m512; 16]) {
         macro_rules! stage {
             ($s:expr; $($i:literal $j:literal),*) => {{
                 let lo = _mm512_loadu_si512(SWAP[$s][0].as_ptr() as *const _);
