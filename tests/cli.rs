@@ -1,7 +1,9 @@
 //! The `dcgan` binary end to end: training on the real-data fixture, sampling, resume, and
 //! every bad input answered with a clear message, a non-zero exit and no panic.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::TempDir;
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn dcgan(args: &[&str]) -> Output {
@@ -12,12 +14,9 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A fresh empty directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dcgan-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh empty directory for one test, removed after it.
+fn scratch(name: &str) -> TempDir {
+    TempDir::new("dcgan-cli", name)
 }
 
 /// Expects failure whose message contains every needle, and no panic.
@@ -156,6 +155,10 @@ fn sample_writes_a_grid_and_reproduces_from_saved_noise() {
 
 #[test]
 fn bad_flags_are_refused_with_the_flag_named() {
+    // Every refused run names an --out that must not appear.
+    let dir = scratch("bad-flags");
+    let never = dir.join("never");
+    let never = never.to_str().unwrap();
     for (flag, value, needle) in [
         ("--image-size", "0", "--image-size 0"),
         ("--image-size", "48", "power of two"),
@@ -167,11 +170,12 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--channels", "2", "--channels 2"),
         ("--device", "tpu", "--device tpu"),
     ] {
-        assert_fails(&["train", flag, value, "--steps", "1", "--out", "/tmp/dcgan-never"], &[needle]);
+        assert_fails(&["train", flag, value, "--steps", "1", "--out", never], &[needle]);
     }
     assert_fails(&["train", "--format", "tiff"], &["tiff"]);
     assert_fails(&["train", "--steps", "1", "--epochs", "1"], &["--epochs"]);
-    assert_fails(&["train", "--epochs", "1", "--out", "/tmp/dcgan-never"], &["--epochs", "synthetic"]);
+    assert_fails(&["train", "--epochs", "1", "--out", never], &["--epochs", "synthetic"]);
+    assert!(!Path::new(never).exists(), "a refused run created its --out directory")
 }
 
 #[test]
@@ -288,7 +292,8 @@ fn bad_checkpoints_are_refused() {
         "5".into(),
         "--out".into(),
     ];
-    resume.push(scratch("ckpt-resume-out").to_str().unwrap().into());
+    let out = scratch("ckpt-resume-out");
+    resume.push(out.to_str().unwrap().into());
     fails(resume, &["generator.safetensors"]);
 }
 

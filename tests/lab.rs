@@ -1,15 +1,19 @@
 //! The GAN internals lab: each experiment at a fixed seed, checking its headline number.
 
+mod common;
+use common::TempDir;
 use dcgan::lab::{GenLoss, LabOptions, run};
 
-fn opts(name: &str) -> LabOptions {
-    let out = std::env::temp_dir().join(format!("dcgan_lab_test_{name}_{}", std::process::id()));
-    LabOptions { out, ..LabOptions::default() }
+/// Options writing into a fresh directory, which the returned guard removes after the test.
+fn opts(name: &str) -> (TempDir, LabOptions) {
+    let dir = TempDir::new("dcgan-lab", name);
+    let opts = LabOptions { out: dir.to_path_buf(), ..LabOptions::default() };
+    (dir, opts)
 }
 
 #[test]
 fn shift1d_theta_reaches_mu() {
-    let o = opts("shift1d");
+    let (_dir, o) = opts("shift1d");
     let s = run("shift1d", &o).unwrap();
     eprintln!("{}", s.headline);
     let err = s.json["abs_error"].as_f64().unwrap();
@@ -21,13 +25,13 @@ fn shift1d_theta_reaches_mu() {
 
 #[test]
 fn unknown_experiment_is_an_error_listing_the_known_ones() {
-    let e = run("nope", &opts("nope")).unwrap_err().to_string();
+    let e = run("nope", &opts("nope").1).unwrap_err().to_string();
     assert!(e.contains("nope") && e.contains("shift1d") && e.contains("ring"), "{e}");
 }
 
 #[test]
 fn optimal_d_matches_d_star_and_v_matches_jsd() {
-    let o = opts("optimal_d");
+    let (_dir, o) = opts("optimal_d");
     let s = run("optimal-d", &LabOptions { steps: Some(1200), ..o.clone() }).unwrap();
     eprintln!("{}", s.headline);
     let err = s.json["max_abs_err_bulk"].as_f64().unwrap();
@@ -39,7 +43,7 @@ fn optimal_d_matches_d_star_and_v_matches_jsd() {
 
 #[test]
 fn saturation_minimax_stalls_where_non_saturating_converges() {
-    let o = opts("saturation");
+    let (_dir, o) = opts("saturation");
     let s = run("saturation", &o).unwrap();
     eprintln!("{}", s.headline);
     let ns = s.json["non_saturating"]["steps_to_reach"].as_u64();
@@ -55,7 +59,7 @@ fn saturation_minimax_stalls_where_non_saturating_converges() {
 fn ring_default_setting_covers_the_modes() {
     // Non-saturating, 1 D step, lr 3e-4, 5000 steps: measured 7..8 modes over the last
     // quarter at seed 0 (mean 7.88), 8/8 at the end.
-    let o = opts("ring");
+    let (_dir, o) = opts("ring");
     let s = run("ring", &o).unwrap();
     eprintln!("{}", s.headline);
     assert!(s.json["modes_tail_min"].as_u64().unwrap() >= 6, "{}", s.headline);
@@ -66,7 +70,8 @@ fn ring_default_setting_covers_the_modes() {
 #[test]
 fn ring_many_d_steps_at_high_lr_collapse() {
     // 5 D steps per G step at lr 1e-3: measured 2 modes at seed 0 (1-2 at seeds 1, 2).
-    let o = LabOptions { d_steps: 5, lr: Some(1e-3), steps: Some(1500), ..opts("ring_collapse") };
+    let (_dir, o) = opts("ring_collapse");
+    let o = LabOptions { d_steps: 5, lr: Some(1e-3), steps: Some(1500), ..o };
     let s = run("ring", &o).unwrap();
     eprintln!("{}", s.headline);
     assert!(s.json["modes_tail_max"].as_u64().unwrap() <= 4, "{}", s.headline);

@@ -4,7 +4,9 @@
 //!
 //! The Fréchet arithmetic itself is unit-tested in src/lab/frechet.rs.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::TempDir;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use dcgan::lab::{LabOptions, run};
@@ -19,12 +21,9 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A fresh empty directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dcgan-score-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh empty directory for one test, removed after it.
+fn scratch(name: &str) -> TempDir {
+    TempDir::new("dcgan-score", name)
 }
 
 fn fixture() -> String {

@@ -5,6 +5,8 @@
 //!
 //! Without the dataset the test says so and passes, except under CI=true, where it must run.
 
+mod common;
+use common::TempDir;
 use std::path::Path;
 use std::process::Command;
 
@@ -22,8 +24,7 @@ fn fashion_mnist_short_training_plays_the_game() {
         );
         return;
     }
-    let out = std::env::temp_dir().join(format!("dcgan-real-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = TempDir::new("dcgan-real", "fmnist");
     let o = Command::new(env!("CARGO_BIN_EXE_dcgan"))
         .args([
             "train",
@@ -77,5 +78,4 @@ fn fashion_mnist_short_training_plays_the_game() {
         after < peak - 0.1,
         "the gap never came back from its peak {peak} (D won for good?): {windows:?}"
     );
-    let _ = std::fs::remove_dir_all(&out);
 }

@@ -172,9 +172,6 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
         // Only the first call in a process can size the global pool; later calls keep it.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
     }
-    let out = opts.out.clone();
-    check_writable(&out)?;
-
     let dataset = open_dataset(&cfg)?;
     let channels = match &resumed {
         Some(s) => s.channels,
@@ -188,6 +185,9 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
         );
     }
     let total = total_steps(&cfg, dataset.as_ref())?;
+    // Only now, with every setting and the data checked: a rejected run leaves no directory.
+    let out = opts.out.clone();
+    check_writable(&out)?;
     let loader_state = resumed.as_ref().map(|s| s.loader).unwrap_or_default();
     let mut loader = Loader::restore(dataset.clone(), cfg.batch_size, cfg.seed, loader_state)?;
 
