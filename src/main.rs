@@ -369,7 +369,24 @@ fn run_lab(a: LabArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Restores the default SIGPIPE action, as command-line tools have it: `dcgan bench --json |
+/// head -c 100` then ends quietly when head closes the pipe. Rust starts with SIGPIPE ignored,
+/// so the next print failed with EPIPE and panicked with a backtrace.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    {
+        unsafe extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGPIPE: i32 = 13;
+        const SIG_DFL: usize = 0;
+        // SAFETY: called first thing, before any thread exists; SIG_DFL installs no handler.
+        unsafe { signal(SIGPIPE, SIG_DFL) };
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     dcgan::backend::cpu::pool::pin_mmap_threshold();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -386,3 +386,19 @@ fn train_on_emu_matches_cpu() {
         }
     }
 }
+
+/// A reader that closes the pipe early (`dcgan bench --json | head -c 10`) ends the run
+/// quietly, as with any command-line tool: no EPIPE panic and backtrace.
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dcgan"))
+        .args(["bench", "--image-size", "16", "--batch-size", "4", "--steps", "1", "--warmup", "0", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dcgan");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for dcgan");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "dcgan bench panicked on a closed pipe:\n{err}");
+}
