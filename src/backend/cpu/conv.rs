@@ -354,15 +354,10 @@ enum ColOut {
 }
 
 impl ColOut {
-    /// The packed panels for a rows × ld col, where the gemm takes them and the k4 s2 im2col
-    /// (the one that writes them) serves `taps`.
-    fn packed_for(taps: &Taps, rows: usize, ld: usize) -> Option<PackedBLayout> {
-        PackedBLayout::new(rows, ld).filter(|l| l.nr == 32 && taps.k4s2.is_some())
-    }
-
-    /// The same for colᵀ (ld × rows).
-    fn packed_t_for(taps: &Taps, ld: usize, rows: usize) -> Option<PackedBLayout> {
-        Self::packed_for(taps, ld, rows)
+    /// The packed panels for a k × n gemm operand (col: rows × ld, colᵀ: ld × rows), where the
+    /// gemm takes them and the k4 s2 im2col (the one that writes them) serves `taps`.
+    fn packed_for(taps: &Taps, k: usize, n: usize) -> Option<PackedBLayout> {
+        PackedBLayout::new(k, n).filter(|l| l.nr == 32 && taps.k4s2.is_some())
     }
 
     /// For col row r of `RowMajor` or `Packed`: (where element (r, 0) goes, distance between
@@ -832,7 +827,7 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
                 let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
                 // im2col writes colᵀ as the gemm's packed B where it can (no transposing
                 // copy after it), else col row-major for the gemm to pack.
-                match ColOut::packed_t_for(&taps, ld, cols) {
+                match ColOut::packed_for(&taps, ld, cols) {
                     Some(layout) => {
                         let col = col.get_or_insert_with(|| Scratch::take(layout.len()));
                         im2col(x, g, &taps, n0, gn, chans.clone(), col, ColOut::PackedT(layout));
