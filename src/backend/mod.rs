@@ -275,9 +275,10 @@ pub trait Backend: Send + Sync {
         k: usize,
     ) -> Storage;
     fn conv2d_forward(&self, x: &Storage, w: &Storage, g: &ConvGeom) -> Storage;
-    /// act(conv2d(x, w)) for act = ReLU or LeakyReLU (the activation a DCGAN puts straight
-    /// after a convolution). The default composes the two kernels; a backend overrides it to
-    /// apply act while the output is still in cache, sparing a pass over a large tensor.
+    /// act(conv2d(x, w)) for an elementwise activation (a DCGAN's discriminator puts a
+    /// LeakyReLU straight after its first convolution). The default composes the two kernels;
+    /// a backend overrides it to apply act while the output is still in cache, sparing a pass
+    /// over a large tensor.
     fn conv2d_forward_act(&self, x: &Storage, w: &Storage, g: &ConvGeom, act: Unary) -> Storage {
         let z = self.conv2d_forward(x, w, g);
         self.unary(act, &z)
