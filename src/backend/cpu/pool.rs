@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// A request may take an idle buffer up to this many times its size class. Serving only the
 /// exact class left a 32×32 step allocating about 40 MB afresh, and page-faulting it in
 /// (10k faults, a tenth of the step), while tens of MB of other classes sat idle. Twice
-/// brings that to a third; four times to a sixth but lifts the 64×64 batch-128 peak RSS from
-/// 449 to 494 MiB (the budget below counts a buffer's whole capacity as in use).
+/// brings that to a third; four times to a sixth but lifts the 64×64 batch-128 peak RSS by
+/// another 45 MiB (the budget below counts a buffer's whole capacity as in use).
 const MAX_FIT: usize = 2;
 
 /// Buffers below this many floats go straight back to the allocator: its small-object heap
@@ -86,9 +86,10 @@ impl Pool {
     /// Makes room for a fresh buffer of `len`: frees idle buffers, stale and largest first,
     /// while the total would pass the high-water mark. The price: a step's buffers of each
     /// size class peak at different moments, so serving every request from the pool would
-    /// take more than the most ever in use at once, and some requests still allocate (2 of
-    /// about 70 per step in tests/alloc_step.rs; 19 before [`MAX_FIT`]). Allowing more memory
-    /// than the high-water mark instead costs RSS at 64×64: a quarter more, 80 MiB.
+    /// take more than the most ever in use at once, and some requests still allocate (about 9
+    /// of 70 per step in tests/alloc_step.rs, 19 before [`MAX_FIT`]; 5 to 8 at the DCGAN's
+    /// real sizes). Allowing more memory than the high-water mark instead costs RSS at 64×64:
+    /// a quarter more, 80 MiB.
     fn evict_for(&mut self, len: usize) {
         while self.idle > 0 && self.idle + self.in_use + len > self.high_water {
             let generation = if self.stale.is_empty() { &mut self.fresh } else { &mut self.stale };
