@@ -455,6 +455,45 @@ fn prepacked_a_gives_sgemm_bits() {
     }
 }
 
+/// A packed A taken block by block (as the convolutions do, one KC block of depth at a time
+/// with beta 1 after the first, or a panel-aligned band of rows) gives the whole product's bits.
+#[test]
+fn packed_a_blocks_give_the_whole_bits() {
+    let (m, n, k) = (60, 70, 700); // three KC blocks, the last ragged; five 12-row panels
+    let mut rng = Rng::new(5);
+    let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+    let packed = PackedA::new(m, k, MatRef::row_major(&a, k));
+    let mut whole = vec![0.0; m * n];
+    sgemm_serial_packed(&packed, n, 1.0, MatRef::row_major(&b, n), 0.0, &mut whole, n);
+    let kc = 256; // every kernel's KC: blocks must follow the packing
+    let mut by_depth = vec![f32::NAN; m * n];
+    for p0 in (0..k).step_by(kc) {
+        let depth = p0..(p0 + kc).min(k);
+        let rows_of_b = MatRef::row_major(&b[p0 * n..], n);
+        let beta = if p0 == 0 { 0.0 } else { 1.0 };
+        sgemm_serial_packed(&packed.block(0..m, depth), n, 1.0, rows_of_b, beta, &mut by_depth, n);
+    }
+    assert!(
+        by_depth.iter().zip(&whole).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "KC blocks summed with beta 1 differ from the whole"
+    );
+    let band = 24..m; // a multiple of both MR (12 for avx512, 6 for avx2)
+    let mut rows = vec![0.0; band.len() * n];
+    sgemm_serial_packed(
+        &packed.block(band.clone(), 0..k),
+        n,
+        1.0,
+        MatRef::row_major(&b, n),
+        0.0,
+        &mut rows,
+        n,
+    );
+    assert!(
+        rows.iter().zip(&whole[band.start * n..]).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "a band of rows differs from the same rows of the whole"
+    );
+}
+
 /// B written straight into the gemm's packed panels (as the k4 s2 im2col does) gives the
 /// bits of packing it from a row-major B: several KC blocks with a ragged last one, a
 /// ragged last panel, an A too tall to prepack, and beta both 0 and not.

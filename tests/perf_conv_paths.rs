@@ -116,6 +116,7 @@ fn col2im_fallbacks() {
     check(geom(3, 5, (5, 6), 4, 3, 1, 1), 10); // stride 1
     check(geom(2, 4, (7, 7), 3, 5, 3, 2), 11); // stride 3
     check(geom(70, 4, (4, 4), 6, 3, 1, 0), 12); // several groups of tiny planes
+    check(geom(6, 40, (6, 6), 4, 3, 1, 1), 20); // k3: col made in bands of 28 channels
 }
 
 #[test]

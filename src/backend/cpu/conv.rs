@@ -10,8 +10,11 @@
 //!   gemm over its own matrix (forward: the im2col of its images; backward-data: the col it
 //!   produces) with one column per output pixel of every image in the group, so the 4×4 late
 //!   layers still give the gemm a wide N. The operands stay in that core's caches; the only
-//!   thing tasks share is the weight, packed once per call (`PackedA`).
-//! * Backward-data is col = wᵀ·dy (no im2col: dy is the gemm's B as it is) then col2im. For
+//!   thing tasks share is the weight, packed once per call (`PackedA`). Where the task's
+//!   matrix outgrows L2 (the 8×8 and 4×4 layers), it is made and used a band at a time: the
+//!   forward's im2col one gemm KC block of rows at a time, summed into y with beta 1;
+//!   backward-data's col a band of channels at a time, each band turned into dx at once.
+//! * Backward-data is col = wᵀ·dy (no im2col: dy is the gemm's B) then col2im. For
 //!   the DCGAN geometry (k4, stride 2, pad 1, x exactly twice y — the forward of every
 //!   stride-2 ConvTranspose2d), output pixel (2a+py, 2b+px) only meets the kernel taps of
 //!   parity (py+1, px+1), so col2im computes each dx element as one sum of four col values
@@ -413,12 +416,27 @@ fn im2col(
     }
 }
 
-/// The adjoint of im2col for images n0..n0+gn: dx planes = Σ over the col rows of each plane.
-fn col2im(col: &[f32], g: &ConvGeom, gn: usize, dx: &mut [f32]) {
-    let (hw, plane) = (hw_out(g), g.h_in * g.w_in);
+/// The dx planes of channels `chans` of a group's gn images (`dx` starts at the first), as
+/// (channel's index within `chans`, image, plane): what the col rows of those channels cover.
+fn dx_planes<'a>(
+    dx: &'a mut [f32],
+    g: &ConvGeom,
+    gn: usize,
+    chans: Range<usize>,
+) -> impl Iterator<Item = (usize, usize, &'a mut [f32])> {
+    let c_in = g.c_in;
+    dx.chunks_exact_mut(g.h_in * g.w_in).take(gn * c_in).enumerate().filter_map(move |(idx, plane)| {
+        let (i, c) = (idx / c_in, idx % c_in);
+        chans.contains(&c).then(|| (c - chans.start, i, plane))
+    })
+}
+
+/// The adjoint of im2col for channels `chans` of images n0..n0+gn: dx planes = Σ over the
+/// col rows of each plane (col holds those channels' rows only).
+fn col2im(col: &[f32], g: &ConvGeom, gn: usize, chans: Range<usize>, dx: &mut [f32]) {
+    let hw = hw_out(g);
     let ld = gn * hw;
-    for (idx, dst) in dx.chunks_exact_mut(plane).enumerate().take(gn * g.c_in) {
-        let (i, c) = (idx / g.c_in, idx % g.c_in);
+    for (c, i, dst) in dx_planes(dx, g, gn, chans) {
         dst.fill(0.0);
         for ki in 0..g.kh {
             for kj in 0..g.kw {
@@ -512,20 +530,34 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f3
         let (n0, gn) = (t * gs, y_t.len() / per_image);
         let ld = gn * hw;
         // y_g = w · col, into y itself for one image, else into a block scattered after.
-        let gemm = |col: &[f32], packed: Option<PackedBLayout>, y_g: &mut [f32]| match packed {
-            Some(layout) => sgemm_serial_prepacked(&wa, col, layout, 0.0, y_g, ld),
-            None => sgemm_serial_packed(&wa, ld, 1.0, MatRef::row_major(col, ld), 0.0, y_g, ld),
+        let gemm = |y_g: &mut [f32]| match ColOut::packed_for(&taps, rows, ld) {
+            // im2col writes the gemm's packed B panels (no packing copy after it), one KC
+            // block of rows at a time, each multiplied while it is still in L2: the whole col
+            // is 4 MiB at 8×8 → 4×4, twice the L2, and went out to L3 and back.
+            Some(layout) => {
+                let chans_per_block = layout.kc / (g.kh * g.kw);
+                let first = PackedBLayout::new(rows.min(layout.kc), ld).expect("as `layout`: same n");
+                let mut col = Scratch::take(first.len());
+                for c0 in (0..g.c_in).step_by(chans_per_block) {
+                    let chans = c0..(c0 + chans_per_block).min(g.c_in);
+                    let depth = c0 * g.kh * g.kw..chans.end * g.kh * g.kw;
+                    let block = PackedBLayout::new(depth.len(), ld).expect("as `layout`: same n");
+                    im2col(x, g, &taps, n0, gn, chans, &mut col, ColOut::Packed(block));
+                    let beta = if c0 == 0 { 0.0 } else { 1.0 };
+                    sgemm_serial_prepacked(&wa.block(0..g.c_out, depth), &col, block, beta, y_g, ld);
+                }
+            }
+            None => {
+                let mut col = Scratch::take(rows * ld);
+                im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col, ColOut::RowMajor { ld });
+                sgemm_serial_packed(&wa, ld, 1.0, MatRef::row_major(&col, ld), 0.0, y_g, ld);
+            }
         };
-        // im2col writes the gemm's packed B panels where it can: no packing copy after it.
-        let packed = ColOut::packed_for(&taps, rows, ld);
-        let mut col = Scratch::take(packed.map_or(rows * ld, |l| l.len()));
-        let out = packed.map_or(ColOut::RowMajor { ld }, ColOut::Packed);
-        im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col, out);
         if gn == 1 {
-            gemm(&col, packed, y_t);
+            gemm(y_t);
         } else {
             let mut block = Scratch::take(g.c_out * ld);
-            gemm(&col, packed, &mut block);
+            gemm(&mut block);
             scatter_planes(&block, g.c_out, gn, hw, y_t);
         }
         if let Some(act) = act {
@@ -568,20 +600,79 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
     // faster: its interior vectorises, and 16 col rows read at once, a 4 KiB multiple apart,
     // fight over the same L1 sets.)
     let k4s2_masks = k4s2_shift_masks(g, 16);
+    let kk = g.kh * g.kw;
+    let col_to_dx = |col: &[f32], gn: usize, chans: Range<usize>, dx_t: &mut [f32]| {
+        if is_k4s2(g) {
+            col2im_k4s2(col, g, gn, chans, k4s2_masks.as_deref(), dx_t);
+        } else {
+            col2im(col, g, gn, chans, dx_t);
+        }
+    };
     dx.par_chunks_mut(gs * per_image).enumerate().for_each(|(t, dx_t)| {
         let (n0, gn) = (t * gs, dx_t.len() / per_image);
         let ld = gn * hw;
-        let mut col = Scratch::take(rows * ld);
-        let mut dy_buf = None;
-        let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
-        sgemm_serial_packed(&w_t, ld, 1.0, dy_g, 0.0, &mut col, ld);
-        if is_k4s2(g) {
-            col2im_k4s2(&col, g, gn, k4s2_masks.as_deref(), dx_t);
-        } else {
-            col2im(&col, g, gn, dx_t);
+        // A group of images: its dy gathered straight into the gemm's packed B, then col made
+        // and summed into dx a band of channels at a time, each band while it is in L2 (the
+        // whole col is 4 MiB at 4×4 → 8×8, twice the L2). Bands start on the packed weight's
+        // panels. A lone image (256 pixels or more) is left as it was: its dy is the gemm's B
+        // as it lies, with no copy, and its col is about the size of L2 (measured: banding it
+        // was 2-10% slower).
+        match PackedBLayout::new(g.c_out, ld).filter(|_| gn > 1) {
+            Some(layout) => {
+                let mut dy_p = Scratch::take(layout.len());
+                pack_y(dy, g, n0, gn, layout, &mut dy_p);
+                let step = w_t.panel_rows() / gcd(w_t.panel_rows(), kk);
+                let band = (BAND_ROWS / kk / step).max(1) * step;
+                let mut col = Scratch::take(band.min(g.c_in) * kk * ld);
+                for c0 in (0..g.c_in).step_by(band) {
+                    let chans = c0..(c0 + band).min(g.c_in);
+                    let w_band = w_t.block(c0 * kk..chans.end * kk, 0..g.c_out);
+                    sgemm_serial_prepacked(&w_band, &dy_p, layout, 0.0, &mut col, ld);
+                    col_to_dx(&col, gn, chans, dx_t);
+                }
+            }
+            None => {
+                let mut col = Scratch::take(rows * ld);
+                let mut dy_buf = None;
+                let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
+                sgemm_serial_packed(&w_t, ld, 1.0, dy_g, 0.0, &mut col, ld);
+                col_to_dx(&col, gn, 0..g.c_in, dx_t);
+            }
         }
     });
     dx
+}
+
+/// Col rows per band of backward-data: a band of col (× 256 columns) is then 256 KiB, an
+/// eighth of L2.
+const BAND_ROWS: usize = 256;
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Images n0..n0+gn of y as the c_out × gn·hw_out gemm operand in `layout`: `y_group`'s
+/// matrix written straight into the packed panels, zero in the last panel's padding.
+fn pack_y(y: &[f32], g: &ConvGeom, n0: usize, gn: usize, layout: PackedBLayout, out: &mut [f32]) {
+    let (hw, nr) = (hw_out(g), layout.nr);
+    for co in 0..g.c_out {
+        let (base, stride) = layout.row(co);
+        let at = |j: usize| base + (j / nr) * stride + j % nr;
+        for i in 0..gn {
+            let src = &y[((n0 + i) * g.c_out + co) * hw..][..hw];
+            // In runs that end at a panel's edge.
+            let mut q = 0;
+            while q < hw {
+                let j = i * hw + q;
+                let run = (nr - j % nr).min(hw - q);
+                out[at(j)..][..run].copy_from_slice(&src[q..q + run]);
+                q += run;
+            }
+        }
+        if !layout.n.is_multiple_of(nr) {
+            out[at(layout.n)..][..nr - layout.n % nr].fill(0.0);
+        }
+    }
 }
 
 /// Kernel taps of output parity `p` (0 or 1) along one axis, k4 s2 p1: (tap index, offset of
@@ -598,20 +689,26 @@ const IM2COL_TAPS: [(usize, isize); 4] = [(1, -1), (0, 0), (1, 0), (0, 1)];
 /// columns kj, each reading y column b + offx (`PHASE_TAPS`). So every dx element is one sum
 /// of at most four col values in a fixed order — no scattered read-modify-writes — and a dx
 /// row is built from contiguous col rows in one pass.
-fn col2im_k4s2(col: &[f32], g: &ConvGeom, gn: usize, masks: Option<&[ShiftMasks]>, dx: &mut [f32]) {
+fn col2im_k4s2(
+    col: &[f32],
+    g: &ConvGeom,
+    gn: usize,
+    chans: Range<usize>,
+    masks: Option<&[ShiftMasks]>,
+    dx: &mut [f32],
+) {
     let (hw, h, w) = (hw_out(g), g.h_out, g.w_out);
     let ld = gn * hw;
     #[cfg(target_arch = "x86_64")]
     if let Some(masks) = masks {
         // SAFETY: `masks` is only given where AVX-512F is present and the shape fits (see
         // `backward_data`).
-        unsafe { col2im_k4s2_avx512(col, g, gn, masks, dx) };
+        unsafe { col2im_k4s2_avx512(col, g, gn, chans, masks, dx) };
         return;
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = masks;
-    for (idx, dst) in dx.chunks_exact_mut(g.h_in * g.w_in).enumerate().take(gn * g.c_in) {
-        let (i, c) = (idx / g.c_in, idx % g.c_in);
+    for (c, i, dst) in dx_planes(dx, g, gn, chans) {
         let plane = c * 16 * ld + i * hw;
         // The four col rows (kj = 0..4) of kernel row ki at y row oy, if oy is inside.
         let taps = |ki: usize, oy: Option<usize>| {
@@ -673,15 +770,21 @@ fn shift_masks(h: usize, w: usize) -> Vec<ShiftMasks> {
 /// in the same order as `k4s2_row`; the two column phases are then interleaved into dx rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn col2im_k4s2_avx512(col: &[f32], g: &ConvGeom, gn: usize, masks: &[ShiftMasks], dx: &mut [f32]) {
+unsafe fn col2im_k4s2_avx512(
+    col: &[f32],
+    g: &ConvGeom,
+    gn: usize,
+    chans: Range<usize>,
+    masks: &[ShiftMasks],
+    dx: &mut [f32],
+) {
     use std::arch::x86_64::*;
     let (hw, w) = (hw_out(g), g.w_out);
     let (ld, wi) = (gn * hw, g.w_in);
     // Lanes 0..16 of (even, odd) interleaved: lo from lanes 0..8, hi from lanes 8..16.
     let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    for (idx, dst) in dx.chunks_exact_mut(g.h_in * wi).enumerate().take(gn * g.c_in) {
-        let (i, c) = (idx / g.c_in, idx % g.c_in);
+    for (c, i, dst) in dx_planes(dx, g, gn, chans) {
         let plane = col[c * 16 * ld + i * hw..].as_ptr();
         let out = dst.as_mut_ptr();
         for (j, m) in masks.iter().enumerate() {

@@ -49,6 +49,7 @@
 #![allow(clippy::needless_range_loop, clippy::redundant_locals)]
 
 use std::cell::Cell;
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
@@ -290,10 +291,14 @@ pub struct PackedA<'a> {
     /// MR and KC of the kernel the panels were packed for; `mr == 0`: not packed.
     mr: usize,
     kc: usize,
-    /// KC block `q` starts at `q·KC·mt·MR`; within it, panel `ip` at `ip·MR·kc`.
+    /// KC block `q` starts at `q·KC·mt·MR`; within it, panel `ip` at `ip·MR·kc`. `None` in a
+    /// [`PackedA::block`], which borrows its parent's.
     panels: Option<PackBuf>,
-    /// Aligned start of `panels`.
+    /// Aligned start of the panels of this operand's first KC block.
     base: *const f32,
+    /// Panels per KC block of the whole packed matrix, and this operand's first one.
+    mt: usize,
+    panel0: usize,
 }
 // SAFETY: `base` points into the owned, read-only `panels`.
 unsafe impl Send for PackedA<'_> {}
@@ -308,7 +313,8 @@ impl<'a> PackedA<'a> {
             "PackedA: A ({m}x{k}) needs {need:?} elements, has {}",
             a.data.len()
         );
-        let mut pa = PackedA { src: a, m, k, mr: 0, kc: 0, panels: None, base: std::ptr::null() };
+        let mut pa =
+            PackedA { src: a, m, k, mr: 0, kc: 0, panels: None, base: std::ptr::null(), mt: 0, panel0: 0 };
         match KernelPath::detected() {
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx512 => pa.pack::<x86::Avx512>(),
@@ -354,18 +360,54 @@ impl<'a> PackedA<'a> {
                 }
             }
         });
-        (self.mr, self.kc) = (mr, K::KC);
+        (self.mr, self.kc, self.mt) = (mr, K::KC, mt);
+    }
+
+    /// The row count `PackedA::block` bands must start at a multiple of (1 where A is not packed).
+    pub fn panel_rows(&self) -> usize {
+        self.mr.max(1)
+    }
+
+    /// Rows `rows` × columns `depth` of this A as an operand of its own, on the same panels: for
+    /// a caller that multiplies A block by block (a convolution interleaving its im2col with the
+    /// gemm, so each block of col is used while it is in L2). Where A is packed, `rows` must
+    /// start on a panel boundary and `depth` on a KC block boundary, and end on one or at k.
+    /// Blocks over depth, summed with `beta` = 1 after the first, give the bits of the whole.
+    pub fn block(&self, rows: Range<usize>, depth: Range<usize>) -> PackedA<'_> {
+        assert!(
+            rows.start <= rows.end && rows.end <= self.m && depth.start <= depth.end && depth.end <= self.k,
+            "PackedA::block: rows {rows:?}, depth {depth:?} outside {}x{}",
+            self.m,
+            self.k
+        );
+        let at = rows.start * self.src.row_stride + depth.start * self.src.col_stride;
+        let src = MatRef { data: self.src.data.get(at..).unwrap_or(&[]), ..self.src };
+        let mut b = PackedA { src, m: rows.len(), k: depth.len(), panels: None, ..*self };
+        if self.mr != 0 {
+            assert!(
+                rows.start.is_multiple_of(self.mr)
+                    && depth.start.is_multiple_of(self.kc)
+                    && (depth.end == self.k || depth.len().is_multiple_of(self.kc)),
+                "PackedA::block: rows {rows:?} / depth {depth:?} off the {}-row panels / {}-deep blocks",
+                self.mr,
+                self.kc
+            );
+            // SAFETY: depth.start ≤ k, so the offset stays inside (or one past) the panels.
+            b.base = unsafe { self.base.add(depth.start * self.mt * self.mr) };
+            b.panel0 = self.panel0 + rows.start / self.mr;
+        }
+        b
     }
 
     /// The panels for kernel `K`, if they were packed for it.
     fn panels<K: Micro>(&self) -> Option<PrepackedPanels> {
-        (self.mr == K::MR && self.kc == K::KC).then(|| PrepackedPanels {
+        (self.mr == K::MR && self.kc == K::KC).then_some(PrepackedPanels {
             base: self.base,
-            mt: self.m.div_ceil(self.mr),
+            mt: self.mt,
             mr: self.mr,
             k: self.k,
             kc: self.kc,
-            panel0: 0,
+            panel0: self.panel0,
         })
     }
 }
