@@ -62,6 +62,10 @@ pub struct BenchReport {
     pub peak_gflops: f64,
     pub peak_measured: bool,
     pub percent_of_peak: f64,
+    /// The cores' fp32 FMA throughput (`measure_fma_peak`), on the CPU with AVX2 or AVX-512:
+    /// the ceiling no kernel can pass, where `peak_gflops` is what the engine's gemm reaches.
+    pub fma_peak_gflops: Option<f64>,
+    pub percent_of_fma_peak: Option<f64>,
     pub peak_rss_mib: f64,
     pub breakdown: Vec<Breakdown>,
     /// Every convolution of the step, slowest first.
@@ -97,6 +101,71 @@ pub fn measure_gemm_peak() -> f64 {
         best = best.min(t.elapsed().as_secs_f64());
     }
     2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+/// The machine's fp32 FMA throughput in GFLOP/s: every rayon thread runs 12 independent chains
+/// of the widest vector FMA for a fixed count (best of 5). None without AVX2+FMA or AVX-512.
+pub fn measure_fma_peak() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // FLOPs per iteration of the 12 chains: lanes · 2 (multiply and add) · 12.
+        let (chains, flops_per_iter): (unsafe fn(u64) -> f32, f64) = if is_x86_feature_detected!("avx512f") {
+            (fma_chains::avx512, 16.0 * 2.0 * 12.0)
+        } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            (fma_chains::avx2, 8.0 * 2.0 * 12.0)
+        } else {
+            return None;
+        };
+        const ITERS: u64 = 25_000_000; // about 50 ms per thread at 200 GFLOP/s
+        let threads = rayon::current_num_threads();
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t = Instant::now();
+            // SAFETY: the features `chains` needs were detected above.
+            let sums = rayon::broadcast(|_| unsafe { chains(ITERS) });
+            best = best.min(t.elapsed().as_secs_f64());
+            std::hint::black_box(sums);
+        }
+        Some(flops_per_iter * ITERS as f64 * threads as f64 / best / 1e9)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+mod fma_chains {
+    use std::arch::x86_64::*;
+
+    /// 12 chains: enough to cover the FMA latency (4) on two ports with room to spare.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512(iters: u64) -> f32 {
+        let (b, c) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(1e-7));
+        let mut acc = [_mm512_set1_ps(1.0); 12];
+        for _ in 0..iters {
+            for a in &mut acc {
+                *a = _mm512_fmadd_ps(*a, b, c);
+            }
+        }
+        acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2(iters: u64) -> f32 {
+        let (b, c) = (_mm256_set1_ps(1.000_000_1), _mm256_set1_ps(1e-7));
+        let mut acc = [_mm256_set1_ps(1.0); 12];
+        for _ in 0..iters {
+            for a in &mut acc {
+                *a = _mm256_fmadd_ps(*a, b, c);
+            }
+        }
+        let mut lanes = [0.0f32; 8];
+        acc.iter()
+            .map(|&a| {
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+                lanes.iter().sum::<f32>()
+            })
+            .sum()
+    }
 }
 
 pub fn run(opts: &BenchOptions) -> BenchReport {
@@ -176,6 +245,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         None => (measure_gemm_peak(), true),
     };
     let gflops = conv_flops / median / 1e9;
+    let fma_peak = if matches!(dev, Device::Cpu) { measure_fma_peak() } else { None };
     BenchReport {
         device: dev.to_string(),
         image_size: cfg.image_size,
@@ -194,6 +264,8 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         peak_gflops: peak,
         peak_measured: measured,
         percent_of_peak: 100.0 * gflops / peak,
+        fma_peak_gflops: fma_peak,
+        percent_of_fma_peak: fma_peak.map(|p| 100.0 * gflops / p),
         peak_rss_mib: peak_rss_mib(),
         breakdown,
         conv_layers,
@@ -206,7 +278,7 @@ pub fn render_text(r: &BenchReport) -> String {
         r.image_size, r.channels, r.batch_size, r.nz, r.ngf, r.ndf, r.device, r.threads, r.steps
     );
     s += &format!(
-        "  {:.1} ms/step median ({:.1} min), {:.1} img/s\n  convolutions: {:.2} GFLOP/step, {:.1} GFLOP/s = {:.1}% of {:.0} GFLOP/s peak ({})\n  peak RSS {:.0} MiB\n",
+        "  {:.1} ms/step median ({:.1} min), {:.1} img/s\n  convolutions: {:.2} GFLOP/step, {:.1} GFLOP/s = {:.1}% of {:.0} GFLOP/s peak ({})\n",
         r.ms_per_step_median,
         r.ms_per_step_min,
         r.images_per_s,
@@ -215,8 +287,13 @@ pub fn render_text(r: &BenchReport) -> String {
         r.percent_of_peak,
         r.peak_gflops,
         if r.peak_measured { "measured: engine gemm 2048³" } else { "--peak" },
-        r.peak_rss_mib
     );
+    if let (Some(fma), Some(pct)) = (r.fma_peak_gflops, r.percent_of_fma_peak) {
+        s += &format!(
+            "                = {pct:.1}% of {fma:.0} GFLOP/s (measured: FMA loop on every thread)\n"
+        );
+    }
+    s += &format!("  peak RSS {:.0} MiB\n", r.peak_rss_mib);
     s += "  breakdown (profiled steps):\n";
     for b in &r.breakdown {
         s += &format!(

@@ -402,3 +402,45 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
     let err = stderr(&out);
     assert!(!err.contains("panicked"), "dcgan bench panicked on a closed pipe:\n{err}");
 }
+
+/// `dcgan bench --json`: one object whose percentages are the convolution rate over the two
+/// peaks it names (the given `--peak`, and on an x86 CPU with AVX2 or AVX-512 the FMA loop
+/// it measures), with the time split by kernel and by convolution layer.
+#[test]
+fn bench_json_reports_rates_against_both_peaks() {
+    let o = dcgan(&[
+        "bench",
+        "--image-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--peak",
+        "50",
+        "--json",
+    ]);
+    assert!(o.status.success(), "dcgan bench failed:\n{}", stderr(&o));
+    let j: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("bench --json prints one JSON object");
+    let num = |k: &str| j[k].as_f64().unwrap_or_else(|| panic!("bench --json lacks the number {k}: {j}"));
+    let gflops = num("gflops");
+    assert!(gflops > 0.0 && num("ms_per_step_median") > 0.0 && num("peak_rss_mib") > 0.0, "{j}");
+    assert_eq!(num("peak_gflops"), 50.0);
+    assert!((num("percent_of_peak") - 100.0 * gflops / 50.0).abs() < 1e-9, "{j}");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let fma = num("fma_peak_gflops");
+        // A core's FMA loop runs at ≥ 8 lanes · 2 FLOPs a cycle: over 10 GFLOP/s at any clock.
+        assert!(fma > 10.0, "FMA-loop peak {fma} GFLOP/s: {j}");
+        assert!((num("percent_of_fma_peak") - 100.0 * gflops / fma).abs() < 1e-9, "{j}");
+    }
+    let kernels: Vec<&str> =
+        j["breakdown"].as_array().expect("breakdown").iter().filter_map(|b| b["kernel"].as_str()).collect();
+    for k in ["conv forward", "conv backward-data", "conv backward-weight", "batchnorm", "adam"] {
+        assert!(kernels.contains(&k), "breakdown lacks {k}: {kernels:?}");
+    }
+    assert!(!j["conv_layers"].as_array().expect("conv_layers").is_empty(), "{j}");
+}
