@@ -436,6 +436,21 @@ fn bench_json_reports_rates_against_both_peaks() {
         // A core's FMA loop runs at ≥ 8 lanes · 2 FLOPs a cycle: over 10 GFLOP/s at any clock.
         assert!(fma > 10.0, "FMA-loop peak {fma} GFLOP/s: {j}");
         assert!((num("percent_of_fma_peak") - 100.0 * gflops / fma).abs() < 1e-9, "{j}");
+        let alone = num("conv_only_gflops");
+        assert!((num("conv_only_percent_of_fma_peak") - 100.0 * alone / fma).abs() < 1e-9, "{j}");
+    }
+    {
+        // The rate over the convolutions' own time, as the breakdown's rows give it.
+        let conv_ms: f64 = j["breakdown"]
+            .as_array()
+            .expect("breakdown")
+            .iter()
+            .filter(|b| b["kernel"].as_str().is_some_and(|k| k.starts_with("conv")))
+            .map(|b| b["ms_per_step"].as_f64().expect("ms_per_step"))
+            .sum();
+        let alone = num("conv_only_gflops");
+        let want = num("conv_gflop_per_step") / (conv_ms / 1e3);
+        assert!((alone - want).abs() <= 1e-6 * want, "conv_only_gflops {alone}, breakdown says {want}: {j}");
     }
     let kernels: Vec<&str> =
         j["breakdown"].as_array().expect("breakdown").iter().filter_map(|b| b["kernel"].as_str()).collect();
