@@ -146,3 +146,33 @@ impl WithKw for ConvGeom {
         self
     }
 }
+
+/// Backward-weight splits its channels into one block per thread: the split must change no
+/// bits. Odd channel counts (ragged blocks), 4×4, 8×8 and 16×16 dy planes (image groups),
+/// and the batch-quarter path below 32 channels.
+#[test]
+fn backward_weight_bits_do_not_depend_on_the_thread_count() {
+    for (i, g) in [
+        geom(30, 33, (16, 16), 8, 4, 2, 1),
+        geom(9, 64, (8, 8), 12, 4, 2, 1),
+        geom(20, 40, (32, 32), 4, 4, 2, 1),
+        geom(6, 3, (32, 32), 8, 4, 2, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut rng = Rng::new(40 + i as u64);
+        let (x, dy) = (random(g.x_len(), &mut rng), random(g.y_len(), &mut rng));
+        let (x, dy) = (Storage::Cpu(to_f32(&x)), Storage::Cpu(to_f32(&dy)));
+        let dw = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let be = Device::Cpu.backend();
+            pool.install(|| be.download(&be.conv2d_backward_weight(&x, &dy, &g)))
+        };
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let want = bits(dw(1));
+        for threads in [2, 3, 5] {
+            assert!(bits(dw(threads)) == want, "{g:?}: dw differs with {threads} threads");
+        }
+    }
+}

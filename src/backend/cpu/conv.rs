@@ -27,10 +27,11 @@
 //!   × 16 pixels, one register transpose) for backward-weight, so no packing copy follows.
 //! * A convolution whose kernel covers its whole unpadded input with a 1×1 output (the
 //!   generator's first layer, the discriminator's last) is one plain gemm in each direction.
-//! * Backward-weight: four tasks, each building its own im2col rows and running serial gemms
+//! * Backward-weight: tasks each building their own im2col rows and running serial gemms
 //!   (`backward_weight_tasks`). With 32 or more input channels a task owns the dw columns of
-//!   a block of channels over the whole batch; with fewer (the RGB layer) a task sums a
-//!   quarter of the batch and the four partial dw are added in order.
+//!   a block of channels over the whole batch, one block per thread (the split changes no
+//!   bits); with fewer (the RGB layer) each of four tasks sums a quarter of the batch and the
+//!   four partial dw are added in order.
 //!
 //! Workspaces come from a small pool and are reused across calls and steps.
 
@@ -46,8 +47,9 @@ use std::sync::Mutex;
 /// Columns (output pixels) one forward / backward-data task aims for: wide enough for the
 /// gemm's 32-column tiles and its packing costs, small enough to give both cores work.
 const TARGET_COLS: usize = 256;
-/// Tasks of `backward_weight_by_channels` (a fixed count, so the sums never depend on the
-/// thread count), and the im2col matrix each task aims for, in floats (1 MiB: L2-resident).
+/// Batch parts of `backward_weight_tasks` below 32 input channels (a fixed count, so the
+/// partial sums never depend on the thread count), and the im2col matrix a task aims for
+/// with a quarter of the channels, in floats (1 MiB: L2-resident).
 const BW_TASKS: usize = 4;
 const BW_TASK_COL: usize = 1 << 18;
 
@@ -891,24 +893,33 @@ pub fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
     dw
 }
 
-/// dw in BW_TASKS tasks with serial gemms whose operands stay in their core's L2. With 32 or
-/// more input channels a task owns the dw columns of a block of channels and runs over the
-/// whole batch; with fewer (the RGB layer, whose dw is too narrow to split) a task runs over
-/// a quarter of the batch into its own partial dw, and the partials are added in task order.
+/// dw in tasks with serial gemms whose operands stay in their core's L2. With 32 or more
+/// input channels a task owns the dw columns of a block of channels and runs over the whole
+/// batch; with fewer (the RGB layer, whose dw is too narrow to split) each of BW_TASKS tasks
+/// runs over a quarter of the batch into its own partial dw, and the partials are added in
+/// task order.
 /// Either way a task builds its own im2col rows, no task shares a matrix with another, and
 /// every dw element is summed in an order fixed by the shapes alone.
 fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
     let (hw, kk, rows) = (hw_out(g), g.kh * g.kw, rows(g));
-    let (chan_blocks, image_parts) = if g.c_in >= 32 { (BW_TASKS, 1) } else { (1, BW_TASKS.min(g.n)) };
+    // Channel blocks: one per thread, so each task packs the whole batch's dy (its gemms' A)
+    // as few times as the threads allow (four blocks on two threads packed it twice as often
+    // and ran 3-10% slower), and at least two (one 4×4 layer's whole dw is 8 MiB, past L2).
+    // A task owns its dw columns, so the split changes no bits.
+    let (chan_blocks, image_parts) =
+        if g.c_in >= 32 { (rayon::current_num_threads().max(2), 1) } else { (1, BW_TASKS.min(g.n)) };
     let per_block = g.c_in.div_ceil(chan_blocks);
-    // Images per gemm: an im2col of about BW_TASK_COL floats, but a depth of 256 at least. An
-    // image of 256 or more output pixels is a gemm of its own: its dy is then the gemm's A as
-    // it lies in the tensor, with no gathered copy (`y_group`), and a depth of 256 is already
-    // the gemm's own k block, so nothing else changes.
+    // Images per gemm: an im2col of about BW_TASK_COL floats for a block of a quarter of the
+    // channels, but a depth of 256 at least. The groups (and so the order of every sum) come
+    // from the shape alone, never from the thread count. An image of 256 or more output
+    // pixels is a gemm of its own: its dy is then the gemm's A as it lies in the tensor, with
+    // no gathered copy (`y_group`), and a depth of 256 is already the gemm's own k block, so
+    // nothing else changes.
+    let group_block = if g.c_in >= 32 { g.c_in.div_ceil(BW_TASKS) } else { g.c_in };
     let gs = if hw >= 256 {
         1
     } else {
-        (BW_TASK_COL / (per_block * kk * hw).max(1)).max(256_usize.div_ceil(hw)).clamp(1, g.n)
+        (BW_TASK_COL / (group_block * kk * hw).max(1)).max(256_usize.div_ceil(hw)).clamp(1, g.n)
     };
     let taps = Taps::conv(g);
     // (first dw column, column count, first part of its block?, dw[:, those columns] summed
