@@ -307,7 +307,15 @@ pub fn render_text(r: &BenchReport) -> String {
     if let Some(pct) = r.conv_only_percent_of_fma_peak {
         s += &format!(" = {pct:.1}% of the FMA loop");
     }
-    s += &format!("\n  peak RSS {:.0} MiB\n", r.peak_rss_mib);
+    s += "\n";
+    if let (true, Some(fma)) = (r.peak_measured, r.fma_peak_gflops) {
+        s += &format!(
+            "  engine gemm 2048³: {:.0} GFLOP/s = {:.1}% of the FMA loop\n",
+            r.peak_gflops,
+            100.0 * r.peak_gflops / fma
+        );
+    }
+    s += &format!("  peak RSS {:.0} MiB\n", r.peak_rss_mib);
     s += "  breakdown (profiled steps):\n";
     for b in &r.breakdown {
         s += &format!(
