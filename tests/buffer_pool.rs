@@ -7,6 +7,15 @@ use dcgan::gan::{DcganConfig, Gan, GeneratorLoss, discriminator, generator};
 use dcgan::nn::Module;
 use dcgan::optim::Adam;
 use dcgan::{Device, Rng, Tensor};
+use std::sync::{Mutex, MutexGuard};
+
+/// The pool is one per process and the harness runs these tests on parallel threads: a
+/// DCGAN step that must allocate evicts idle buffers, which can be another test's buffer
+/// between its `give` and `take` (seen once in CI). Each test holds this lock throughout.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Three DCGAN steps from a fixed seed; the losses and every parameter's bits.
 fn three_steps() -> (Vec<u32>, Vec<u32>) {
@@ -38,6 +47,7 @@ fn three_steps() -> (Vec<u32>, Vec<u32>) {
 
 #[test]
 fn reused_buffers_are_written_before_they_are_read() {
+    let _serial = serial();
     // Run 1 fills the pool with buffers holding ordinary stale values; run 2 gets them back
     // poisoned with NaN. A kernel that read an output element before writing it would see
     // a finite value in one run and NaN in the other.
@@ -54,6 +64,7 @@ fn reused_buffers_are_written_before_they_are_read() {
 
 #[test]
 fn a_freed_buffer_is_reused_for_the_same_length() {
+    let _serial = serial();
     let len = 65_537; // a length no DCGAN op of the other test asks for
     let v = pool::take(len);
     let ptr = v.as_ptr();
@@ -67,6 +78,7 @@ fn a_freed_buffer_is_reused_for_the_same_length() {
 
 #[test]
 fn a_smaller_request_reuses_an_idle_buffer_up_to_twice_its_size() {
+    let _serial = serial();
     // Lengths no other test here asks for (the pool is one per process).
     let big = pool::take(3 << 20);
     let ptr = big.as_ptr();
