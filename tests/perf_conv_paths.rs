@@ -148,14 +148,15 @@ impl WithKw for ConvGeom {
 }
 
 /// Backward-weight splits its channels into one block per thread: the split must change no
-/// bits. Odd channel counts (ragged blocks), 4×4, 8×8 and 16×16 dy planes (image groups),
-/// and the batch-quarter path below 32 channels.
+/// bits. Odd channel counts (ragged blocks), 4×4, 8×8 and 16×16 dy planes (image groups), a
+/// k3 convolution (col not prepacked), and the batch-quarter path below 32 channels.
 #[test]
 fn backward_weight_bits_do_not_depend_on_the_thread_count() {
     for (i, g) in [
         geom(30, 33, (16, 16), 8, 4, 2, 1),
         geom(9, 64, (8, 8), 12, 4, 2, 1),
         geom(20, 40, (32, 32), 4, 4, 2, 1),
+        geom(4, 40, (6, 6), 5, 3, 1, 1), // k3: row-major col, the gemm packs it
         geom(6, 3, (32, 32), 8, 4, 2, 1),
     ]
     .into_iter()

@@ -905,9 +905,14 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
     // Channel blocks: one per thread, so each task packs the whole batch's dy (its gemms' A)
     // as few times as the threads allow (four blocks on two threads packed it twice as often
     // and ran 3-10% slower), and at least two (one 4×4 layer's whole dw is 8 MiB, past L2).
-    // A task owns its dw columns, so the split changes no bits.
-    let (chan_blocks, image_parts) =
-        if g.c_in >= 32 { (rayon::current_num_threads().max(2), 1) } else { (1, BW_TASKS.min(g.n)) };
+    // A task owns its dw columns, so the split changes no bits, as long as every block keeps
+    // 32 columns: its gemm then always takes the packed kernel (a narrower one could fall to
+    // the direct loop for tiny products, whose sums round differently).
+    let (chan_blocks, image_parts) = if g.c_in >= 32 {
+        (rayon::current_num_threads().max(2).min(g.c_in * kk / 32), 1)
+    } else {
+        (1, BW_TASKS.min(g.n))
+    };
     let per_block = g.c_in.div_ceil(chan_blocks);
     // Images per gemm: an im2col of about BW_TASK_COL floats for a block of a quarter of the
     // channels, but a depth of 256 at least. The groups (and so the order of every sum) come
