@@ -303,9 +303,14 @@ pub fn render_text(r: &BenchReport) -> String {
             "                = {pct:.1}% of {fma:.0} GFLOP/s (measured: FMA loop on every thread)\n"
         );
     }
-    s += &format!("  convolutions alone (their own time): {:.1} GFLOP/s", r.conv_only_gflops);
+    s += &format!(
+        "  convolutions alone (their own time): {:.1} GFLOP/s = {:.1}% of the {:.0} peak",
+        r.conv_only_gflops,
+        100.0 * r.conv_only_gflops / r.peak_gflops,
+        r.peak_gflops
+    );
     if let Some(pct) = r.conv_only_percent_of_fma_peak {
-        s += &format!(" = {pct:.1}% of the FMA loop");
+        s += &format!(", {pct:.1}% of the FMA loop");
     }
     s += "\n";
     if let (true, Some(fma)) = (r.peak_measured, r.fma_peak_gflops) {
