@@ -35,26 +35,29 @@ impl<const K: usize> LaneSums<K> {
         LaneSums { lanes: [[0.0; LANES]; K], terms: 0, total: [0.0; K] }
     }
 
-    /// Adds f(i) for i in 0..len (one plane).
+    /// Adds f(x[i], y[i]) over one plane (`y` as long as `x`): element i into lane i % LANES.
+    /// Whole chunks of LANES, so the loop has no bounds checks and vectorises.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
-    fn add(&mut self, len: usize, f: impl Fn(usize) -> [f32; K]) {
-        let full = len / LANES * LANES;
-        for i0 in (0..full).step_by(LANES) {
+    fn add(&mut self, x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> [f32; K]) {
+        let y = &y[..x.len()];
+        let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+        let (xr, yr) = (xc.remainder(), yc.remainder());
+        for (xs, ys) in xc.zip(yc) {
             for l in 0..LANES {
-                let t = f(i0 + l);
+                let t = f(xs[l], ys[l]);
                 for k in 0..K {
                     self.lanes[k][l] += t[k];
                 }
             }
         }
-        for i in full..len {
-            let t = f(i);
+        for (l, (&x, &y)) in xr.iter().zip(yr).enumerate() {
+            let t = f(x, y);
             for k in 0..K {
-                self.lanes[k][i - full] += t[k];
+                self.lanes[k][l] += t[k];
             }
         }
-        self.terms += len;
+        self.terms += x.len();
         if self.terms >= FLUSH {
             self.flush();
         }
@@ -134,8 +137,8 @@ fn batch_stats(x: &[f32], s: ChannelShape) -> (Vec<f32>, Vec<f32>) {
     let shift: Vec<f32> = (0..s.c).map(|c| x.get(c * hw).copied().unwrap_or(0.0)).collect();
     let sums = channel_sums(s, |c, o, sums: &mut LaneSums<2>| {
         let (p, k) = (&x[o..o + hw], shift[c]);
-        sums.add(hw, |i| {
-            let d = p[i] - k;
+        sums.add(p, p, |x, _| {
+            let d = x - k;
             [d, d * d]
         })
     });
@@ -230,9 +233,9 @@ where
     let hw = s.hw;
     let sums = channel_sums(s, |c, o, sums: &mut LaneSums<2>| {
         let (x, dy, mu, is, dz) = (&x[o..o + hw], &dy[o..o + hw], mean[c], invstd[c], dz_of(c));
-        sums.add(hw, |i| {
-            let dz = dz(x[i], dy[i]);
-            [dz, dz * (x[i] - mu) * is]
+        sums.add(x, dy, |x, dy| {
+            let dz = dz(x, dy);
+            [dz, dz * (x - mu) * is]
         });
     });
     let dbeta: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
