@@ -121,11 +121,11 @@ fn col2im_fallbacks() {
 
 #[test]
 fn backward_weight_by_channel_blocks() {
-    // c_in ≥ 32: four tasks over channel blocks (9, 9, 9, 6 channels), 28-image groups with a
-    // ragged last one.
+    // c_in ≥ 32: a task per channel block (one per thread, at least two: 17 + 16 channels),
+    // 28-image groups with a ragged last one.
     check(geom(30, 33, (16, 16), 4, 4, 2, 1), 18);
     check(geom(9, 33, (32, 32), 4, 4, 2, 1), 15); // 256-pixel dy planes: a gemm per image
-    check(geom(2, 64, (8, 8), 5, 4, 2, 1), 16); // 16-channel blocks, one group
+    check(geom(2, 64, (8, 8), 5, 4, 2, 1), 16); // one group
     // c_in < 32: four tasks over quarters of the batch, a gemm per 256-pixel image.
     check(geom(6, 3, (32, 32), 8, 4, 2, 1), 19);
 }
