@@ -346,13 +346,14 @@ fn avx512() -> bool {
     *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
 }
 
-/// Where im2col puts col element (r, j) (tap row r, output pixel column j).
+/// Where im2col puts col element (r, j) (tap row r, output pixel column j); `gather_y`, dy's
+/// element (channel r, pixel j of the group).
 #[derive(Clone, Copy)]
 enum ColOut {
     /// A row-major [rows, ld] matrix.
     RowMajor { ld: usize },
-    /// col as the gemm's packed B panels (32 columns wide), for `sgemm_serial_prepacked`:
-    /// the forward's w · col.
+    /// The gemm's packed B panels (32 columns wide), for `sgemm_serial_prepacked`: the
+    /// forward's w · col, backward-data's wᵀ · dy.
     Packed(PackedBLayout),
     /// colᵀ as packed B panels, for `sgemm_serial_prepacked_b`: backward-weight's dy · colᵀ.
     PackedT(PackedBLayout),
@@ -462,12 +463,29 @@ fn col2im(col: &[f32], g: &ConvGeom, gn: usize, chans: Range<usize>, dx: &mut [f
     }
 }
 
-/// NCHW images n0..n0+gn of y (c_out channels) to [c_out, gn·hw_out].
-fn gather_y(y: &[f32], g: &ConvGeom, n0: usize, gn: usize, out: &mut [f32]) {
+/// NCHW images n0..n0+gn of y (c_out channels) to [c_out, gn·hw_out], laid out as `layout`
+/// says: row-major (`y_group`'s matrix), or straight into the gemm's packed B panels
+/// (backward-data's dy), zero in the last panel's padding.
+fn gather_y(y: &[f32], g: &ConvGeom, n0: usize, gn: usize, layout: ColOut, out: &mut [f32]) {
     let hw = hw_out(g);
     for co in 0..g.c_out {
+        let (base, stride) = layout.row(co);
+        let at = |j: usize| base + (j / 32) * stride + j % 32;
         for i in 0..gn {
-            out[(co * gn + i) * hw..][..hw].copy_from_slice(&y[((n0 + i) * g.c_out + co) * hw..][..hw]);
+            let src = &y[((n0 + i) * g.c_out + co) * hw..][..hw];
+            // In runs that end at a 32-column edge (a packed panel's).
+            let mut q = 0;
+            while q < hw {
+                let j = i * hw + q;
+                let run = (32 - j % 32).min(hw - q);
+                out[at(j)..][..run].copy_from_slice(&src[q..q + run]);
+                q += run;
+            }
+        }
+        if let ColOut::Packed(l) = layout
+            && !l.n.is_multiple_of(32)
+        {
+            out[at(l.n)..][..32 - l.n % 32].fill(0.0);
         }
     }
 }
@@ -481,7 +499,7 @@ fn y_group<'a>(y: &'a [f32], g: &ConvGeom, n0: usize, gn: usize, buf: &'a mut Op
         return &y[n0 * len..][..len];
     }
     let out = buf.get_or_insert_with(|| Scratch::take(len));
-    gather_y(y, g, n0, gn, out);
+    gather_y(y, g, n0, gn, ColOut::RowMajor { ld: gn * hw_out(g) }, out);
     &out[..len]
 }
 
@@ -619,10 +637,10 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
         // panels. A lone image (256 pixels or more) is left as it was: its dy is the gemm's B
         // as it lies, with no copy, and its col is about the size of L2 (measured: banding it
         // was 2-10% slower).
-        match PackedBLayout::new(g.c_out, ld).filter(|_| gn > 1) {
+        match PackedBLayout::new(g.c_out, ld).filter(|l| gn > 1 && l.nr == 32) {
             Some(layout) => {
                 let mut dy_p = Scratch::take(layout.len());
-                pack_y(dy, g, n0, gn, layout, &mut dy_p);
+                gather_y(dy, g, n0, gn, ColOut::Packed(layout), &mut dy_p);
                 let step = w_t.panel_rows() / gcd(w_t.panel_rows(), kk);
                 let band = (BAND_ROWS / kk / step).max(1) * step;
                 let mut col = Scratch::take(band.min(g.c_in) * kk * ld);
@@ -651,30 +669,6 @@ const BAND_ROWS: usize = 256;
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
-}
-
-/// Images n0..n0+gn of y as the c_out × gn·hw_out gemm operand in `layout`: `y_group`'s
-/// matrix written straight into the packed panels, zero in the last panel's padding.
-fn pack_y(y: &[f32], g: &ConvGeom, n0: usize, gn: usize, layout: PackedBLayout, out: &mut [f32]) {
-    let (hw, nr) = (hw_out(g), layout.nr);
-    for co in 0..g.c_out {
-        let (base, stride) = layout.row(co);
-        let at = |j: usize| base + (j / nr) * stride + j % nr;
-        for i in 0..gn {
-            let src = &y[((n0 + i) * g.c_out + co) * hw..][..hw];
-            // In runs that end at a panel's edge.
-            let mut q = 0;
-            while q < hw {
-                let j = i * hw + q;
-                let run = (nr - j % nr).min(hw - q);
-                out[at(j)..][..run].copy_from_slice(&src[q..q + run]);
-                q += run;
-            }
-        }
-        if !layout.n.is_multiple_of(nr) {
-            out[at(layout.n)..][..nr - layout.n % nr].fill(0.0);
-        }
-    }
 }
 
 /// Kernel taps of output parity `p` (0 or 1) along one axis, k4 s2 p1: (tap index, offset of
