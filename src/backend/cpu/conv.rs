@@ -190,7 +190,12 @@ impl Taps {
         #[cfg(target_arch = "x86_64")]
         if let Some(masks) = &self.k4s2 {
             // SAFETY: `k4s2` is only set with AVX-512F present and a fitting geometry.
-            unsafe { self.plane_k4s2_avx512(src, masks, scratch, col, out, r0, c0) };
+            unsafe {
+                match out {
+                    ColOut::PackedT(layout) => self.plane_k4s2_t_avx512(src, layout, col, r0, c0),
+                    _ => self.plane_k4s2_avx512(src, masks, scratch, col, out, r0, c0),
+                }
+            }
             return;
         }
         let ColOut::RowMajor { ld } = out else { unreachable!("packed im2col needs the k4 s2 path") };
@@ -259,26 +264,69 @@ impl Taps {
                 _mm512_maskz_loadu_ps(mask, plane.wrapping_add(16 * j))
             };
             let base = col.as_mut_ptr();
-            if let ColOut::PackedT(layout) = out {
-                // colᵀ: position c0 + 16j + q holds the 16 taps of this plane contiguously,
-                // so 16 taps × 16 positions are one register transpose.
+            for t in 0..16 {
+                let (row, stride) = out.row(r0 + t);
                 for j in 0..hw / 16 {
-                    let mut v: [__m512; 16] = std::array::from_fn(|t| tap(t, j));
-                    crate::backend::cpu::gemm::x86::transpose16(&mut v);
-                    for (q, v) in v.iter().enumerate() {
-                        let (row, stride) = layout.row(c0 + 16 * j + q);
-                        _mm512_storeu_ps(base.add(row + (r0 / 32) * stride + r0 % 32), *v);
-                    }
-                }
-            } else {
-                for t in 0..16 {
-                    let (row, stride) = out.row(r0 + t);
-                    for j in 0..hw / 16 {
-                        let c = c0 + 16 * j;
-                        _mm512_storeu_ps(base.add(row + (c / 32) * stride + c % 32), tap(t, j));
-                    }
+                    let c = c0 + 16 * j;
+                    _mm512_storeu_ps(base.add(row + (c / 32) * stride + c % 32), tap(t, j));
                 }
             }
+        }
+    }
+
+    /// colᵀ for k4 s2 p1 with x twice y (backward-weight's B): the 16 taps of output pixel
+    /// (oy, ox), tap 4ki + kj, are the 4×4 input window at (2oy − 1, 2ox − 1), four runs of
+    /// four floats, so a pixel's vector is four 128-bit loads put in its four lanes of four.
+    /// That is a third of the shuffles of splitting parity planes and transposing 16×16
+    /// blocks of taps; rows above or below the plane stay zero, and the first and last pixel
+    /// of a row mask the column outside it.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn plane_k4s2_t_avx512(
+        &self,
+        src: &[f32],
+        layout: PackedBLayout,
+        col: &mut [f32],
+        r0: usize,
+        c0: usize,
+    ) {
+        use std::arch::x86_64::*;
+        let (h, w, (ho, wo)) = (self.h, self.w, (self.h / 2, self.w / 2));
+        assert!(src.len() >= h * w && wo >= 2 && r0.is_multiple_of(16) && layout.nr == 32);
+        assert!(ColOut::PackedT(layout).holds(r0 + 16, c0 + self.hw, col.len()));
+        let (x, base) = (src.as_ptr(), col.as_mut_ptr());
+        // SAFETY: a run of columns 2ox − 1.. of row iy < h, its lanes outside 0..w masked (the
+        // zero-masked lanes are not read); each store is one 16-float run of position c0 + q's
+        // panel row, inside `col` (checked above; r0 is a multiple of 16, so the run never
+        // straddles a 32-wide panel).
+        let pixel = |oy: usize, ox: usize, mask: __mmask16| unsafe {
+            let left = x.wrapping_add(2 * ox).wrapping_sub(1);
+            let run = |ki: usize| {
+                let at = left.wrapping_add((2 * oy + ki - 1) * w);
+                if mask == 0xF {
+                    _mm_loadu_ps(at)
+                } else {
+                    _mm512_castps512_ps128(_mm512_maskz_loadu_ps(mask, at))
+                }
+            };
+            let mut v = _mm512_setzero_ps();
+            if oy > 0 {
+                v = _mm512_insertf32x4::<0>(v, run(0));
+            }
+            v = _mm512_insertf32x4::<1>(v, run(1));
+            v = _mm512_insertf32x4::<2>(v, run(2));
+            if oy + 1 < ho {
+                v = _mm512_insertf32x4::<3>(v, run(3));
+            }
+            let (row, stride) = layout.row(c0 + oy * wo + ox);
+            _mm512_storeu_ps(base.add(row + (r0 / 32) * stride + r0 % 32), v);
+        };
+        for oy in 0..ho {
+            pixel(oy, 0, 0xE);
+            for ox in 1..wo - 1 {
+                pixel(oy, ox, 0xF);
+            }
+            pixel(oy, wo - 1, 0x7);
         }
     }
 
