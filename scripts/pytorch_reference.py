@@ -7,7 +7,10 @@ times its steps: `warmup` untimed steps, then `steps` timed ones; median and min
     /tmp/torchenv/bin/python scripts/pytorch_reference.py --image-size 64 --channels 3 \
         --batch-size 128 --steps 20 --warmup 3 --threads 2
 
-Prints one JSON object (the same field names as `dcgan bench --json` where they overlap).
+Prints one JSON object (the same field names as `dcgan bench --json` where they overlap),
+with `blas_gemm_gflops`: PyTorch's BLAS (MKL in the pip wheels) on a 2048³ sgemm, best of 4
+on the same threads, to set beside the `peak_gflops` that `dcgan bench` measures with the
+engine's own gemm on the same shape.
 D ends in a logit and the loss is BCEWithLogits, the numerically stable form the engine uses
 (pytorch/examples puts a Sigmoid in D and uses BCELoss: the same FLOPs within a rounding).
 """
@@ -50,6 +53,19 @@ def weights_init(m):
     elif name.find("BatchNorm") != -1:
         nn.init.normal_(m.weight.data, 1.0, 0.02)
         nn.init.constant_(m.bias.data, 0)
+
+
+def blas_gemm_gflops(n=2048, reps=4):
+    """A 2048³ fp32 matrix product through torch.mm, best of `reps` after one untimed."""
+    a, b = torch.rand(n, n) * 2 - 1, torch.rand(n, n) * 2 - 1
+    c = torch.empty(n, n)
+    torch.mm(a, b, out=c)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b, out=c)
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n**3 / best / 1e9
 
 
 def main():
@@ -103,6 +119,8 @@ def main():
         step()
         times.append(time.perf_counter() - t)
     med = statistics.median(times)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    gemm = blas_gemm_gflops()
     print(json.dumps({
         "device": "cpu (PyTorch %s)" % torch.__version__,
         "image_size": a.image_size,
@@ -113,7 +131,8 @@ def main():
         "ms_per_step_median": med * 1e3,
         "ms_per_step_min": min(times) * 1e3,
         "images_per_s": b / med,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mib": rss,
+        "blas_gemm_gflops": gemm,
     }))
 
 
