@@ -377,20 +377,22 @@ fn nested_inside_rayon_parallel_loop() {
     }
 }
 
-/// `sgemm` itself (with its gemv, narrow-tile and split/shared parallel modes) gives the same
+/// `sgemm` itself (with its gemv, narrow-tile, split, shared-panel and column-task modes) gives the same
 /// bits on 1, 2 and 3 threads.
 #[test]
 fn sgemm_bit_identical_across_thread_counts_all_modes() {
     let shapes: &[(usize, usize, usize, bool, bool)] = &[
-        (1, 3000, 400, false, false), // gemv, m == 1, row-major B
-        (1, 3000, 400, false, true),  // gemv, m == 1, dot products
-        (3000, 1, 400, true, false),  // gemv, n == 1
-        (600, 16, 300, false, false), // narrow tile
-        (700, 12, 260, true, false),  // narrow tile, A read in place
-        (300, 64, 700, true, false),  // A read in place (n small)
-        (20, 900, 300, false, false), // B read in place (m small)
-        (400, 500, 300, false, true), // split mode
-        (520, 530, 300, true, true),  // shared-panel mode (m·n·k > SPLIT_MAX_MNK)
+        (1, 3000, 400, false, false),  // gemv, m == 1, row-major B
+        (1, 3000, 400, false, true),   // gemv, m == 1, dot products
+        (3000, 1, 400, true, false),   // gemv, n == 1
+        (600, 16, 300, false, false),  // narrow tile
+        (700, 12, 260, true, false),   // narrow tile, A read in place
+        (300, 64, 700, true, false),   // A read in place (n small)
+        (20, 900, 300, false, false),  // B read in place (m small)
+        (400, 500, 300, false, true),  // split mode
+        (520, 530, 300, true, true),   // shared-panel mode (m·n·k > SPLIT_MAX_MNK)
+        (40, 3100, 600, false, false), // column tasks (wide, short), a ragged last task
+        (300, 3200, 100, true, true),  // column tasks, both operands transposed
     ];
     for &(m, n, k, ta, tb) in shapes {
         let run = |threads: usize| -> Vec<u32> {

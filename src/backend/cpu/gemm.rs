@@ -313,17 +313,22 @@ impl<'a> PackedA<'a> {
             "PackedA: A ({m}x{k}) needs {need:?} elements, has {}",
             a.data.len()
         );
-        let mut pa =
-            PackedA { src: a, m, k, mr: 0, kc: 0, panels: None, base: std::ptr::null(), mt: 0, panel0: 0 };
         match KernelPath::detected() {
             #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx512 => pa.pack::<x86::Avx512>(),
+            KernelPath::Avx512 => Self::for_kernel::<x86::Avx512>(m, k, a),
             #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx2 => pa.pack::<x86::Avx2>(),
+            KernelPath::Avx2 => Self::for_kernel::<x86::Avx2>(m, k, a),
             #[cfg(not(target_arch = "x86_64"))]
             KernelPath::Avx512 | KernelPath::Avx2 => unreachable!(),
-            KernelPath::Scalar => pa.pack::<ScalarKernel>(),
+            KernelPath::Scalar => Self::for_kernel::<ScalarKernel>(m, k, a),
         }
+    }
+
+    /// Packed for kernel `K` (whose extents the caller checked).
+    fn for_kernel<K: Micro>(m: usize, k: usize, a: MatRef<'a>) -> PackedA<'a> {
+        let mut pa =
+            PackedA { src: a, m, k, mr: 0, kc: 0, panels: None, base: std::ptr::null(), mt: 0, panel0: 0 };
+        pa.pack::<K>();
         pa
     }
 
@@ -987,11 +992,8 @@ unsafe fn pack_b_panel<const NR: usize>(
         let src = b.data.as_ptr();
         let (rs, cs) = (b.row_stride, b.col_stride);
         let base = src.add(p0 * rs + j0 * cs);
-        if cols == NR && cs == 1 {
-            for p in 0..kc {
-                std::ptr::copy_nonoverlapping(base.add(p * rs), dst.add(p * NR), NR);
-            }
-        } else if cols == NR && rs == 1 {
+        // (Full panels of a row-major B go through `pack_b_rows`.)
+        if cols == NR && rs == 1 {
             // Transposed B: contiguous along p; go in blocks of 8 p.
             let mut p = 0;
             while p + 8 <= kc {
@@ -1047,6 +1049,12 @@ fn task_grid(mt: usize, nt: usize, threads: usize) -> (usize, usize) {
     best
 }
 
+/// Columns of one task where a wide, short product runs as column tasks (see `gemm_top`).
+const COL_TASK: usize = 1024;
+/// The most rows for column tasks: every task streams all of A's packed KC block (at most
+/// 512 KiB, a quarter of L2) past its own B panels. Taller products share packed B panels.
+const COL_TASK_MAX_M: usize = 512;
+
 /// Parallel problems below this m·n·k are split into independent sub-GEMMs (one rayon
 /// region, each task packs its own panels); larger ones share packed panels between threads.
 pub const SPLIT_MAX_MNK: usize = 1 << 26;
@@ -1069,11 +1077,30 @@ unsafe fn gemm_top<K: Micro>(
     // Prepacked panels serve only the kernel they were packed for.
     let pre = pre.and_then(|p| p.panels::<K>());
     unsafe {
+        let threads = rayon::current_num_threads();
+        if parallel && m * n * k >= SPLIT_MAX_MNK && m <= COL_TASK_MAX_M && n >= threads * COL_TASK {
+            // Wide and short: A packed once and shared, each task a serial gemm over its own
+            // columns, so every B panel is packed by the core that uses it, into its L2.
+            let own;
+            let pre = match pre {
+                Some(p) => Some(p),
+                None => {
+                    own = PackedA::for_kernel::<K>(m, k, a);
+                    own.panels::<K>()
+                }
+            };
+            (0..n.div_ceil(COL_TASK)).into_par_iter().with_max_len(1).for_each(|t| {
+                let c = c;
+                let (n0, n1) = (t * COL_TASK, ((t + 1) * COL_TASK).min(n));
+                let sb = MatRef { data: &b.data[n0 * b.col_stride..], ..b };
+                gemm_packed::<K>(m, n1 - n0, k, alpha, a, sb, beta, CPtr(c.0.add(n0)), ldc, false, pre, None);
+            });
+            return;
+        }
         if !parallel || m * n * k >= SPLIT_MAX_MNK {
             gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, parallel, pre, None);
             return;
         }
-        let threads = rayon::current_num_threads();
         let (mt, nt) = (m.div_ceil(K::MR), n.div_ceil(K::NR));
         let (pm, pn) = task_grid(mt, nt, threads);
         let tasks = pm * pn;
@@ -1191,9 +1218,31 @@ unsafe fn gemm_packed<K: Micro>(
             for jc in (0..n).step_by(bl.nc) {
                 let nc = bl.nc.min(n - jc);
                 let nt = nc.div_ceil(nr);
+                // A row-major B's full panels are packed a run of panels at a time, walking
+                // the rows: each row of the run is one contiguous read.
+                let rows_first = pre_b.is_none() && !b_direct && b.col_stride == 1;
+                let full = if rows_first { nc / nr } else { 0 };
+                if full > 0 {
+                    let bp = CPtr(bpack);
+                    let runs = if threads > 1 && full >= 4 { threads } else { 1 };
+                    let pack_run = |r: usize| {
+                        let bp = bp;
+                        let (jp0, jp1) = split(full, runs, r);
+                        unsafe { pack_b_rows::<K>(&b, pc, jc, jp0, jp1, kc, bp.0) };
+                    };
+                    if runs > 1 {
+                        (0..runs).into_par_iter().with_max_len(1).for_each(pack_run);
+                    } else {
+                        pack_run(0);
+                    }
+                    for (jp, panel) in bpanels[..full].iter_mut().enumerate() {
+                        *panel = Panel { ptr: unsafe { bpack.add(jp * nr * kc) }, ks: nr };
+                    }
+                }
                 {
                     let bp = CPtr(bpack);
                     let pack_one = |(jp, panel): (usize, &mut Panel)| {
+                        let jp = jp + full;
                         let bp = bp;
                         let cols = nr.min(nc - jp * nr);
                         if let Some(pre_b) = pre_b {
@@ -1209,10 +1258,10 @@ unsafe fn gemm_packed<K: Micro>(
                             *panel = Panel { ptr: dst, ks: nr };
                         }
                     };
-                    if threads > 1 && nt >= 4 && !b_direct && pre_b.is_none() {
-                        bpanels[..nt].par_iter_mut().enumerate().with_min_len(2).for_each(pack_one);
+                    if threads > 1 && nt - full >= 4 && !b_direct && pre_b.is_none() {
+                        bpanels[full..nt].par_iter_mut().enumerate().with_min_len(2).for_each(pack_one);
                     } else {
-                        bpanels[..nt].iter_mut().enumerate().for_each(pack_one);
+                        bpanels[full..nt].iter_mut().enumerate().for_each(pack_one);
                     }
                 }
                 let (pm, pn) = task_grid(mt, nt, threads);
@@ -1323,6 +1372,30 @@ unsafe fn pack_a_columns_dyn<K: Micro>(
             6 => pack_a_columns::<6>(a, i0, rows, p0, kc, np, dst),
             4 => pack_a_columns::<4>(a, i0, rows, p0, kc, np, dst),
             _ => unreachable!(),
+        }
+    }
+}
+
+/// Pack the full panels [jp0, jp1) of the B block at depth p0, columns from j0, of a
+/// row-major B into their places in `dst` (panel jp at dst[jp·NR·kc ..]), row by row: a row of
+/// the run is one contiguous read, where packing panel by panel read NR floats a row apart.
+unsafe fn pack_b_rows<K: Micro>(
+    b: &MatRef,
+    p0: usize,
+    j0: usize,
+    jp0: usize,
+    jp1: usize,
+    kc: usize,
+    dst: *mut f32,
+) {
+    debug_assert_eq!(b.col_stride, 1);
+    let nr = K::NR;
+    unsafe {
+        for p in 0..kc {
+            let row = b.data.as_ptr().add((p0 + p) * b.row_stride + j0);
+            for jp in jp0..jp1 {
+                std::ptr::copy_nonoverlapping(row.add(jp * nr), dst.add(jp * nr * kc + p * nr), K::NR);
+            }
         }
     }
 }
