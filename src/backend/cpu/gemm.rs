@@ -1390,11 +1390,18 @@ unsafe fn pack_b_rows<K: Micro>(
 ) {
     debug_assert_eq!(b.col_stride, 1);
     let nr = K::NR;
+    // Eight rows at a time: a panel's eight rows are one contiguous write, where a single
+    // row's writes land a panel (a multiple of 4 KiB) apart, all in one L1 set.
+    const ROWS: usize = 8;
     unsafe {
-        for p in 0..kc {
-            let row = b.data.as_ptr().add((p0 + p) * b.row_stride + j0);
+        for q in (0..kc).step_by(ROWS) {
+            let rows = ROWS.min(kc - q);
+            let src = b.data.as_ptr().add((p0 + q) * b.row_stride + j0);
             for jp in jp0..jp1 {
-                std::ptr::copy_nonoverlapping(row.add(jp * nr), dst.add(jp * nr * kc + p * nr), K::NR);
+                let d = dst.add(jp * nr * kc + q * nr);
+                for r in 0..rows {
+                    std::ptr::copy_nonoverlapping(src.add(r * b.row_stride + jp * nr), d.add(r * nr), K::NR);
+                }
             }
         }
     }
