@@ -22,9 +22,10 @@
 //! * im2col reads each input plane through a table of tap indices (AVX-512 gathers from a
 //!   zero-padded copy); for k4 s2 p1 with x twice y and y planes of whole 16-pixel chunks it
 //!   splits the plane into its four row/column parity planes instead, and each col row is
-//!   one of them shifted, read with masked loads (`Taps::plane_k4s2_avx512`). That path
-//!   writes the gemm's packed B panels directly (`ColOut`): col for the forward, colᵀ (16 taps
-//!   × 16 pixels, one register transpose) for backward-weight, so no packing copy follows.
+//!   one of them shifted, read with masked loads (`Taps::plane_k4s2_avx512`). For
+//!   backward-weight's colᵀ a pixel's 16 taps are its 4×4 input window instead, four 128-bit
+//!   loads (`Taps::plane_k4s2_t_avx512`). Both write the gemm's packed B panels directly
+//!   (`ColOut`), so no packing copy follows.
 //! * A convolution whose kernel covers its whole unpadded input with a 1×1 output (the
 //!   generator's first layer, the discriminator's last) is one plain gemm in each direction.
 //! * Backward-weight: tasks each building their own im2col rows and running serial gemms
@@ -161,7 +162,8 @@ struct Taps {
     h: usize,
     w: usize,
     pad: usize,
-    /// Set where `plane_k4s2_avx512` serves instead of the tap table (see there).
+    /// Set where `plane_k4s2_avx512` (col) and `plane_k4s2_t_avx512` (colᵀ) serve instead of
+    /// the tap table (see there).
     k4s2: Option<Vec<ShiftMasks>>,
 }
 
@@ -276,10 +278,10 @@ impl Taps {
 
     /// colᵀ for k4 s2 p1 with x twice y (backward-weight's B): the 16 taps of output pixel
     /// (oy, ox), tap 4ki + kj, are the 4×4 input window at (2oy − 1, 2ox − 1), four runs of
-    /// four floats, so a pixel's vector is four 128-bit loads put in its four lanes of four.
-    /// That is a third of the shuffles of splitting parity planes and transposing 16×16
-    /// blocks of taps; rows above or below the plane stay zero, and the first and last pixel
-    /// of a row mask the column outside it.
+    /// four floats, so a pixel's vector is four 128-bit loads put in its four lanes of four:
+    /// 48 inserts per 16 pixels, which two ports can take, where the parity split and a 16×16
+    /// register transpose took 68 port-5 shuffles. Rows above or below the plane stay zero,
+    /// and the first and last pixel of a row mask the column outside it.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn plane_k4s2_t_avx512(

@@ -19,13 +19,16 @@
 //! * Panels that would be reused at most twice are read in place instead of packed when the
 //!   layout allows (A with unit row stride, i.e. a transposed row-major A; B with unit column
 //!   stride, i.e. row-major B). Full row-major A panels are packed with AVX-512 gathers,
-//!   full transposed B panels with 16×16 register transposes.
+//!   full transposed B panels with 16×16 register transposes, full row-major B panels eight
+//!   rows at a time walking B's rows.
 //! * An A multiplied by many B (a convolution weight by each task's im2col matrix) can be
 //!   packed once up front: [`PackedA`] and [`sgemm_serial_packed`]. A B can be written by its
 //!   producer straight into the packed panels ([`PackedBLayout`], the convolutions' im2col):
 //!   [`sgemm_serial_prepacked`], [`sgemm_serial_prepacked_b`].
 //! * Medium problems (m·n·k < [`SPLIT_MAX_MNK`]) on several threads are split into independent
-//!   sub-GEMMs (one rayon region, no barriers); large ones share packed panels between threads.
+//!   sub-GEMMs (one rayon region, no barriers); large ones share packed panels between
+//!   threads, except wide, short ones (m ≤ 512, n ≥ 1024 a thread), which pack A once and run
+//!   1024-column tasks that each pack their own B panels.
 //! * Tiny problems (m·n·k < [`SMALL_MNK`]) take a direct loop; m == 1 or n == 1 a gemv loop.
 //!   Only problems with m·n·k ≥ [`PARALLEL_MNK`] use rayon.
 //!
