@@ -1081,17 +1081,16 @@ unsafe fn gemm_top<K: Micro>(
     let pre = pre.and_then(|p| p.panels::<K>());
     unsafe {
         let threads = rayon::current_num_threads();
-        if parallel && m * n * k >= SPLIT_MAX_MNK && m <= COL_TASK_MAX_M && n >= threads * COL_TASK {
+        if parallel
+            && pre.is_none()
+            && m * n * k >= SPLIT_MAX_MNK
+            && m <= COL_TASK_MAX_M
+            && n >= threads * COL_TASK
+        {
             // Wide and short: A packed once and shared, each task a serial gemm over its own
             // columns, so every B panel is packed by the core that uses it, into its L2.
-            let own;
-            let pre = match pre {
-                Some(p) => Some(p),
-                None => {
-                    own = PackedA::for_kernel::<K>(m, k, a);
-                    own.panels::<K>()
-                }
-            };
+            let packed = PackedA::for_kernel::<K>(m, k, a);
+            let pre = packed.panels::<K>();
             (0..n.div_ceil(COL_TASK)).into_par_iter().with_max_len(1).for_each(|t| {
                 let c = c;
                 let (n0, n1) = (t * COL_TASK, ((t + 1) * COL_TASK).min(n));
