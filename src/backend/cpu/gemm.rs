@@ -1379,8 +1379,9 @@ unsafe fn pack_a_columns_dyn<K: Micro>(
 }
 
 /// Pack the full panels [jp0, jp1) of the B block at depth p0, columns from j0, of a
-/// row-major B into their places in `dst` (panel jp at dst[jp·NR·kc ..]), row by row: a row of
-/// the run is one contiguous read, where packing panel by panel read NR floats a row apart.
+/// row-major B into their places in `dst` (panel jp at dst[jp·NR·kc ..]), walking B's rows:
+/// each row of the run is read front to back, where packing panel by panel read NR floats a
+/// row apart.
 unsafe fn pack_b_rows<K: Micro>(
     b: &MatRef,
     p0: usize,
@@ -1395,6 +1396,8 @@ unsafe fn pack_b_rows<K: Micro>(
     // Eight rows at a time: a panel's eight rows are one contiguous write, where a single
     // row's writes land a panel (a multiple of 4 KiB) apart, all in one L1 set.
     const ROWS: usize = 8;
+    // SAFETY: rows p0..p0 + kc and the run's columns lie inside B (the caller's extents are
+    // checked and the panels are full); panel jp's kc·NR floats lie inside `dst`.
     unsafe {
         for q in (0..kc).step_by(ROWS) {
             let rows = ROWS.min(kc - q);
