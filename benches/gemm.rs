@@ -1,6 +1,7 @@
 //! SGEMM benchmarks: this crate's packed `sgemm` (on the global rayon pool and on a 1-thread
-//! pool) vs the `matrixmultiply` crate (single-threaded as configured in Cargo.toml) vs a naive
-//! triple loop (small sizes only), at square sizes and at the im2col GEMM shapes of DCGAN-64.
+//! pool) vs the `matrixmultiply` crate (with its `threading` feature, as Cargo.toml has it)
+//! vs a naive triple loop (small sizes only), at square sizes and at the im2col GEMM shapes of
+//! DCGAN-64.
 //!
 //! Criterion's "elements/s" here is FLOP/s (throughput = 2·m·n·k). A plain
 //! `GFLOP/s` line per case is also printed to stderr from a separate short timing loop.
