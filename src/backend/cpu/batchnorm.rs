@@ -1,12 +1,16 @@
 //! BatchNorm2d over (n, h, w) per channel. PyTorch's conventions: biased variance to
 //! normalise, eps inside the square root.
 //!
-//! Every pass walks the tensor in memory order, image by image: the per-channel sums run
-//! over fixed chunks of images (each chunk sums every channel, the chunks' f64 totals are then
-//! added in chunk order) and the elementwise passes over whole images. Walking one channel's
-//! planes instead jumps c·h·w floats between 16-float planes at 4×4, which the hardware
-//! prefetchers do not follow: in a training step, where the input is no longer in cache,
-//! that ran at a third of its in-cache speed.
+//! The elementwise passes walk the tensor in memory order, image by image. The per-channel
+//! sums run over fixed chunks of images, a sixteenth of the batch (each chunk sums every
+//! channel, the chunks' f64 totals are then added in chunk order), channel by channel within
+//! a chunk: at batch 128 one channel's eight planes are eight streams the hardware
+//! prefetchers follow, and its accumulators stay in L1, where walking the chunk image by
+//! image cycled all channels' accumulators (78 KB at 512 channels) through L2 once per plane
+//! (4×4 backward −25%, 8×8 −20%). Walking one channel's planes over the whole batch instead
+//! jumps c·h·w floats between 16-float planes at 4×4, which the prefetchers do not follow: in
+//! a training step, where the input is no longer in cache, that ran at a third of its
+//! in-cache speed.
 
 use crate::backend::{ChannelShape, Unary};
 use rayon::prelude::*;
@@ -101,8 +105,9 @@ fn channel_sums(s: ChannelShape, add_plane: impl Fn(usize, usize, &mut LaneSums)
             let mut sums = CHUNK_SUMS.take();
             sums.clear();
             sums.resize(s.c, LaneSums::ZERO);
-            for n in chunk * per_chunk..((chunk + 1) * per_chunk).min(s.n) {
-                for (c, sums) in sums.iter_mut().enumerate() {
+            let images = chunk * per_chunk..((chunk + 1) * per_chunk).min(s.n);
+            for (c, sums) in sums.iter_mut().enumerate() {
+                for n in images.clone() {
                     add_plane(c, (n * s.c + c) * s.hw, sums);
                 }
             }
