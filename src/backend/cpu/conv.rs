@@ -458,14 +458,8 @@ fn im2col(
             taps.plane(src, &mut padded, col, out, cl * kk, i * hw);
         }
     }
-    // A packed operand's last panel is padded to 32 columns: zeros there, not stale values.
-    if let ColOut::Packed(layout) | ColOut::PackedT(layout) = out
-        && !layout.n.is_multiple_of(32)
-    {
-        for p in 0..layout.k {
-            let at = layout.offset(p, layout.n);
-            col[at..at + 32 - layout.n % 32].fill(0.0);
-        }
+    if let ColOut::Packed(layout) | ColOut::PackedT(layout) = out {
+        layout.zero_padding(col);
     }
 }
 
@@ -532,11 +526,9 @@ fn gather_y(y: &[f32], g: &ConvGeom, n0: usize, gn: usize, layout: ColOut, out: 
                 q += run;
             }
         }
-        if let ColOut::Packed(l) = layout
-            && !l.n.is_multiple_of(32)
-        {
-            out[at(l.n)..][..32 - l.n % 32].fill(0.0);
-        }
+    }
+    if let ColOut::Packed(l) = layout {
+        l.zero_padding(out);
     }
 }
 

@@ -498,6 +498,19 @@ impl PackedBLayout {
         self.len() == 0
     }
 
+    /// Zeros the padding columns of the last panel (n up to a whole panel) in every row of
+    /// `b`, for a producer that writes only the n real columns: the gemm then reads zeros
+    /// there, not stale values.
+    pub fn zero_padding(&self, b: &mut [f32]) {
+        if self.n.is_multiple_of(self.nr) {
+            return;
+        }
+        for p in 0..self.k {
+            let at = self.offset(p, self.n);
+            b[at..at + self.nr - self.n % self.nr].fill(0.0);
+        }
+    }
+
     /// Where element (p, j) goes.
     pub fn offset(&self, p: usize, j: usize) -> usize {
         let (base, stride) = self.row(p);
