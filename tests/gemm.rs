@@ -1,8 +1,8 @@
 //! Tests of the CPU SGEMM against an f64 reference.
 
 use dcgan::backend::cpu::gemm::{
-    KernelPath, MatRef, PackedA, PackedBLayout, gemm_kernel_name, sgemm, sgemm_naive, sgemm_serial_packed,
-    sgemm_serial_prepacked, sgemm_serial_prepacked_b, sgemm_with,
+    KernelPath, MatRef, PackedA, PackedBLayout, SPLIT_MAX_THREADS, gemm_kernel_name, sgemm, sgemm_naive,
+    sgemm_serial_packed, sgemm_serial_prepacked, sgemm_serial_prepacked_b, sgemm_with,
 };
 
 /// Small deterministic PRNG (xorshift64*), values in [-1, 1).
@@ -378,7 +378,7 @@ fn nested_inside_rayon_parallel_loop() {
 }
 
 /// `sgemm` itself (with its gemv, narrow-tile, split, shared-panel and column-task modes) gives the same
-/// bits on 1, 2 and 3 threads.
+/// bits on 1, 2, 3 and 6 threads.
 #[test]
 fn sgemm_bit_identical_across_thread_counts_all_modes() {
     let shapes: &[(usize, usize, usize, bool, bool)] = &[
@@ -390,7 +390,7 @@ fn sgemm_bit_identical_across_thread_counts_all_modes() {
         (300, 64, 700, true, false),   // A read in place (n small)
         (20, 900, 300, false, false),  // B read in place (m small)
         (400, 500, 300, false, true),  // split mode
-        (520, 530, 300, true, true),   // shared-panel mode (m·n·k > SPLIT_MAX_MNK)
+        (520, 530, 300, true, true),   // shared panels past SPLIT_MAX_THREADS (m·n·k > SPLIT_MAX_MNK)
         (40, 3100, 600, false, false), // column tasks (wide, short), a ragged last task
         (300, 3200, 100, true, true),  // column tasks, both operands transposed
     ];
@@ -409,6 +409,12 @@ fn sgemm_bit_identical_across_thread_counts_all_modes() {
         let one = run(1);
         assert!(one == run(2), "{m}x{n}x{k}: 2 threads differ from 1");
         assert!(one == run(3), "{m}x{n}x{k}: 3 threads differ from 1");
+        // Past SPLIT_MAX_THREADS, large products share packed panels instead of splitting.
+        assert!(
+            one == run(SPLIT_MAX_THREADS + 2),
+            "{m}x{n}x{k}: {} threads differ from 1",
+            SPLIT_MAX_THREADS + 2
+        );
         // And it is right.
         let mut rng = Rng::new(1234 + m as u64 * 7 + n as u64);
         let a = rng.vec(m * k);

@@ -25,10 +25,11 @@
 //!   packed once up front: [`PackedA`] and [`sgemm_serial_packed`]. A B can be written by its
 //!   producer straight into the packed panels ([`PackedBLayout`], the convolutions' im2col):
 //!   [`sgemm_serial_prepacked`], [`sgemm_serial_prepacked_b`].
-//! * Medium problems (m·n·k < [`SPLIT_MAX_MNK`]) on several threads are split into independent
-//!   sub-GEMMs (one rayon region, no barriers); large ones share packed panels between
-//!   threads, except wide, short ones (m ≤ 512, n ≥ 1024 a thread), which pack A once and run
-//!   1024-column tasks that each pack their own B panels.
+//! * Parallel problems are split into independent sub-GEMMs (one rayon region, no barriers),
+//!   except wide, short ones (m ≤ 512, n ≥ 1024 a thread, m·n·k ≥ [`SPLIT_MAX_MNK`]), which
+//!   pack A once and run 1024-column tasks that each pack their own B panels, and, on more
+//!   than [`SPLIT_MAX_THREADS`] threads, large ones (m·n·k ≥ [`SPLIT_MAX_MNK`]), which share
+//!   packed panels between threads.
 //! * Tiny problems (m·n·k < [`SMALL_MNK`]) take a direct loop; m == 1 or n == 1 a gemv loop.
 //!   Only problems with m·n·k ≥ [`PARALLEL_MNK`] use rayon.
 //!
@@ -1072,8 +1073,18 @@ const COL_TASK: usize = 1024;
 const COL_TASK_MAX_M: usize = 512;
 
 /// Parallel problems below this m·n·k are split into independent sub-GEMMs (one rayon
-/// region, each task packs its own panels); larger ones share packed panels between threads.
+/// region, each task packs its own panels); larger ones share packed panels between threads
+/// when there are more than [`SPLIT_MAX_THREADS`] of them.
 pub const SPLIT_MAX_MNK: usize = 1 << 26;
+
+/// Up to this many threads every parallel problem is split, whatever its size. A p×q grid of
+/// tasks packs A q times and B p times; on two threads that repacking (2–4% of a 1024³–2048³
+/// product) costs less than the shared-panel mode's three barriers per KC block and its
+/// cross-core reads: split, 1024³ ran 2–7% faster, 1024×1024×8192 4–8%, 768×768×32768
+/// 3–16%, 8192×128×2048 4–9%, 2048³ and 1536³ within noise (five alternating rounds). With
+/// many threads each task's repacked share grows, and shared panels are the usual answer;
+/// that was not measured here (a 2-core machine), so the cap is conservative.
+pub const SPLIT_MAX_THREADS: usize = 4;
 
 /// Top level of the packed path: chooses how to use the threads.
 #[allow(clippy::too_many_arguments)]
@@ -1112,7 +1123,7 @@ unsafe fn gemm_top<K: Micro>(
             });
             return;
         }
-        if !parallel || m * n * k >= SPLIT_MAX_MNK {
+        if !parallel || (m * n * k >= SPLIT_MAX_MNK && threads > SPLIT_MAX_THREADS) {
             gemm_packed::<K>(m, n, k, alpha, a, b, beta, c, ldc, parallel, pre, None);
             return;
         }
