@@ -517,39 +517,51 @@ fn packed_a_blocks_give_the_whole_bits() {
 
 /// B written straight into the gemm's packed panels (as the k4 s2 im2col does) gives the
 /// bits of packing it from a row-major B: several KC blocks with a ragged last one, a
-/// ragged last panel, an A too tall to prepack, and beta both 0 and not.
+/// ragged last panel, an A too tall to prepack, and beta both 0 and not; in the 32-wide
+/// layout and in the tightest one (16-wide panels for the narrow kernel).
 #[test]
 fn prepacked_b_gives_sgemm_bits() {
-    for &(m, n, k, beta) in &[(37, 300, 600, 0.0), (132, 48, 257, 0.4), (12, 33, 16, 0.0), (4100, 40, 3, 0.4)]
-    {
-        let Some(layout) = PackedBLayout::new(k, n) else {
+    let shapes =
+        [(37, 300, 600, 0.0), (132, 48, 257, 0.4), (12, 33, 16, 0.0), (4100, 40, 3, 0.4), (50, 64, 300, 0.0)];
+    for &(m, n, k, beta) in &shapes {
+        let (Some(wide), Some(tightest)) = (PackedBLayout::new(k, n), PackedBLayout::tightest(k, n)) else {
             eprintln!("skipped prepacked_b_gives_sgemm_bits: this CPU's kernel packs its own B");
             return;
         };
-        let mut rng = Rng::new(m as u64 * 17 + n as u64);
-        let (a, b, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m * n));
-        let packed_a = PackedA::new(m, k, MatRef::row_major(&a, k));
-        let mut packed_b = vec![f32::NAN; layout.len()];
-        for p in 0..k {
-            for j in 0..n.next_multiple_of(layout.nr) {
-                packed_b[layout.offset(p, j)] = if j < n { b[p * n + j] } else { 0.0 };
-            }
+        // 16-wide panels where a 32-wide last panel would be at most half full.
+        assert_eq!(tightest.nr, if (1..=16).contains(&(n % 32)) { 16 } else { wide.nr }, "{m}x{n}x{k}");
+        for layout in [wide, tightest] {
+            check_prepacked_b(m, n, k, beta, layout);
         }
-        assert!(packed_b.iter().all(|v| !v.is_nan()), "{m}x{n}x{k}: the layout leaves holes");
-        let mut want = c0.clone();
-        sgemm_serial_packed(&packed_a, n, 1.0, MatRef::row_major(&b, n), beta, &mut want, n);
-        let mut got = c0.clone();
-        sgemm_serial_prepacked(&packed_a, &packed_b, layout, beta, &mut got, n);
-        assert!(
-            got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{m}x{n}x{k} beta {beta}: prepacked B differs from packing it"
-        );
-        // The same with A packed by the gemm itself (backward-weight's dy · colᵀ).
-        let mut got = c0;
-        sgemm_serial_prepacked_b(m, MatRef::row_major(&a, k), &packed_b, layout, beta, &mut got, n);
-        assert!(
-            got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{m}x{n}x{k} beta {beta}: prepacked B with A packed in the call differs"
-        );
     }
+}
+
+/// One shape in one layout: prepacked B (A prepacked, and A packed in the call) against
+/// packing B from its row-major source.
+fn check_prepacked_b(m: usize, n: usize, k: usize, beta: f32, layout: PackedBLayout) {
+    let mut rng = Rng::new(m as u64 * 17 + n as u64);
+    let (a, b, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m * n));
+    let packed_a = PackedA::new(m, k, MatRef::row_major(&a, k));
+    let mut packed_b = vec![f32::NAN; layout.len()];
+    for p in 0..k {
+        for j in 0..n.next_multiple_of(layout.nr) {
+            packed_b[layout.offset(p, j)] = if j < n { b[p * n + j] } else { 0.0 };
+        }
+    }
+    assert!(packed_b.iter().all(|v| !v.is_nan()), "{m}x{n}x{k}: the layout leaves holes");
+    let mut want = c0.clone();
+    sgemm_serial_packed(&packed_a, n, 1.0, MatRef::row_major(&b, n), beta, &mut want, n);
+    let mut got = c0.clone();
+    sgemm_serial_prepacked(&packed_a, &packed_b, layout, beta, &mut got, n);
+    assert!(
+        got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "{m}x{n}x{k} beta {beta}, {layout:?}: prepacked B differs from packing it"
+    );
+    // The same with A packed by the gemm itself (backward-weight's dy · colᵀ).
+    let mut got = c0;
+    sgemm_serial_prepacked_b(m, MatRef::row_major(&a, k), &packed_b, layout, beta, &mut got, n);
+    assert!(
+        got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "{m}x{n}x{k} beta {beta}, {layout:?}: prepacked B with A packed in the call differs"
+    );
 }

@@ -294,7 +294,8 @@ impl Taps {
     ) {
         use std::arch::x86_64::*;
         let (h, w, (ho, wo)) = (self.h, self.w, (self.h / 2, self.w / 2));
-        assert!(src.len() >= h * w && wo >= 2 && r0.is_multiple_of(16) && layout.nr == 32);
+        let nr = layout.nr;
+        assert!(src.len() >= h * w && wo >= 2 && r0.is_multiple_of(16) && nr.is_multiple_of(16));
         assert!(ColOut::PackedT(layout).holds(r0 + 16, c0 + self.hw, col.len()));
         let (x, base) = (src.as_ptr(), col.as_mut_ptr());
         // SAFETY: a run of columns 2ox − 1.. of row iy < h, its lanes outside 0..w masked (the
@@ -321,7 +322,7 @@ impl Taps {
                 v = _mm512_insertf32x4::<3>(v, run(3));
             }
             let (row, stride) = layout.row(c0 + oy * wo + ox);
-            _mm512_storeu_ps(base.add(row + (r0 / 32) * stride + r0 % 32), v);
+            _mm512_storeu_ps(base.add(row + (r0 / nr) * stride + r0 % nr), v);
         };
         for oy in 0..ho {
             pixel(oy, 0, 0xE);
@@ -414,6 +415,13 @@ impl ColOut {
     /// gemm takes them and the k4 s2 im2col (the one that writes them) serves `taps`.
     fn packed_for(taps: &Taps, k: usize, n: usize) -> Option<PackedBLayout> {
         PackedBLayout::new(k, n).filter(|l| l.nr == 32 && taps.k4s2.is_some())
+    }
+
+    /// The packed panels for colᵀ (k × n, n = the block's taps), where the gemm takes them and
+    /// the k4 s2 im2col serves `taps`: the layout that pads n least (the RGB layer's 48 taps
+    /// as three 16-wide panels, not two 32-wide ones, a quarter of them padding).
+    fn packed_t_for(taps: &Taps, k: usize, n: usize) -> Option<PackedBLayout> {
+        PackedBLayout::tightest(k, n).filter(|_| taps.k4s2.is_some())
     }
 
     /// For col row r of `RowMajor` or `Packed`: (where element (r, 0) goes, distance between
@@ -982,7 +990,7 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
                 let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
                 // im2col writes colᵀ as the gemm's packed B where it can (no transposing
                 // copy after it), else col row-major for the gemm to pack.
-                match ColOut::packed_for(&taps, ld, cols) {
+                match ColOut::packed_t_for(&taps, ld, cols) {
                     Some(layout) => {
                         let col = col.get_or_insert_with(|| Scratch::take(layout.len()));
                         im2col(x, g, &taps, n0, gn, chans.clone(), col, ColOut::PackedT(layout));

@@ -18,7 +18,7 @@
 //!   goes through exactly the same arithmetic whatever the tiling around it.
 //! * Panels that would be reused at most twice are read in place instead of packed when the
 //!   layout allows (A with unit row stride, i.e. a transposed row-major A; B with unit column
-//!   stride, i.e. row-major B). Full row-major A panels are packed with AVX-512 gathers,
+//!   stride, i.e. row-major B). Row-major A panels are packed with AVX-512 gathers,
 //!   full transposed B panels with 16×16 register transposes, full row-major B panels eight
 //!   rows at a time walking B's rows.
 //! * An A multiplied by many B (a convolution weight by each task's im2col matrix) can be
@@ -490,6 +490,22 @@ impl PackedBLayout {
         None
     }
 
+    /// The layout for a k×n B whose panels pad n least: 16-wide panels (the 24×16 kernel's)
+    /// where n's last 32-wide panel would be at most half full, else [`PackedBLayout::new`]'s.
+    pub fn tightest(k: usize, n: usize) -> Option<PackedBLayout> {
+        #[cfg(target_arch = "x86_64")]
+        if KernelPath::detected() == KernelPath::Avx512 && n > 16 && (1..=16).contains(&(n % 32)) {
+            return Some(PackedBLayout { k, n, kc: x86::Avx512Narrow::KC, nr: x86::Avx512Narrow::NR });
+        }
+        PackedBLayout::new(k, n)
+    }
+
+    /// Whether the gemm on this CPU takes B packed in this layout.
+    fn is_supported(&self) -> bool {
+        Some(*self) == PackedBLayout::new(self.k, self.n)
+            || Some(*self) == PackedBLayout::tightest(self.k, self.n)
+    }
+
     /// Floats the packed operand takes.
     pub fn len(&self) -> usize {
         self.k * self.n.div_ceil(self.nr) * self.nr
@@ -601,7 +617,7 @@ fn prepacked_b_gemm(
         "prepacked-B gemm: C ({} floats, ldc {ldc}) too small for {m}x{n}",
         c.len()
     );
-    assert_eq!(Some(layout), PackedBLayout::new(k, n), "prepacked B: not this CPU's layout");
+    assert!(layout.is_supported(), "prepacked B: {layout:?} is not a layout this CPU's gemm takes");
     if m == 0 || n == 0 {
         return;
     }
@@ -611,25 +627,18 @@ fn prepacked_b_gemm(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let pre_b = PrepackedB { base: b.as_ptr(), layout };
+        let pre_b = Some(PrepackedB { base: b.as_ptr(), layout });
         let no_b = MatRef { data: &[], row_stride: 0, col_stride: 0 };
-        let pre_a = pre_a.and_then(|p| p.panels::<x86::Avx512>());
-        // SAFETY: extents checked above; the layout exists only with AVX-512 present.
+        let c = CPtr(c.as_mut_ptr());
+        // SAFETY: extents checked above; the layouts exist only with AVX-512 present.
         unsafe {
-            gemm_packed::<x86::Avx512>(
-                m,
-                n,
-                k,
-                1.0,
-                a,
-                no_b,
-                beta,
-                CPtr(c.as_mut_ptr()),
-                ldc,
-                false,
-                pre_a,
-                Some(pre_b),
-            )
+            if layout.nr == x86::Avx512Narrow::NR {
+                let pre_a = pre_a.and_then(|p| p.panels::<x86::Avx512Narrow>());
+                gemm_packed::<x86::Avx512Narrow>(m, n, k, 1.0, a, no_b, beta, c, ldc, false, pre_a, pre_b)
+            } else {
+                let pre_a = pre_a.and_then(|p| p.panels::<x86::Avx512>());
+                gemm_packed::<x86::Avx512>(m, n, k, 1.0, a, no_b, beta, c, ldc, false, pre_a, pre_b)
+            }
         };
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -1360,12 +1369,11 @@ unsafe fn pack_a_panel_dyn<K: Micro>(
     unsafe {
         #[cfg(target_arch = "x86_64")]
         if K::AVX512_PACK
-            && rows == K::MR
             && a.col_stride == 1
             && a.row_stride.checked_mul(K::MR).is_some_and(|x| x < i32::MAX as usize)
         {
             let base = a.data.as_ptr().add(i0 * a.row_stride + p0);
-            x86::pack_a_gather(base, a.row_stride, K::MR, kc, dst);
+            x86::pack_a_gather(base, a.row_stride, rows, K::MR, kc, dst);
             return;
         }
         if a.row_stride == 1 {
@@ -1633,22 +1641,30 @@ pub(crate) mod x86 {
         const AVX512_PACK: bool = true;
     }
 
-    /// Pack a full MR-row panel of a row-major A (rows `rs` apart) with 16-lane gathers:
-    /// element (i, p) to dst[p*mr + i].
+    /// Pack an MR-row panel of a row-major A (rows `rs` apart) with 16-lane gathers: element
+    /// (i, p) to dst[p*mr + i] for the panel's `rows` real rows, zeros for the rest.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn pack_a_gather(base: *const f32, rs: usize, mr: usize, kc: usize, dst: *mut f32) {
+    pub unsafe fn pack_a_gather(
+        base: *const f32,
+        rs: usize,
+        rows: usize,
+        mr: usize,
+        kc: usize,
+        dst: *mut f32,
+    ) {
         unsafe {
+            let first = |n: usize| -> __mmask16 { if n >= 16 { 0xFFFF } else { ((1u32 << n) - 1) as u16 } };
             let rs = rs as i32;
             let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(rs));
             let mut r0 = 0;
             while r0 < mr {
-                let g = (mr - r0).min(16);
-                let mask: __mmask16 = if g == 16 { 0xFFFF } else { ((1u32 << g) - 1) as u16 };
-                let idx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(rs));
-                let rb = base.add(r0 * rs as usize);
+                // Gather the real rows; the padding lanes keep the source's zeros.
+                let (read, write) = (first(rows.saturating_sub(r0)), first(mr - r0));
+                let rb = base.wrapping_add(r0 * rs as usize);
                 for p in 0..kc {
-                    let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, rb.add(p));
-                    _mm512_mask_storeu_ps(dst.add(p * mr + r0), mask, v);
+                    let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), read, idx, rb.wrapping_add(p));
+                    _mm512_mask_storeu_ps(dst.add(p * mr + r0), write, v);
                 }
                 r0 += 16;
             }
