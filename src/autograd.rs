@@ -1,6 +1,6 @@
 //! Reverse-mode autograd, small enough to read in one sitting.
 //!
-//! An op whose inputs need gradients records a [`Node`]: the inputs and a closure that maps
+//! An op whose inputs need gradients records a `Node`: the inputs and a closure that maps
 //! the gradient of the output to gradients of the inputs (computed with the same backend
 //! kernels, never recorded). `backward` orders the graph topologically from the loss and
 //! walks it once in reverse, summing gradients where a tensor was used more than once. As in

@@ -256,9 +256,9 @@ pub trait Backend: Send + Sync {
     fn sum(&self, x: &Storage) -> Storage;
     /// A `len`-element storage filled with `scale * s[0]`.
     fn broadcast_scalar(&self, s: &Storage, scale: f32, len: usize) -> Storage;
-    /// Per-channel sums of an NCHW tensor: [c].
+    /// Per-channel sums of an NCHW tensor: `[c]`.
     fn sum_channels(&self, x: &Storage, shape: ChannelShape) -> Storage;
-    /// x + bias[c] for every (n, c, hw).
+    /// `x + bias[c]` for every (n, c, hw).
     fn add_channels(&self, x: &Storage, bias: &Storage, shape: ChannelShape) -> Storage;
 
     // Matrix product and convolutions.
@@ -379,7 +379,7 @@ pub trait Backend: Send + Sync {
     // Loss.
     /// Mean over all elements of max(x,0) − x·t + log(1 + e^−|x|), into 1 element.
     fn bce_with_logits(&self, x: &Storage, target: &Storage) -> Storage;
-    /// dx = dloss[0] · (sigmoid(x) − t) / len
+    /// `dx = dloss[0] · (sigmoid(x) − t) / len`
     fn bce_with_logits_backward(&self, x: &Storage, target: &Storage, dloss: &Storage) -> Storage;
 
     // Optimisers, in place.

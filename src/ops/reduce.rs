@@ -26,12 +26,12 @@ impl Tensor {
         })
     }
 
-    /// Σ over batch, height and width of an NCHW tensor: shape [C].
+    /// Σ over batch, height and width of an NCHW tensor: shape `[C]`.
     pub fn sum_channels(&self) -> Tensor {
         self.sum_channels_scaled("sum_channels", 1.0)
     }
 
-    /// Per-channel mean of an NCHW tensor: shape [C].
+    /// Per-channel mean of an NCHW tensor: shape `[C]`.
     pub fn mean_channels(&self) -> Tensor {
         let s = channel_shape(self, "mean_channels");
         self.sum_channels_scaled("mean_channels", 1.0 / (s.n * s.hw) as f32)
