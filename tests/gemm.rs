@@ -565,3 +565,44 @@ fn check_prepacked_b(m: usize, n: usize, k: usize, beta: f32, layout: PackedBLay
         "{m}x{n}x{k} beta {beta}, {layout:?}: prepacked B with A packed in the call differs"
     );
 }
+
+/// An A stored as column blocks (NCHW images' planes read as one [c, n·hw] matrix) packed by
+/// `PackedA::from_column_blocks` gives the bits of the same A gathered into one row-major
+/// matrix: blocks of 16 and 64 columns, rows that end in a ragged panel, blocks spread apart,
+/// several KC blocks, both B layouts. Where KC is not a multiple of the block there is none.
+#[test]
+fn column_block_a_gives_sgemm_bits() {
+    for &(m, cols, blocks, n) in &[(40, 16, 20, 64), (128, 64, 5, 48), (13, 16, 16, 33), (64, 4, 70, 96)] {
+        let k = cols * blocks;
+        let (Some(wide), Some(tightest)) = (PackedBLayout::new(k, n), PackedBLayout::tightest(k, n)) else {
+            eprintln!("skipped column_block_a_gives_sgemm_bits: this CPU's kernel packs its own B");
+            return;
+        };
+        // Block b at data[b·stride..], 5 floats of gap after each.
+        let stride = m * cols + 5;
+        let mut rng = Rng::new(k as u64 * 13 + m as u64);
+        let (data, b, c0) = (rng.vec(blocks * stride), rng.vec(k * n), rng.vec(m * n));
+        let a: Vec<f32> =
+            (0..m * k).map(|e| data[(e % k / cols) * stride + (e / k) * cols + e % cols]).collect();
+        for layout in [wide, tightest] {
+            let mut packed_b = vec![0.0; layout.len()];
+            for p in 0..k {
+                for j in 0..n {
+                    packed_b[layout.offset(p, j)] = b[p * n + j];
+                }
+            }
+            let mut want = c0.clone();
+            sgemm_serial_prepacked_b(m, MatRef::row_major(&a, k), &packed_b, layout, 0.5, &mut want, n);
+            let blocked =
+                PackedA::from_column_blocks(m, &data, cols, stride, layout).expect("KC is a multiple");
+            let mut got = c0.clone();
+            sgemm_serial_prepacked(&blocked, &packed_b, layout, 0.5, &mut got, n);
+            assert!(
+                got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{m}x{n}x{k} in blocks of {cols}, {layout:?}: differs from the gathered A"
+            );
+        }
+    }
+    let layout = PackedBLayout::new(48 * 6, 64).expect("as above");
+    assert!(PackedA::from_column_blocks(8, &[0.0; 8 * 48 * 6], 48, 8 * 48, layout).is_none());
+}

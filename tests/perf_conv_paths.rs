@@ -128,6 +128,11 @@ fn backward_weight_by_channel_blocks() {
     check(geom(2, 64, (8, 8), 5, 4, 2, 1), 16); // one group
     // c_in < 32: four tasks over quarters of the batch, a gemm per 256-pixel image.
     check(geom(6, 3, (32, 32), 8, 4, 2, 1), 19);
+    // Groups of small dy planes packed straight into the gemm's A panels, c_out over several
+    // panels with a ragged last one: 16-pixel planes (the 12×32 kernel), and the RGB layer's
+    // 64-pixel ones (its 48 taps take the 24×16 kernel).
+    check(geom(20, 32, (8, 8), 30, 4, 2, 1), 21);
+    check(geom(12, 3, (16, 16), 40, 4, 2, 1), 22);
 }
 
 #[test]

@@ -22,7 +22,9 @@
 //!   full transposed B panels with 16×16 register transposes, full row-major B panels eight
 //!   rows at a time walking B's rows.
 //! * An A multiplied by many B (a convolution weight by each task's im2col matrix) can be
-//!   packed once up front: [`PackedA`] and [`sgemm_serial_packed`]. A B can be written by its
+//!   packed once up front: [`PackedA`] and [`sgemm_serial_packed`]; so can an A stored as
+//!   blocks of columns (NCHW planes read as one [c, n·hw] matrix, backward-weight's dy),
+//!   without gathering it first: [`PackedA::from_column_blocks`]. A B can be written by its
 //!   producer straight into the packed panels ([`PackedBLayout`], the convolutions' im2col):
 //!   [`sgemm_serial_prepacked`], [`sgemm_serial_prepacked_b`].
 //! * Parallel problems are split into independent sub-GEMMs (one rayon region, no barriers),
@@ -372,6 +374,80 @@ impl<'a> PackedA<'a> {
         (self.mr, self.kc, self.mt) = (mr, K::KC, mt);
     }
 
+    /// An m×`layout.k` A stored as blocks of `cols` columns, block b (columns b·cols..) the
+    /// row-major m×cols matrix at `data[b·stride..]` (NCHW images' planes read as one
+    /// [c, n·hw] matrix), packed on this thread for the kernel that multiplies a B in
+    /// `layout`, with no gathered copy of the blocks first. None where there is no such
+    /// kernel or its KC is not a multiple of `cols`. It has no source to repack from: only
+    /// [`sgemm_serial_prepacked`] with a B in `layout` takes it.
+    pub fn from_column_blocks(
+        m: usize,
+        data: &'a [f32],
+        cols: usize,
+        stride: usize,
+        layout: PackedBLayout,
+    ) -> Option<PackedA<'a>> {
+        let k = layout.k;
+        let blocks = k.div_ceil(cols.max(1));
+        assert!(
+            cols > 0 && k.is_multiple_of(cols) && stride >= m * cols,
+            "PackedA::from_column_blocks: {k} columns in blocks of {cols}, {stride} floats apart, for {m} rows"
+        );
+        assert!(
+            m == 0 || blocks == 0 || data.len() >= (blocks - 1) * stride + m * cols,
+            "PackedA::from_column_blocks: {} floats, {blocks} blocks of {m}x{cols} {stride} apart need more",
+            data.len()
+        );
+        let no_src = MatRef { data: &[], row_stride: 0, col_stride: 0 };
+        let mut pa = PackedA {
+            src: no_src,
+            m,
+            k,
+            mr: 0,
+            kc: 0,
+            panels: None,
+            base: std::ptr::null(),
+            mt: 0,
+            panel0: 0,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if layout.is_supported() && layout.kc.is_multiple_of(cols) && m > 0 && k > 0 {
+            if layout.nr == x86::Avx512Narrow::NR {
+                pa.pack_blocks::<x86::Avx512Narrow>(data, cols, stride);
+            } else {
+                pa.pack_blocks::<x86::Avx512>(data, cols, stride);
+            }
+            return Some(pa);
+        }
+        let _ = (&mut pa, data, stride);
+        None
+    }
+
+    fn pack_blocks<K: Micro>(&mut self, data: &[f32], cols: usize, stride: usize) {
+        let (m, k, mr) = (self.m, self.k, K::MR);
+        debug_assert!(m <= K::MB && K::KC.is_multiple_of(cols));
+        let mt = m.div_ceil(mr);
+        let mut buf = PackBuf::take_from(&PACKED_A_CACHE, mt * mr * k);
+        let dst = buf.ptr();
+        for pc in (0..k).step_by(K::KC) {
+            let kc = K::KC.min(k - pc);
+            for ip in 0..mt {
+                let rows = mr.min(m - ip * mr);
+                // SAFETY: panel ip of the KC block at pc lies inside the mt·mr·k floats taken;
+                // each block's columns q - pc.. of it, as the blocks cover the block's depth.
+                unsafe {
+                    let panel = dst.add(pc * mt * mr + ip * mr * kc);
+                    for q in (pc..pc + kc).step_by(cols) {
+                        let block = MatRef::row_major(&data[(q / cols) * stride..], cols);
+                        pack_a_panel_dyn::<K>(&block, ip * mr, 0, rows, cols, panel.add((q - pc) * mr));
+                    }
+                }
+            }
+        }
+        (self.panels, self.base) = (Some(buf), dst);
+        (self.mr, self.kc, self.mt) = (mr, K::KC, mt);
+    }
+
     /// The row count `PackedA::block` bands must start at a multiple of (1 where A is not packed).
     pub fn panel_rows(&self) -> usize {
         self.mr.max(1)
@@ -546,6 +622,12 @@ impl PackedBLayout {
     }
 }
 
+/// The MR of the kernel that multiplies a B in `layout`.
+#[cfg(target_arch = "x86_64")]
+fn layout_kernel_mr(layout: PackedBLayout) -> usize {
+    if layout.nr == x86::Avx512Narrow::NR { x86::Avx512Narrow::MR } else { x86::Avx512::MR }
+}
+
 /// A B operand already in [`PackedBLayout`].
 #[derive(Clone, Copy)]
 struct PrepackedB {
@@ -627,6 +709,10 @@ fn prepacked_b_gemm(
     }
     #[cfg(target_arch = "x86_64")]
     {
+        assert!(
+            pre_a.is_none_or(|p| !p.src.data.is_empty() || p.mr == layout_kernel_mr(layout)),
+            "prepacked-B gemm: A was packed from column blocks for another kernel and has no source"
+        );
         let pre_b = Some(PrepackedB { base: b.as_ptr(), layout });
         let no_b = MatRef { data: &[], row_stride: 0, col_stride: 0 };
         let c = CPtr(c.as_mut_ptr());
