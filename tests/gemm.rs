@@ -568,7 +568,7 @@ fn check_prepacked_b(m: usize, n: usize, k: usize, beta: f32, layout: PackedBLay
 
 /// An A stored as column blocks (NCHW images' planes read as one [c, n·hw] matrix) packed by
 /// `PackedA::from_column_blocks` gives the bits of the same A gathered into one row-major
-/// matrix: blocks of 16 and 64 columns, rows that end in a ragged panel, blocks spread apart,
+/// matrix: blocks of 4 to 64 columns, rows that end in a ragged panel, blocks spread apart,
 /// several KC blocks, both B layouts. Where KC is not a multiple of the block there is none.
 #[test]
 fn column_block_a_gives_sgemm_bits() {

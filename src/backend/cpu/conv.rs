@@ -406,13 +406,13 @@ enum ColOut {
     /// The gemm's packed B panels (32 columns wide), for `sgemm_serial_prepacked`: the
     /// forward's w · col, backward-data's wᵀ · dy.
     Packed(PackedBLayout),
-    /// colᵀ as packed B panels, for `sgemm_serial_prepacked_b`: backward-weight's dy · colᵀ.
+    /// colᵀ as packed B panels, 32 or 16 wide (`packed_t_for`), for backward-weight's dy · colᵀ.
     PackedT(PackedBLayout),
 }
 
 impl ColOut {
-    /// The packed panels for a k × n gemm operand (col: rows × ld, colᵀ: ld × rows), where the
-    /// gemm takes them and the k4 s2 im2col (the one that writes them) serves `taps`.
+    /// The packed panels for col (k × n: rows × ld), where the gemm takes them and the k4 s2
+    /// im2col (the one that writes them) serves `taps`.
     fn packed_for(taps: &Taps, k: usize, n: usize) -> Option<PackedBLayout> {
         PackedBLayout::new(k, n).filter(|l| l.nr == 32 && taps.k4s2.is_some())
     }

@@ -1175,10 +1175,11 @@ pub const SPLIT_MAX_MNK: usize = 1 << 26;
 /// Up to this many threads every parallel problem is split, whatever its size. A p×q grid of
 /// tasks packs A q times and B p times; on two threads that repacking (a 1024³–2048³ split
 /// in two column halves packs all of A on each core, about 4% of its time) costs less than
-/// the shared-panel mode's three barriers per KC block and its cross-core reads: split, 1024³ ran 2–7% faster, 1024×1024×8192 4–8%, 768×768×32768
-/// 3–16%, 8192×128×2048 4–9%, 2048³ and 1536³ within noise (five alternating rounds). With
-/// many threads each task's repacked share grows, and shared panels are the usual answer;
-/// that was not measured here (a 2-core machine), so the cap is conservative.
+/// the shared-panel mode's three barriers per KC block and its cross-core reads. Split,
+/// 1024³ ran 2–7% faster, 1024×1024×8192 4–8%, 768×768×32768 3–16%, 8192×128×2048 4–9%,
+/// 2048³ and 1536³ within noise (five alternating rounds). With many threads each task's
+/// repacked share grows, and shared panels are the usual answer; that was not measured here
+/// (a 2-core machine), so the cap is conservative.
 pub const SPLIT_MAX_THREADS: usize = 4;
 
 /// Top level of the packed path: chooses how to use the threads.
