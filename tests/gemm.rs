@@ -536,18 +536,25 @@ fn prepacked_b_gives_sgemm_bits() {
     }
 }
 
+/// A row-major k×n B written into `layout` as a producer would, padding columns zero; any
+/// float the layout does not reach stays NaN.
+fn pack_b(b: &[f32], k: usize, n: usize, layout: PackedBLayout) -> Vec<f32> {
+    let mut packed = vec![f32::NAN; layout.len()];
+    for p in 0..k {
+        for j in 0..n.next_multiple_of(layout.nr) {
+            packed[layout.offset(p, j)] = if j < n { b[p * n + j] } else { 0.0 };
+        }
+    }
+    packed
+}
+
 /// One shape in one layout: prepacked B (A prepacked, and A packed in the call) against
 /// packing B from its row-major source.
 fn check_prepacked_b(m: usize, n: usize, k: usize, beta: f32, layout: PackedBLayout) {
     let mut rng = Rng::new(m as u64 * 17 + n as u64);
     let (a, b, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m * n));
     let packed_a = PackedA::new(m, k, MatRef::row_major(&a, k));
-    let mut packed_b = vec![f32::NAN; layout.len()];
-    for p in 0..k {
-        for j in 0..n.next_multiple_of(layout.nr) {
-            packed_b[layout.offset(p, j)] = if j < n { b[p * n + j] } else { 0.0 };
-        }
-    }
+    let packed_b = pack_b(&b, k, n, layout);
     assert!(packed_b.iter().all(|v| !v.is_nan()), "{m}x{n}x{k}: the layout leaves holes");
     let mut want = c0.clone();
     sgemm_serial_packed(&packed_a, n, 1.0, MatRef::row_major(&b, n), beta, &mut want, n);
@@ -585,12 +592,7 @@ fn column_block_a_gives_sgemm_bits() {
         let a: Vec<f32> =
             (0..m * k).map(|e| data[(e % k / cols) * stride + (e / k) * cols + e % cols]).collect();
         for layout in [wide, tightest] {
-            let mut packed_b = vec![0.0; layout.len()];
-            for p in 0..k {
-                for j in 0..n {
-                    packed_b[layout.offset(p, j)] = b[p * n + j];
-                }
-            }
+            let packed_b = pack_b(&b, k, n, layout);
             let mut want = c0.clone();
             sgemm_serial_prepacked_b(m, MatRef::row_major(&a, k), &packed_b, layout, 0.5, &mut want, n);
             let blocked =

@@ -294,8 +294,7 @@ impl Taps {
     ) {
         use std::arch::x86_64::*;
         let (h, w, (ho, wo)) = (self.h, self.w, (self.h / 2, self.w / 2));
-        let nr = layout.nr;
-        assert!(src.len() >= h * w && wo >= 2 && r0.is_multiple_of(16) && nr.is_multiple_of(16));
+        assert!(src.len() >= h * w && wo >= 2 && r0.is_multiple_of(16) && layout.nr.is_multiple_of(16));
         assert!(ColOut::PackedT(layout).holds(r0 + 16, c0 + self.hw, col.len()));
         let (x, base) = (src.as_ptr(), col.as_mut_ptr());
         // SAFETY: a run of columns 2ox − 1.. of row iy < h, its lanes outside 0..w masked (the
@@ -321,8 +320,7 @@ impl Taps {
             if oy + 1 < ho {
                 v = _mm512_insertf32x4::<3>(v, run(3));
             }
-            let (row, stride) = layout.row(c0 + oy * wo + ox);
-            _mm512_storeu_ps(base.add(row + (r0 / nr) * stride + r0 % nr), v);
+            _mm512_storeu_ps(base.add(layout.offset(c0 + oy * wo + ox, r0)), v);
         };
         for oy in 0..ho {
             pixel(oy, 0, 0xE);

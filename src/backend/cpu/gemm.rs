@@ -332,10 +332,14 @@ impl<'a> PackedA<'a> {
 
     /// Packed for kernel `K` (whose extents the caller checked).
     fn for_kernel<K: Micro>(m: usize, k: usize, a: MatRef<'a>) -> PackedA<'a> {
-        let mut pa =
-            PackedA { src: a, m, k, mr: 0, kc: 0, panels: None, base: std::ptr::null(), mt: 0, panel0: 0 };
+        let mut pa = Self::unpacked(m, k, a);
         pa.pack::<K>();
         pa
+    }
+
+    /// m×k from `src`, no panels yet.
+    fn unpacked(m: usize, k: usize, src: MatRef<'a>) -> PackedA<'a> {
+        PackedA { src, m, k, mr: 0, kc: 0, panels: None, base: std::ptr::null(), mt: 0, panel0: 0 }
     }
 
     fn pack<K: Micro>(&mut self) {
@@ -398,20 +402,15 @@ impl<'a> PackedA<'a> {
             "PackedA::from_column_blocks: {} floats, {blocks} blocks of {m}x{cols} {stride} apart need more",
             data.len()
         );
-        let no_src = MatRef { data: &[], row_stride: 0, col_stride: 0 };
-        let mut pa = PackedA {
-            src: no_src,
-            m,
-            k,
-            mr: 0,
-            kc: 0,
-            panels: None,
-            base: std::ptr::null(),
-            mt: 0,
-            panel0: 0,
-        };
+        let mut pa = Self::unpacked(m, k, MatRef { data: &[], row_stride: 0, col_stride: 0 });
+        // One MB block only, as `pack`: the driver's A blocks are then exactly these panels.
         #[cfg(target_arch = "x86_64")]
-        if layout.is_supported() && layout.kc.is_multiple_of(cols) && m > 0 && k > 0 {
+        if layout.is_supported()
+            && layout.kc.is_multiple_of(cols)
+            && m > 0
+            && k > 0
+            && m <= x86::Avx512::MB.min(x86::Avx512Narrow::MB)
+        {
             if layout.nr == x86::Avx512Narrow::NR {
                 pa.pack_blocks::<x86::Avx512Narrow>(data, cols, stride);
             } else {
@@ -425,7 +424,7 @@ impl<'a> PackedA<'a> {
 
     fn pack_blocks<K: Micro>(&mut self, data: &[f32], cols: usize, stride: usize) {
         let (m, k, mr) = (self.m, self.k, K::MR);
-        debug_assert!(m <= K::MB && K::KC.is_multiple_of(cols));
+        assert!(m <= K::MB && K::KC.is_multiple_of(cols));
         let mt = m.div_ceil(mr);
         let mut buf = PackBuf::take_from(&PACKED_A_CACHE, mt * mr * k);
         let dst = buf.ptr();
@@ -622,12 +621,6 @@ impl PackedBLayout {
     }
 }
 
-/// The MR of the kernel that multiplies a B in `layout`.
-#[cfg(target_arch = "x86_64")]
-fn layout_kernel_mr(layout: PackedBLayout) -> usize {
-    if layout.nr == x86::Avx512Narrow::NR { x86::Avx512Narrow::MR } else { x86::Avx512::MR }
-}
-
 /// A B operand already in [`PackedBLayout`].
 #[derive(Clone, Copy)]
 struct PrepackedB {
@@ -709,26 +702,42 @@ fn prepacked_b_gemm(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        assert!(
-            pre_a.is_none_or(|p| !p.src.data.is_empty() || p.mr == layout_kernel_mr(layout)),
-            "prepacked-B gemm: A was packed from column blocks for another kernel and has no source"
-        );
-        let pre_b = Some(PrepackedB { base: b.as_ptr(), layout });
-        let no_b = MatRef { data: &[], row_stride: 0, col_stride: 0 };
+        let pre_b = PrepackedB { base: b.as_ptr(), layout };
         let c = CPtr(c.as_mut_ptr());
         // SAFETY: extents checked above; the layouts exist only with AVX-512 present.
         unsafe {
             if layout.nr == x86::Avx512Narrow::NR {
-                let pre_a = pre_a.and_then(|p| p.panels::<x86::Avx512Narrow>());
-                gemm_packed::<x86::Avx512Narrow>(m, n, k, 1.0, a, no_b, beta, c, ldc, false, pre_a, pre_b)
+                prepacked_b_run::<x86::Avx512Narrow>(m, k, a, pre_a, pre_b, beta, c, ldc)
             } else {
-                let pre_a = pre_a.and_then(|p| p.panels::<x86::Avx512>());
-                gemm_packed::<x86::Avx512>(m, n, k, 1.0, a, no_b, beta, c, ldc, false, pre_a, pre_b)
+                prepacked_b_run::<x86::Avx512>(m, k, a, pre_a, pre_b, beta, c, ldc)
             }
         };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (a, pre_a);
+}
+
+/// `prepacked_b_gemm` on kernel `K`, the one its layout was made for: A's panels where they
+/// were packed for `K`, else A packed here from its source.
+#[allow(clippy::too_many_arguments)]
+unsafe fn prepacked_b_run<K: Micro>(
+    m: usize,
+    k: usize,
+    a: MatRef,
+    pre_a: Option<&PackedA>,
+    pre_b: PrepackedB,
+    beta: f32,
+    c: CPtr,
+    ldc: usize,
+) {
+    let panels = pre_a.and_then(|p| p.panels::<K>());
+    assert!(
+        panels.is_some() || !a.data.is_empty(),
+        "prepacked-B gemm: A was packed from column blocks for another kernel and has no source"
+    );
+    let no_b = MatRef { data: &[], row_stride: 0, col_stride: 0 };
+    // SAFETY: the caller checked the extents and that `K` runs on this CPU.
+    unsafe { gemm_packed::<K>(m, pre_b.layout.n, k, 1.0, a, no_b, beta, c, ldc, false, panels, Some(pre_b)) }
 }
 
 // ------------------------------------------------------------------------------------------
