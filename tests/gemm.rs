@@ -500,18 +500,20 @@ fn packed_a_blocks_give_the_whole_bits() {
         rows.iter().zip(&whole[band.start * n..]).all(|(x, y)| x.to_bits() == y.to_bits()),
         "a band of rows differs from the same rows of the whole"
     );
-    // An A too tall to prepack (over 4096 rows): its blocks are views of the source.
-    let (m, n, k) = (4100, 40, 30);
+    // An A taller than the driver's one MB block of rows (4096): used whole, the gemm packs it
+    // from the source; a block of it (on a panel boundary, 4104 a multiple of 12 and of 6)
+    // reads its panels.
+    let (m, n, k) = (4200, 40, 30);
     let a = rng.vec(m * k);
     let b = rng.vec(k * n);
     let tall = PackedA::new(m, k, MatRef::row_major_t(&a, m));
     let mut whole = vec![0.0; m * n];
     sgemm_serial_packed(&tall, n, 1.0, MatRef::row_major(&b, n), 0.0, &mut whole, n);
-    let mut rows = vec![0.0; 100 * n];
-    sgemm_serial_packed(&tall.block(4000..4100, 0..k), n, 1.0, MatRef::row_major(&b, n), 0.0, &mut rows, n);
+    let mut rows = vec![0.0; 96 * n];
+    sgemm_serial_packed(&tall.block(4104..4200, 0..k), n, 1.0, MatRef::row_major(&b, n), 0.0, &mut rows, n);
     assert!(
-        rows.iter().zip(&whole[4000 * n..]).all(|(x, y)| x.to_bits() == y.to_bits()),
-        "a band of an unpacked A differs from the same rows of the whole"
+        rows.iter().zip(&whole[4104 * n..]).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "a block of a tall A differs from the same rows of the whole"
     );
 }
 

@@ -110,6 +110,18 @@ fn phase_decomposed_backward_data_odd_shapes() {
 }
 
 #[test]
+fn winograd_shapes() {
+    // k4 s2 p1, x twice y, 16 or more input channels: forward by F(2×2, 2×2) (CPUs with
+    // AVX-512; elsewhere these run the im2col path against the same reference).
+    check(geom(2, 80, (8, 8), 20, 4, 2, 1), 23); // two channel blocks (64 + 16): M accumulates
+    check(geom(2, 16, (8, 8), 460, 4, 2, 1), 28); // U 9 × 468 rows, over one 4096-row gemm block
+    check(geom(1, 16, (64, 64), 16, 4, 2, 1), 24); // 16 tiles a row: one row per vector
+    check(geom(1, 16, (128, 128), 16, 4, 2, 1), 25); // 32 tiles a row: neighbours across vectors
+    check(geom(20, 16, (4, 4), 16, 4, 2, 1), 26); // one tile an image, a ragged vector
+    check(geom(3, 16, (12, 8), 17, 4, 2, 1), 27); // 3 tile rows of 2: vectors span images
+}
+
+#[test]
 fn col2im_fallbacks() {
     check(geom(2, 16, (7, 7), 4, 4, 2, 1), 8); // odd input: x not exactly twice y
     check(geom(2, 16, (9, 9), 4, 3, 2, 1), 9); // k3
@@ -179,6 +191,37 @@ fn backward_weight_bits_do_not_depend_on_the_thread_count() {
         let want = bits(dw(1));
         for threads in [2, 3, 5] {
             assert!(bits(dw(threads)) == want, "{g:?}: dw differs with {threads} threads");
+        }
+    }
+}
+
+#[test]
+fn forward_and_backward_data_bits_do_not_depend_on_the_thread_count() {
+    // The Winograd forward (several image groups, a ragged last one, two channel blocks), and
+    // the im2col forward and backward-data.
+    for (i, g) in [
+        geom(40, 80, (8, 8), 12, 4, 2, 1),
+        geom(5, 16, (32, 32), 20, 4, 2, 1),
+        geom(6, 3, (32, 32), 8, 4, 2, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut rng = Rng::new(50 + i as u64);
+        let (x, w, dy) =
+            (random(g.x_len(), &mut rng), random(g.w_len(), &mut rng), random(g.y_len(), &mut rng));
+        let (x, w, dy) = (Storage::Cpu(to_f32(&x)), Storage::Cpu(to_f32(&w)), Storage::Cpu(to_f32(&dy)));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let be = Device::Cpu.backend();
+            let bits = |s: Storage| be.download(&s).into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            pool.install(|| (bits(be.conv2d_forward(&x, &w, &g)), bits(be.conv2d_backward_data(&dy, &w, &g))))
+        };
+        let want = run(1);
+        for threads in [2, 3, 5] {
+            let got = run(threads);
+            assert!(got.0 == want.0, "{g:?}: y differs with {threads} threads");
+            assert!(got.1 == want.1, "{g:?}: dx differs with {threads} threads");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Convolution in the three directions — forward, backward to the data, backward to the
 //! weight — as im2col + gemm. conv_transpose2d uses the same three with roles swapped (see
-//! `ConvGeom`), so this file serves both ops.
+//! `ConvGeom`), so this file serves both ops. The forward of a k4 s2 p1 layer with 16 or more
+//! input channels goes to `winograd` instead (on CPUs with AVX-512).
 //!
 //! Images are processed in groups whose size depends only on the shapes (never on the thread
 //! count), so every result — the weight-gradient sums included — has the same bits for any
@@ -63,14 +64,14 @@ static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 /// A scratch buffer of `len` floats from the pool, starting on a 64-byte boundary (a gemm
 /// operand's rows then never straddle cache lines); it goes back on drop. Contents are
 /// unspecified.
-struct Scratch {
+pub(super) struct Scratch {
     v: Vec<f32>,
     start: usize,
     len: usize,
 }
 
 impl Scratch {
-    fn take(len: usize) -> Scratch {
+    pub(super) fn take(len: usize) -> Scratch {
         let mut v = {
             let mut pool = POOL.lock().expect("conv workspace pool");
             // The smallest buffer that fits, else the largest (grown below).
@@ -145,7 +146,7 @@ fn is_dense(g: &ConvGeom) -> bool {
 
 /// k4 s2 p1 with x exactly twice y (the forward of every stride-2 ConvTranspose2d): col2im
 /// splits into four output phases, each a sum of four shifted col rows (`col2im_k4s2`).
-fn is_k4s2(g: &ConvGeom) -> bool {
+pub(super) fn is_k4s2(g: &ConvGeom) -> bool {
     g.kh == 4 && g.kw == 4 && g.stride == 2 && g.pad == 1 && g.h_in == 2 * g.h_out && g.w_in == 2 * g.w_out
 }
 
@@ -389,7 +390,7 @@ fn avx512() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
+pub(super) fn avx512() -> bool {
     use std::sync::OnceLock;
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
@@ -566,6 +567,10 @@ fn scatter_planes(src: &[f32], c: usize, gn: usize, hw: usize, y: &mut [f32]) {
 /// y = conv2d(x, w), then `act` if given: per group, y_g [c_out, gn·hw] = w [c_out, rows] ·
 /// col [rows, gn·hw], and each task applies act to its block of y as soon as it is written.
 pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if super::winograd::applies(g) {
+        return super::winograd::forward(x, w, g, act);
+    }
     let mut y = super::pool::take(g.y_len());
     if g.n == 0 || g.y_len() == 0 {
         return y;

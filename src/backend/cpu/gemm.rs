@@ -330,6 +330,20 @@ impl<'a> PackedA<'a> {
         }
     }
 
+    /// The rows of one panel of the A that [`PackedA::new`] packs on this CPU: a
+    /// [`PackedA::block`] must start on a multiple of it.
+    pub fn panel_rows_for_new() -> usize {
+        match KernelPath::detected() {
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx512 => x86::Avx512::MR,
+            #[cfg(target_arch = "x86_64")]
+            KernelPath::Avx2 => x86::Avx2::MR,
+            #[cfg(not(target_arch = "x86_64"))]
+            KernelPath::Avx512 | KernelPath::Avx2 => unreachable!(),
+            KernelPath::Scalar => ScalarKernel::MR,
+        }
+    }
+
     /// Packed for kernel `K` (whose extents the caller checked).
     fn for_kernel<K: Micro>(m: usize, k: usize, a: MatRef<'a>) -> PackedA<'a> {
         let mut pa = Self::unpacked(m, k, a);
@@ -344,8 +358,7 @@ impl<'a> PackedA<'a> {
 
     fn pack<K: Micro>(&mut self) {
         let (m, k, mr) = (self.m, self.k, K::MR);
-        // One MB block only: the driver's A blocks are then exactly these panels.
-        if m == 0 || k == 0 || m > K::MB {
+        if m == 0 || k == 0 {
             return;
         }
         let mt = m.div_ceil(mr);
@@ -403,7 +416,7 @@ impl<'a> PackedA<'a> {
             data.len()
         );
         let mut pa = Self::unpacked(m, k, MatRef { data: &[], row_stride: 0, col_stride: 0 });
-        // One MB block only, as `pack`: the driver's A blocks are then exactly these panels.
+        // One MB block only (see `panels`): there is no source to repack from past it.
         #[cfg(target_arch = "x86_64")]
         if layout.is_supported()
             && layout.kc.is_multiple_of(cols)
@@ -483,9 +496,11 @@ impl<'a> PackedA<'a> {
         b
     }
 
-    /// The panels for kernel `K`, if they were packed for it.
+    /// The panels for kernel `K`, if they were packed for it and span one MB block (the
+    /// driver's A blocks are then exactly these panels; a taller A serves through its
+    /// [`PackedA::block`]s, and packs from its source where used whole).
     fn panels<K: Micro>(&self) -> Option<PrepackedPanels> {
-        (self.mr == K::MR && self.kc == K::KC).then_some(PrepackedPanels {
+        (self.mr == K::MR && self.kc == K::KC && self.m <= K::MB).then_some(PrepackedPanels {
             base: self.base,
             mt: self.mt,
             mr: self.mr,

@@ -13,6 +13,8 @@ pub mod loss;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 
 use super::{AdamParams, Backend, Binary, ChannelShape, ConvGeom, Storage, Unary};
 
