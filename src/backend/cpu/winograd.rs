@@ -34,19 +34,28 @@ use std::ops::Range;
 const TARGET_TILES: usize = 128;
 /// Below this many input channels the im2col path stays: 4·c_in is the gemm's depth.
 const MIN_C_IN: usize = 16;
+/// Below this many output pixels a call (n·h_out·w_out) the im2col path stays: U is made and
+/// packed afresh each call, 36 floats per weight plane, which fewer pixels do not repay
+/// (256→512 at 4×4 outputs: batch 64 gains 4–10%, batch 32 lost).
+const MIN_PIXELS: usize = 1024;
+/// Tasks a call is split into at least, where the batch allows (a count from the shapes
+/// alone, as the group size must be): a batch of one or two groups left a core idle.
+const MIN_TASKS: usize = 4;
 /// Floats of slack before and after each row-transformed buffer: the column stage reads one
 /// float before a 16-tile chunk and up to 16 past the last tile.
 const SLACK: usize = 16;
 
 /// Whether [`forward`] serves this geometry: k4 s2 p1, x twice y, y's width twice a power of
 /// two (a 16-tile vector then holds whole tile rows or part of one) and even height, at least
-/// [`MIN_C_IN`] input channels, and the AVX-512 gemm that takes prepacked B.
+/// [`MIN_C_IN`] input channels and [`MIN_PIXELS`] output pixels, and the AVX-512 gemm that
+/// takes prepacked B.
 pub(super) fn applies(g: &ConvGeom) -> bool {
     is_k4s2(g)
         && g.h_out.is_multiple_of(2)
         && g.w_out.is_multiple_of(2)
         && (g.w_out / 2).is_power_of_two()
         && g.c_in >= MIN_C_IN
+        && g.n * g.h_out * g.w_out >= MIN_PIXELS
         && avx512()
         && PackedBLayout::new(4 * g.c_in, 32).is_some_and(|l| l.nr == 32)
 }
@@ -60,7 +69,7 @@ pub(super) fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) ->
     }
     let (th, tw) = (g.h_out / 2, g.w_out / 2);
     let tiles_per_image = th * tw;
-    let gs = TARGET_TILES.div_ceil(tiles_per_image).clamp(1, g.n);
+    let gs = TARGET_TILES.div_ceil(tiles_per_image).min(g.n.div_ceil(MIN_TASKS)).max(1);
     let depth = 4 * g.c_in;
     // U's nine blocks each start on a panel boundary of the packed weight.
     let cp = g.c_out.next_multiple_of(PackedA::panel_rows_for_new());
