@@ -64,7 +64,7 @@ pub(super) fn applies(g: &ConvGeom) -> bool {
 pub(super) fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f32> {
     assert!(applies(g), "winograd::forward: {g:?} is not a k4 s2 p1 layer it serves");
     let mut y = super::pool::take(g.y_len());
-    if g.n == 0 {
+    if g.y_len() == 0 {
         return y;
     }
     let (th, tw) = (g.h_out / 2, g.w_out / 2);
