@@ -580,6 +580,45 @@ fn check_prepacked_b(m: usize, n: usize, k: usize, beta: f32, layout: PackedBLay
 /// matrix: blocks of 4 to 64 columns, rows that end in a ragged panel, blocks spread apart,
 /// several KC blocks, both B layouts. Where KC is not a multiple of the block there is none.
 #[test]
+fn filled_panels_give_sgemm_bits() {
+    // A's panels written by a callback (as the Winograd forward writes its transformed
+    // weight): several KC blocks with a ragged last one, a ragged last panel, both layouts,
+    // and blocks of rows starting on panel boundaries past one 4096-row gemm block.
+    for &(m, k, n) in &[(40, 600, 64), (13, 300, 33), (4200, 40, 48)] {
+        let (Some(wide), Some(tightest)) = (PackedBLayout::new(k, n), PackedBLayout::tightest(k, n)) else {
+            eprintln!("skipped filled_panels_give_sgemm_bits: this CPU's kernel packs its own B");
+            return;
+        };
+        let mut rng = Rng::new(k as u64 * 7 + m as u64);
+        let (a, b, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m * n));
+        for layout in [wide, tightest] {
+            let packed_b = pack_b(&b, k, n, layout);
+            let filled = PackedA::from_panels(m, k, layout, |rows, depth, panel| {
+                let mr = panel.len() / depth.len();
+                for (dp, p) in depth.clone().enumerate() {
+                    for i in 0..mr {
+                        let r = rows.start + i;
+                        panel[dp * mr + i] = if r < rows.end { a[r * k + p] } else { 0.0 };
+                    }
+                }
+            })
+            .expect("the layout's kernel exists");
+            let mr = layout.a_panel_rows();
+            let band = (m / 3 / mr * mr)..m;
+            let mut want = c0[band.start * n..].to_vec();
+            let a_band = MatRef::row_major(&a[band.start * k..], k);
+            sgemm_serial_prepacked_b(band.len(), a_band, &packed_b, layout, 0.5, &mut want, n);
+            let mut got = c0[band.start * n..].to_vec();
+            sgemm_serial_prepacked(&filled.block(band.clone(), 0..k), &packed_b, layout, 0.5, &mut got, n);
+            assert!(
+                got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{m}x{n}x{k} rows {band:?}, {layout:?}: filled panels differ from packing A"
+            );
+        }
+    }
+}
+
+#[test]
 fn column_block_a_gives_sgemm_bits() {
     for &(m, cols, blocks, n) in &[(40, 16, 20, 64), (128, 64, 5, 48), (13, 16, 16, 33), (64, 4, 70, 96)] {
         let k = cols * blocks;

@@ -330,20 +330,6 @@ impl<'a> PackedA<'a> {
         }
     }
 
-    /// The rows of one panel of the A that [`PackedA::new`] packs on this CPU: a
-    /// [`PackedA::block`] must start on a multiple of it.
-    pub fn panel_rows_for_new() -> usize {
-        match KernelPath::detected() {
-            #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx512 => x86::Avx512::MR,
-            #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx2 => x86::Avx2::MR,
-            #[cfg(not(target_arch = "x86_64"))]
-            KernelPath::Avx512 | KernelPath::Avx2 => unreachable!(),
-            KernelPath::Scalar => ScalarKernel::MR,
-        }
-    }
-
     /// Packed for kernel `K` (whose extents the caller checked).
     fn for_kernel<K: Micro>(m: usize, k: usize, a: MatRef<'a>) -> PackedA<'a> {
         let mut pa = Self::unpacked(m, k, a);
@@ -433,6 +419,54 @@ impl<'a> PackedA<'a> {
         }
         let _ = (&mut pa, data, stride);
         None
+    }
+
+    /// An m×k A for the kernel that multiplies a B in `layout`, its panels written by `fill`
+    /// rather than packed from a source (a weight transformed on its way into the panels):
+    /// `fill(rows, depth, panel)` gets one panel's rows (the kernel's MR of them, fewer in the
+    /// last) and one KC block of depth, and writes element (i, p) of the panel to
+    /// panel[p·MR + i] for every i < MR (zeros past the rows) and p < depth.len(). Panels are
+    /// filled in parallel. None where there is no such kernel. As with
+    /// [`PackedA::from_column_blocks`] there is no source to repack from: only
+    /// [`sgemm_serial_prepacked`] with a B in `layout` takes it, through blocks of at most
+    /// one MB block of rows ([`PackedBLayout::a_panel_rows`] gives the MR).
+    pub fn from_panels(
+        m: usize,
+        k: usize,
+        layout: PackedBLayout,
+        fill: impl Fn(Range<usize>, Range<usize>, &mut [f32]) + Sync,
+    ) -> Option<PackedA<'static>> {
+        let mut pa = PackedA::unpacked(m, k, MatRef { data: &[], row_stride: 0, col_stride: 0 });
+        #[cfg(target_arch = "x86_64")]
+        if layout.is_supported() && m > 0 && k > 0 {
+            if layout.nr == x86::Avx512Narrow::NR {
+                pa.pack_with::<x86::Avx512Narrow>(fill);
+            } else {
+                pa.pack_with::<x86::Avx512>(fill);
+            }
+            return Some(pa);
+        }
+        let _ = (&mut pa, layout, fill);
+        None
+    }
+
+    fn pack_with<K: Micro>(&mut self, fill: impl Fn(Range<usize>, Range<usize>, &mut [f32]) + Sync) {
+        let (m, k, mr) = (self.m, self.k, K::MR);
+        let mt = m.div_ceil(mr);
+        let mut buf = PackBuf::take_from(&PACKED_A_CACHE, mt * mr * k);
+        let dst = CPtr(buf.ptr());
+        (0..k.div_ceil(K::KC) * mt).into_par_iter().for_each(|t| {
+            let dst = dst;
+            let (pc, ip) = ((t / mt) * K::KC, t % mt);
+            let kc = K::KC.min(k - pc);
+            // SAFETY: panel ip of the KC block at pc is mr·kc floats inside the mt·mr·k taken,
+            // and each task writes its own panel.
+            let panel =
+                unsafe { std::slice::from_raw_parts_mut(dst.0.add(pc * mt * mr + ip * mr * kc), mr * kc) };
+            fill(ip * mr..(ip * mr + mr).min(m), pc..pc + kc, panel);
+        });
+        (self.panels, self.base) = (Some(buf), dst.0);
+        (self.mr, self.kc, self.mt) = (mr, K::KC, mt);
     }
 
     fn pack_blocks<K: Micro>(&mut self, data: &[f32], cols: usize, stride: usize) {
@@ -594,6 +628,19 @@ impl PackedBLayout {
     fn is_supported(&self) -> bool {
         Some(*self) == PackedBLayout::new(self.k, self.n)
             || Some(*self) == PackedBLayout::tightest(self.k, self.n)
+    }
+
+    /// The rows of one A panel of the kernel that takes B in this layout: where
+    /// [`PackedA::from_panels`]' blocks of rows may start.
+    pub fn a_panel_rows(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self.nr == x86::Avx512Narrow::NR {
+            return x86::Avx512Narrow::MR;
+        }
+        #[cfg(target_arch = "x86_64")]
+        return x86::Avx512::MR;
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no prepacked-B layouts off x86-64")
     }
 
     /// Floats the packed operand takes.

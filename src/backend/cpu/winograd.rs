@@ -24,7 +24,7 @@
 //! more whole tile rows, or a 16-tile part of one.
 
 use super::conv::{Scratch, avx512, is_k4s2};
-use super::gemm::{MatRef, PackedA, PackedBLayout, sgemm_serial_prepacked};
+use super::gemm::{PackedA, PackedBLayout, sgemm_serial_prepacked};
 use crate::backend::{ConvGeom, Unary};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -71,12 +71,13 @@ pub(super) fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) ->
     let tiles_per_image = th * tw;
     let gs = TARGET_TILES.div_ceil(tiles_per_image).min(g.n.div_ceil(MIN_TASKS)).max(1);
     let depth = 4 * g.c_in;
-    // U's nine blocks each start on a panel boundary of the packed weight.
-    let cp = g.c_out.next_multiple_of(PackedA::panel_rows_for_new());
-    let mut u = Scratch::take(9 * cp * depth);
-    transform_weight(w, g, cp, &mut u);
-    let ua = PackedA::new(9 * cp, depth, MatRef::row_major(&u, depth));
-    let kc = PackedBLayout::new(depth, 32).expect("checked by `applies`").kc;
+    let full = PackedBLayout::new(depth, 32).expect("checked by `applies`");
+    // U's nine blocks each start on a panel boundary, and are written straight into them.
+    let cp = g.c_out.next_multiple_of(full.a_panel_rows());
+    let ua =
+        PackedA::from_panels(9 * cp, depth, full, |rows, depth, panel| u_panel(w, g, cp, rows, depth, panel))
+            .expect("the layout's kernel exists");
+    let kc = full.kc;
     let chans_per_block = kc / 4;
     let per_image = g.c_out * g.h_out * g.w_out;
     y.par_chunks_mut(gs * per_image).enumerate().for_each(|(t, y_t)| {
@@ -109,51 +110,37 @@ pub(super) fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) ->
     y
 }
 
-/// U into `u`, row-major [9·cp, 4·c_in]: nine blocks of `cp` rows, block pt = 3p + q holding
-/// (G g Gᵀ)[p][q] of every output channel o (row o; rows c_out..cp zero) and plane channel
-/// (c, a, b) (column 4c + 2a + b), where g[u][v] = w[o, c, 2u+a, 2v+b]. One pass over w, a
-/// task per run of output channels, each writing its rows of all nine blocks.
-fn transform_weight(w: &[f32], g: &ConvGeom, cp: usize, u: &mut [f32]) {
-    let depth = 4 * g.c_in;
-    let u = &mut u[..9 * cp * depth];
-    for block in u.chunks_exact_mut(cp * depth) {
-        block[g.c_out * depth..].fill(0.0);
-    }
-    let blocks: [BlockPtr; 9] = std::array::from_fn(|pt| BlockPtr(u[pt * cp * depth..].as_mut_ptr()));
-    (0..g.c_out).into_par_iter().with_min_len(8).for_each(|o| {
-        let wo = &w[o * g.c_in * 16..][..g.c_in * 16];
-        // SAFETY: row o of each block (o < c_out ≤ cp) is written by this task alone.
-        let rows: [&mut [f32]; 9] = std::array::from_fn(|pt| unsafe { blocks[pt].row(o, depth) });
-        for (c, t) in wo.chunks_exact(16).enumerate() {
+/// Rows `rows` × depth `depth` of U (nine blocks of `cp` rows over 4·c_in columns) into one
+/// packed panel, element (i, p) at panel[p·MR + i]: block pt = 3p + q holds (G g Gᵀ)[p][q] of
+/// output channel o (row pt·cp + o; zeros for o ≥ c_out) and plane channel (c, a, b)
+/// (column 4c + 2a + b), where g[u][v] = w[o, c, 2u+a, 2v+b]. A panel lies in one block (cp
+/// is a multiple of MR); it reads its MR output channels' taps channel by channel, MR runs of
+/// w, and writes each channel's 4·MR floats in one run.
+fn u_panel(w: &[f32], g: &ConvGeom, cp: usize, rows: Range<usize>, depth: Range<usize>, panel: &mut [f32]) {
+    let mr = panel.len() / depth.len();
+    let (pt, o0) = (rows.start / cp, rows.start % cp);
+    let (p, q) = (pt / 3, pt % 3);
+    // G's row s of a pair: the first, their sum, or the second.
+    let pick = |x0: f32, x1: f32, s: usize| match s {
+        0 => x0,
+        1 => x0 + x1,
+        _ => x1,
+    };
+    let real = g.c_out.saturating_sub(o0).min(mr);
+    for (c, out) in (depth.start / 4..depth.end / 4).zip(panel.chunks_exact_mut(4 * mr)) {
+        for i in 0..real {
+            let t = &w[((o0 + i) * g.c_in + c) * 16..][..16];
             for ab in 0..4 {
                 let (a, b) = (ab / 2, ab % 2);
-                let g = [[t[a * 4 + b], t[a * 4 + 2 + b]], [t[(2 + a) * 4 + b], t[(2 + a) * 4 + 2 + b]]];
-                // G g: rows g0, g0 + g1, g1; then the same on its columns.
-                let gg = [g[0], [g[0][0] + g[1][0], g[0][1] + g[1][1]], g[1]];
-                for (p, r) in gg.iter().enumerate() {
-                    for (q, v) in [r[0], r[0] + r[1], r[1]].into_iter().enumerate() {
-                        rows[3 * p + q][4 * c + ab] = v;
-                    }
-                }
+                // G g Gᵀ: rows of g combined by p (per column v), then columns by q.
+                let r0 = pick(t[a * 4 + b], t[(2 + a) * 4 + b], p);
+                let r1 = pick(t[a * 4 + 2 + b], t[(2 + a) * 4 + 2 + b], p);
+                out[ab * mr + i] = pick(r0, r1, q);
             }
         }
-    });
-}
-
-/// A block of U, shared by the tasks that write its disjoint rows.
-#[derive(Clone, Copy)]
-struct BlockPtr(*mut f32);
-// SAFETY: tasks write disjoint rows (see `transform_weight`).
-unsafe impl Send for BlockPtr {}
-unsafe impl Sync for BlockPtr {}
-
-impl BlockPtr {
-    /// Row `o` of `depth` floats.
-    ///
-    /// # Safety
-    /// The row lies inside the block, and no one else uses it meanwhile.
-    unsafe fn row<'a>(self, o: usize, depth: usize) -> &'a mut [f32] {
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(o * depth), depth) }
+        for ab in 0..4 {
+            out[ab * mr + real..(ab + 1) * mr].fill(0.0);
+        }
     }
 }
 
