@@ -111,15 +111,18 @@ fn phase_decomposed_backward_data_odd_shapes() {
 
 #[test]
 fn winograd_shapes() {
-    // k4 s2 p1, x twice y, 16 or more input channels, 1024 or more output pixels: forward by
-    // F(2×2, 2×2) (CPUs with AVX-512; elsewhere these run the im2col path against the same
-    // reference).
+    // k4 s2 p1, x twice y, 16 or more input channels, 1024 or more output pixels: forward
+    // (and, from 8×8 outputs, backward-weight) by F(2×2, 2×2) (CPUs with AVX-512; elsewhere
+    // these run the im2col path against the same reference).
     check(geom(64, 80, (8, 8), 20, 4, 2, 1), 23); // two channel blocks (64 + 16): M accumulates
     check(geom(64, 16, (8, 8), 460, 4, 2, 1), 28); // U 9 × 468 rows, over one 4096-row gemm block
     check(geom(1, 16, (64, 64), 16, 4, 2, 1), 24); // 16 tiles a row: one row per vector
     check(geom(1, 16, (128, 128), 16, 4, 2, 1), 25); // 32 tiles a row: neighbours across vectors
     check(geom(260, 16, (4, 4), 16, 4, 2, 1), 26); // one tile an image, groups of 65: a ragged vector
     check(geom(43, 16, (12, 8), 17, 4, 2, 1), 27); // 3 tile rows of 2: vectors span images
+    // Backward-weight too from 8×8 outputs: groups of 8 images, a ragged last one, two
+    // channel blocks.
+    check(geom(20, 40, (16, 16), 24, 4, 2, 1), 29);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Convolution in the three directions — forward, backward to the data, backward to the
 //! weight — as im2col + gemm. conv_transpose2d uses the same three with roles swapped (see
 //! `ConvGeom`), so this file serves both ops. The forward of a k4 s2 p1 layer with 16 or more
-//! input channels goes to `winograd` instead (on CPUs with AVX-512).
+//! input channels, and the backward-weight of the mid-sized ones, go to `winograd` instead
+//! (on CPUs with AVX-512).
 //!
 //! Images are processed in groups whose size depends only on the shapes (never on the thread
 //! count), so every result — the weight-gradient sums included — has the same bits for any
@@ -934,6 +935,11 @@ pub fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
             &mut dw,
             rows,
         );
+        return dw;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::winograd::applies_backward_weight(g) {
+        super::winograd::backward_weight(x, dy, g, &mut dw);
         return dw;
     }
     backward_weight_tasks(x, dy, g, &mut dw);

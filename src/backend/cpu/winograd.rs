@@ -2,8 +2,9 @@
 //! discriminator's stride-2 layers but the RGB one, and the generator's through
 //! conv_transpose2d's backward-data) by Winograd's minimal filtering F(2×2, 2×2): nine gemms
 //! of depth 4·c_in where im2col + gemm runs one of depth 16·c_in, so 9/16 of the
-//! multiplications. (Backward-data the same way measured no faster: its transforms run over
-//! c_out channels, twice c_in in a DCGAN, and its gemms are half as tall.)
+//! multiplications. Backward-weight the same way from 8×8 outputs on, where dUᵀ stays small
+//! (see [`backward_weight`]). (Backward-data the same way measured no faster: its transforms
+//! run over c_out channels, twice c_in in a DCGAN, and its gemms are half as tall.)
 //!
 //! Split x into its four row/column parity planes, P_ab[r][s] = x[2r+a−1][2s+b−1] (zero
 //! outside x). Tap (2u+a, 2v+b) of output (oy, ox) reads P_ab[oy+u][ox+v], so the layer is a
@@ -24,7 +25,7 @@
 //! more whole tile rows, or a 16-tile part of one.
 
 use super::conv::{Scratch, avx512, is_k4s2};
-use super::gemm::{PackedA, PackedBLayout, sgemm_serial_prepacked};
+use super::gemm::{MatRef, PackedA, PackedBLayout, sgemm_serial, sgemm_serial_prepacked};
 use crate::backend::{ConvGeom, Unary};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -94,7 +95,8 @@ pub(super) fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) ->
         for c0 in (0..g.c_in).step_by(chans_per_block) {
             let chans = c0..(c0 + chans_per_block).min(g.c_in);
             let layout = PackedBLayout::new(4 * chans.len(), cols).expect("as `first`");
-            transform_input(x, g, n0, gn, chans.clone(), layout, first.len(), &mut v, &mut rows, r_stride);
+            let out = VOut::Packed(layout);
+            transform_input(x, g, n0, gn, chans.clone(), out, first.len(), &mut v, &mut rows, r_stride);
             let beta = if c0 == 0 { 0.0 } else { 1.0 };
             for pt in 0..9 {
                 let a = ua.block(pt * cp..pt * cp + g.c_out, 4 * chans.start..4 * chans.end);
@@ -144,9 +146,40 @@ fn u_panel(w: &[f32], g: &ConvGeom, cp: usize, rows: Range<usize>, depth: Range<
     }
 }
 
+/// Where V's row k, columns t0..t0 + 16 go within a block: the forward's gemm reads V as its
+/// packed B panels, backward-weight's as a row-major A (`ld` a multiple of 16).
+#[derive(Clone, Copy)]
+enum VOut {
+    Packed(PackedBLayout),
+    RowMajor { rows: usize, ld: usize },
+}
+
+impl VOut {
+    fn offset(&self, k: usize, t0: usize) -> usize {
+        match *self {
+            VOut::Packed(layout) => layout.offset(k, t0),
+            VOut::RowMajor { ld, .. } => k * ld + t0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match *self {
+            VOut::Packed(layout) => layout.len(),
+            VOut::RowMajor { rows, ld } => rows * ld,
+        }
+    }
+
+    fn cols(&self) -> usize {
+        match *self {
+            VOut::Packed(layout) => layout.n,
+            VOut::RowMajor { ld, .. } => ld,
+        }
+    }
+}
+
 /// V for channels `chans` of images n0..n0+gn: block pt of `v` (blocks `block_len` floats
-/// apart) gets, in `layout`, row 4(c − chans.start) + 2a + b and column t (the group's tile t);
-/// columns past the last tile get zeros.
+/// apart) gets, as `out` lays it, row 4(c − chans.start) + 2a + b and column t (the group's
+/// tile t); columns past the last tile get zeros.
 ///
 /// Per channel, first the row half of Bᵀ d B over whole x rows, into `rows` (a row of x's width
 /// for zeros, then six buffers `stride` apart, one per (a, p), each [tile row][W]); then the
@@ -158,7 +191,7 @@ fn transform_input(
     n0: usize,
     gn: usize,
     chans: Range<usize>,
-    layout: PackedBLayout,
+    out_layout: VOut,
     block_len: usize,
     v: &mut [f32],
     rows: &mut [f32],
@@ -167,9 +200,9 @@ fn transform_input(
     let (h, w) = (g.h_in, g.w_in);
     let (th, tw) = (g.h_out / 2, g.w_out / 2);
     let tiles = gn * th * tw;
-    assert!(tiles <= layout.n);
+    assert!(tiles <= out_layout.cols());
     assert!(
-        v.len() >= 8 * block_len + layout.len()
+        v.len() >= 8 * block_len + out_layout.len()
             && rows.len() >= w + 6 * stride
             && stride >= 4 * tiles + 2 * SLACK
     );
@@ -212,7 +245,7 @@ fn transform_input(
                     let out: [*mut f32; 6] = std::array::from_fn(|bq| {
                         let (b, q) = (bq / 3, bq % 3);
                         // SAFETY: inside block 3p + q of `v` (asserted above).
-                        unsafe { vp.add((3 * p + q) * block_len + layout.offset(k0 + 2 * a + b, t0)) }
+                        unsafe { vp.add((3 * p + q) * block_len + out_layout.offset(k0 + 2 * a + b, t0)) }
                     });
                     // SAFETY: `r` holds the 66 floats read; `out` rows hold 16 floats from t0
                     // (a 16-aligned column of a 32-wide panel).
@@ -221,7 +254,9 @@ fn transform_input(
             }
         }
     }
-    zero_unreached(v, layout, block_len, tiles);
+    if let VOut::Packed(layout) = out_layout {
+        zero_unreached(v, layout, block_len, tiles);
+    }
 }
 
 /// Zeros the 16-column halves of V's panels past the last tile chunk, in each of the nine
@@ -398,6 +433,181 @@ unsafe fn output_avx512(m: *const f32, m_len: usize, y: *mut f32, at: &[usize], 
                     _mm512_mask_storeu_ps(dst.wrapping_sub(f), mask, half);
                 }
             }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Backward to the weight
+// ------------------------------------------------------------------------------------------
+//
+// With y = Aᵀ M A per tile and M[pt] = U[pt] · V[pt]: dM = A dy Aᵀ per tile (dM[p][q] sums dy
+// over the tile's rows I_p and columns I_q, I_0 = {0}, I_1 = {0, 1}, I_2 = {1}), dU[pt] =
+// Σ_tiles dM[pt] V[pt]ᵀ, and dg = Gᵀ dU G (dg[u][v] sums dU[3p + q] over p with G[p][u] = 1
+// and q with G[q][v] = 1).
+
+/// The most dUᵀ one of [`backward_weight`]'s two blocks may accumulate, in floats
+/// (9 × 4·channels × c_out, 4 MiB): past it each group's gemms stream dUᵀ through L3, and
+/// the im2col path stays (256→512 at 4×4 outputs ran 40–55% slower than im2col, with two
+/// blocks of 9 MiB or five of 4).
+const BW_DU_FLOATS: usize = 1 << 20;
+
+/// The fewest output pixels an image for [`backward_weight`]: at 4×4 outputs (4 tiles an
+/// image) it ran 25% slower than the im2col path, which packs such small dy planes straight
+/// into its gemm's panels.
+const BW_MIN_PLANE: usize = 64;
+
+/// Whether [`backward_weight`] serves this geometry: as [`applies`], with output planes of at
+/// least [`BW_MIN_PLANE`] pixels and each of its two blocks' dUᵀ within [`BW_DU_FLOATS`].
+pub(super) fn applies_backward_weight(g: &ConvGeom) -> bool {
+    applies(g) && g.h_out * g.w_out >= BW_MIN_PLANE && 36 * g.c_in.div_ceil(2) * g.c_out <= BW_DU_FLOATS
+}
+
+/// dw = conv2d's weight gradient, for a geometry [`applies_backward_weight`] accepts.
+pub(super) fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
+    assert!(applies_backward_weight(g), "winograd::backward_weight: {g:?} is not a k4 s2 p1 layer it serves");
+    let (th, tw) = (g.h_out / 2, g.w_out / 2);
+    let tiles_per_image = th * tw;
+    let gs = TARGET_TILES.div_ceil(tiles_per_image).clamp(1, g.n);
+    // Two input-channel blocks, each a task owning its dw columns over the whole batch and
+    // transforming dy for itself (a count fixed by the shapes, so dw's bits do not depend on
+    // the threads).
+    let cb = g.c_in.div_ceil(2);
+    let c_out = g.c_out;
+    let blocks: Vec<Range<usize>> = (0..g.c_in).step_by(cb).map(|c0| c0..(c0 + cb).min(g.c_in)).collect();
+    let parts: Vec<Scratch> = blocks
+        .par_iter()
+        .with_max_len(1)
+        .map(|chans| {
+            let k = 4 * chans.len();
+            let mut du = Scratch::take(9 * k * c_out);
+            let ld_max = (gs * tiles_per_image).next_multiple_of(16);
+            let mut v = Scratch::take(9 * k * ld_max);
+            let mut dm = Scratch::take(9 * c_out * ld_max);
+            let r_stride = 4 * ld_max + 2 * SLACK;
+            let mut rows = Scratch::take(g.w_in + 6 * r_stride);
+            for (q, n0) in (0..g.n).step_by(gs).enumerate() {
+                let gn = gs.min(g.n - n0);
+                let tiles = gn * tiles_per_image;
+                let ld = tiles.next_multiple_of(16);
+                let out = VOut::RowMajor { rows: k, ld };
+                transform_input(x, g, n0, gn, chans.clone(), out, k * ld, &mut v, &mut rows, r_stride);
+                transform_dy(dy, g, n0, gn, ld, &mut dm, &mut rows);
+                let beta = if q == 0 { 0.0 } else { 1.0 };
+                for pt in 0..9 {
+                    // dUᵀ[pt] [k, c_out] += V[pt] [k, ld] · dM[pt]ᵀ [ld, c_out]
+                    sgemm_serial(
+                        k,
+                        c_out,
+                        ld,
+                        1.0,
+                        MatRef::row_major(&v[pt * k * ld..][..k * ld], ld),
+                        MatRef::row_major_t(&dm[pt * c_out * ld..][..c_out * ld], ld),
+                        beta,
+                        &mut du[pt * k * c_out..][..k * c_out],
+                        c_out,
+                    );
+                }
+            }
+            du
+        })
+        .collect();
+    // dg = Gᵀ dU G into dw, per (o, c).
+    const SETS: [&[usize]; 2] = [&[0, 1], &[1, 2]];
+    dw.par_chunks_mut(g.c_in * 16).enumerate().for_each(|(o, dwo)| {
+        for (chans, du) in blocks.iter().zip(&parts) {
+            let k = 4 * chans.len();
+            for c in chans.clone() {
+                let taps = &mut dwo[c * 16..][..16];
+                for ab in 0..4 {
+                    let (a, b) = (ab / 2, ab % 2);
+                    let row = 4 * (c - chans.start) + ab;
+                    for (u, ps) in SETS.iter().enumerate() {
+                        for (vv, qs) in SETS.iter().enumerate() {
+                            let mut sum = 0.0f32;
+                            for &p in ps.iter() {
+                                for &q in qs.iter() {
+                                    sum += du[(3 * p + q) * k * c_out + row * c_out + o];
+                                }
+                            }
+                            taps[(2 * u + a) * 4 + 2 * vv + b] = sum;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// dM of images n0..n0+gn: block pt of `dm` ([c_out, ld] each, back to back) gets row o,
+/// column t = Σ over the tile's dy rows I_p and columns I_q; columns past the last tile get
+/// zeros. The row sums over whole dy rows into `rows` first (three buffers, [tile row][w]),
+/// then the column sums 16 tiles at a time.
+fn transform_dy(dy: &[f32], g: &ConvGeom, n0: usize, gn: usize, ld: usize, dm: &mut [f32], rows: &mut [f32]) {
+    let (h, w) = (g.h_out, g.w_out);
+    let (th, tw) = (h / 2, w / 2);
+    let tiles = gn * th * tw;
+    let stride = 2 * ld + 32;
+    assert!(ld >= tiles && ld.is_multiple_of(16) && dm.len() >= 9 * g.c_out * ld && rows.len() >= 3 * stride);
+    let block = g.c_out * ld;
+    for o in 0..g.c_out {
+        for n in 0..gn {
+            let plane = &dy[((n0 + n) * g.c_out + o) * h * w..][..h * w];
+            for ty in 0..th {
+                let at = (n * th + ty) * w;
+                let (d0, d1) = (&plane[2 * ty * w..][..w], &plane[(2 * ty + 1) * w..][..w]);
+                let (r0, rest) = rows.split_at_mut(stride);
+                let (r1, r2) = rest.split_at_mut(stride);
+                let outs = r0[at..at + w].iter_mut().zip(&mut r1[at..at + w]).zip(&mut r2[at..at + w]);
+                for (((o0, o1), o2), (&x0, &x1)) in outs.zip(d0.iter().zip(d1)) {
+                    *o0 = x0;
+                    *o1 = x0 + x1;
+                    *o2 = x1;
+                }
+            }
+        }
+        let dp = dm.as_mut_ptr();
+        for t0 in (0..tiles).step_by(16) {
+            let lanes = (tiles - t0).min(16);
+            for p in 0..3 {
+                let r = &rows[p * stride + 2 * t0..][..32];
+                // SAFETY: row o of block 3p + q holds 16 floats from t0 (t0 + 16 ≤ ld).
+                let out: [*mut f32; 3] =
+                    std::array::from_fn(|q| unsafe { dp.add((3 * p + q) * block + o * ld + t0) });
+                // SAFETY: `r` holds the 32 floats read.
+                unsafe { dy_columns_avx512(r.as_ptr(), lanes, out) };
+            }
+        }
+        for pt in 0..9 {
+            let start = pt * block + o * ld;
+            dm[start + tiles.next_multiple_of(16)..start + ld].fill(0.0);
+        }
+    }
+}
+
+/// The column sums of dM for 16 tiles of one row-summed dy buffer: D_k[l] = r[2l + k], and
+/// out[q] gets D0, D0 + D1, D1. Lanes from `lanes` on are stored as zeros.
+#[target_feature(enable = "avx512f")]
+unsafe fn dy_columns_avx512(r: *const f32, lanes: usize, out: [*mut f32; 3]) {
+    use std::arch::x86_64::*;
+    const fn idx(k: usize) -> [i32; 16] {
+        let mut v = [0i32; 16];
+        let mut l = 0;
+        while l < 16 {
+            v[l] = (2 * l + k) as i32;
+            l += 1;
+        }
+        v
+    }
+    const EVEN: [i32; 16] = idx(0);
+    const ODD: [i32; 16] = idx(1);
+    unsafe {
+        let (v0, v1) = (_mm512_loadu_ps(r), _mm512_loadu_ps(r.add(16)));
+        let d0 = _mm512_permutex2var_ps(v0, _mm512_loadu_si512(EVEN.as_ptr().cast()), v1);
+        let d1 = _mm512_permutex2var_ps(v0, _mm512_loadu_si512(ODD.as_ptr().cast()), v1);
+        let real = if lanes >= 16 { 0xFFFF } else { ((1u32 << lanes) - 1) as u16 };
+        for (dst, val) in out.into_iter().zip([d0, _mm512_add_ps(d0, d1), d1]) {
+            _mm512_storeu_ps(dst, _mm512_maskz_mov_ps(real, val));
         }
     }
 }
