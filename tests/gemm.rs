@@ -519,8 +519,9 @@ fn packed_a_blocks_give_the_whole_bits() {
 
 /// B written straight into the gemm's packed panels (as the k4 s2 im2col does) gives the
 /// bits of packing it from a row-major B: several KC blocks with a ragged last one, a
-/// ragged last panel, an A too tall to prepack, and beta both 0 and not; in the 32-wide
-/// layout and in the tightest one (16-wide panels for the narrow kernel).
+/// ragged last panel, an A taller than one 4096-row block of the driver, and beta both 0
+/// and not; in the 32-wide layout and in the tightest one (16-wide panels for the narrow
+/// kernel).
 #[test]
 fn prepacked_b_gives_sgemm_bits() {
     let shapes =

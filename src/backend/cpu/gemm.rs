@@ -795,7 +795,7 @@ unsafe fn prepacked_b_run<K: Micro>(
     let panels = pre_a.and_then(|p| p.panels::<K>());
     assert!(
         panels.is_some() || !a.data.is_empty(),
-        "prepacked-B gemm: A was packed from column blocks for another kernel and has no source"
+        "prepacked-B gemm: A has no source, and its panels are another kernel's or span more than one MB block"
     );
     let no_b = MatRef { data: &[], row_stride: 0, col_stride: 0 };
     // SAFETY: the caller checked the extents and that `K` runs on this CPU.
