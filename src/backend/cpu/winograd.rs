@@ -548,7 +548,7 @@ fn transform_dy(dy: &[f32], g: &ConvGeom, n0: usize, gn: usize, ld: usize, dm: &
     let (th, tw) = (h / 2, w / 2);
     let tiles = gn * th * tw;
     let stride = 2 * ld + 32;
-    assert!(ld >= tiles && ld.is_multiple_of(16) && dm.len() >= 9 * g.c_out * ld && rows.len() >= 3 * stride);
+    assert!(ld == tiles.next_multiple_of(16) && dm.len() >= 9 * g.c_out * ld && rows.len() >= 3 * stride);
     let block = g.c_out * ld;
     for o in 0..g.c_out {
         for n in 0..gn {
@@ -577,10 +577,6 @@ fn transform_dy(dy: &[f32], g: &ConvGeom, n0: usize, gn: usize, ld: usize, dm: &
                 // SAFETY: `r` holds the 32 floats read.
                 unsafe { dy_columns_avx512(r.as_ptr(), lanes, out) };
             }
-        }
-        for pt in 0..9 {
-            let start = pt * block + o * ld;
-            dm[start + tiles.next_multiple_of(16)..start + ld].fill(0.0);
         }
     }
 }
