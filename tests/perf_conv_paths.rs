@@ -2,8 +2,8 @@
 //! directions (forward, backward-data, backward-weight): the phase-split col2im of
 //! k4 s2 p1 (the forward of every DCGAN ConvTranspose2d) on DCGAN and odd shapes, the plain
 //! gemm of a 1×1-output convolution (G's first, D's last layer), the col2im fallback, the
-//! channel-block tasks of backward-weight, and batches that span several image groups with a
-//! ragged last group.
+//! channel-block tasks of backward-weight, the Winograd forward and backward-weight, and
+//! batches that span several image groups with a ragged last group.
 
 #[macro_use]
 mod common;
