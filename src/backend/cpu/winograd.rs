@@ -87,16 +87,18 @@ pub(super) fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) ->
         // The gemm's n: the packed layouts start past 16 columns (a small last group pads).
         let cols = tiles.max(17);
         let first = PackedBLayout::new(depth.min(kc), cols).expect("n > 16");
-        let mut v = Scratch::take(9 * first.len());
         let m_len = g.c_out * cols;
-        let mut m = Scratch::take(9 * m_len + SLACK);
         let r_stride = 4 * tiles.next_multiple_of(16) + 2 * SLACK;
-        let mut rows = Scratch::take(g.w_in + 6 * r_stride);
+        // One workspace per task, V first (its panels then start 64-byte aligned): fewer
+        // buffers out of the pool at once, so it settles sooner.
+        let mut work = Scratch::take(9 * first.len() + 9 * m_len + SLACK + g.w_in + 6 * r_stride);
+        let (v, rest) = work.split_at_mut(9 * first.len());
+        let (m, rows) = rest.split_at_mut(9 * m_len + SLACK);
         for c0 in (0..g.c_in).step_by(chans_per_block) {
             let chans = c0..(c0 + chans_per_block).min(g.c_in);
             let layout = PackedBLayout::new(4 * chans.len(), cols).expect("as `first`");
             let out = VOut::Packed(layout);
-            transform_input(x, g, n0, gn, chans.clone(), out, first.len(), &mut v, &mut rows, r_stride);
+            transform_input(x, g, n0, gn, chans.clone(), out, first.len(), v, rows, r_stride);
             let beta = if c0 == 0 { 0.0 } else { 1.0 };
             for pt in 0..9 {
                 let a = ua.block(pt * cp..pt * cp + g.c_out, 4 * chans.start..4 * chans.end);
@@ -104,7 +106,7 @@ pub(super) fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) ->
                 sgemm_serial_prepacked(&a, vb, layout, beta, &mut m[pt * m_len..][..m_len], cols);
             }
         }
-        transform_output(&m, g, tiles, cols, y_t);
+        transform_output(m, g, tiles, cols, y_t);
         if let Some(act) = act {
             super::activation::forward_in_place(act, y_t);
         }
@@ -480,19 +482,21 @@ pub(super) fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32
         .with_max_len(1)
         .map(|chans| {
             let k = 4 * chans.len();
-            let mut du = Scratch::take(9 * k * c_out);
             let ld_max = (gs * tiles_per_image).next_multiple_of(16);
-            let mut v = Scratch::take(9 * k * ld_max);
-            let mut dm = Scratch::take(9 * c_out * ld_max);
             let r_stride = 4 * ld_max + 2 * SLACK;
-            let mut rows = Scratch::take(g.w_in + 6 * r_stride);
+            // One workspace per block (as the forward's): dUᵀ, V, dM, the row buffers.
+            let (du_len, v_len, dm_len) = (9 * k * c_out, 9 * k * ld_max, 9 * c_out * ld_max);
+            let mut work = Scratch::take(du_len + v_len + dm_len + g.w_in + 6 * r_stride);
+            let (du, rest) = work.split_at_mut(du_len);
+            let (v, rest) = rest.split_at_mut(v_len);
+            let (dm, rows) = rest.split_at_mut(dm_len);
             for (q, n0) in (0..g.n).step_by(gs).enumerate() {
                 let gn = gs.min(g.n - n0);
                 let tiles = gn * tiles_per_image;
                 let ld = tiles.next_multiple_of(16);
                 let out = VOut::RowMajor { rows: k, ld };
-                transform_input(x, g, n0, gn, chans.clone(), out, k * ld, &mut v, &mut rows, r_stride);
-                transform_dy(dy, g, n0, gn, ld, &mut dm, &mut rows);
+                transform_input(x, g, n0, gn, chans.clone(), out, k * ld, v, rows, r_stride);
+                transform_dy(dy, g, n0, gn, ld, dm, rows);
                 let beta = if q == 0 { 0.0 } else { 1.0 };
                 for pt in 0..9 {
                     // dUᵀ[pt] [k, c_out] += V[pt] [k, ld] · dM[pt]ᵀ [ld, c_out]
@@ -509,14 +513,16 @@ pub(super) fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32
                     );
                 }
             }
-            du
+            work
         })
         .collect();
     // dg = Gᵀ dU G into dw, per (o, c).
     const SETS: [&[usize]; 2] = [&[0, 1], &[1, 2]];
     dw.par_chunks_mut(g.c_in * 16).enumerate().for_each(|(o, dwo)| {
-        for (chans, du) in blocks.iter().zip(&parts) {
+        for (chans, work) in blocks.iter().zip(&parts) {
             let k = 4 * chans.len();
+            // dUᵀ leads each block's workspace.
+            let du = &work[..9 * k * c_out];
             for c in chans.clone() {
                 let taps = &mut dwo[c * 16..][..16];
                 for ab in 0..4 {
