@@ -35,9 +35,9 @@ use std::ops::Range;
 const TARGET_TILES: usize = 128;
 /// Below this many input channels the im2col path stays: 4·c_in is the gemm's depth.
 const MIN_C_IN: usize = 16;
-/// Below this many output pixels a call (n·h_out·w_out) the im2col path stays: U is made and
-/// packed afresh each call, 36 floats per weight plane, which fewer pixels do not repay
-/// (256→512 at 4×4 outputs: batch 64 gains 4–10%, batch 32 lost).
+/// Below this many output pixels a call (n·h_out·w_out) the im2col path stays: U is written
+/// into its packed panels afresh each call, 36 floats per weight plane, which fewer pixels do
+/// not repay (256→512 at 4×4 outputs: batch 64 gained 4–10%, batch 32 lost).
 const MIN_PIXELS: usize = 1024;
 /// Tasks a call is split into at least, where the batch allows (a count from the shapes
 /// alone, as the group size must be): a batch of one or two groups left a core idle.
