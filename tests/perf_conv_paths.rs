@@ -9,7 +9,7 @@
 mod common;
 use common::{assert_close, random, to_f32};
 use dcgan::Rng;
-use dcgan::backend::{ConvGeom, Device, Storage};
+use dcgan::backend::{Backend, ConvGeom, Device, Storage};
 
 fn geom(
     n: usize,
@@ -168,6 +168,13 @@ impl WithKw for ConvGeom {
     }
 }
 
+/// The bits of what `op` computes on the CPU backend with `threads` rayon threads.
+fn bits_with_threads(threads: usize, op: impl Fn(&dyn Backend) -> Storage + Sync) -> Vec<u32> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let be = Device::Cpu.backend();
+    pool.install(|| be.download(&op(be)).into_iter().map(f32::to_bits).collect())
+}
+
 /// Backward-weight splits its channels into one block per thread: the split must change no
 /// bits. Odd channel counts (ragged blocks), 4×4, 8×8 and 16×16 dy planes (image groups), a
 /// k3 convolution (col not prepacked), and the batch-quarter path below 32 channels.
@@ -186,15 +193,10 @@ fn backward_weight_bits_do_not_depend_on_the_thread_count() {
         let mut rng = Rng::new(40 + i as u64);
         let (x, dy) = (random(g.x_len(), &mut rng), random(g.y_len(), &mut rng));
         let (x, dy) = (Storage::Cpu(to_f32(&x)), Storage::Cpu(to_f32(&dy)));
-        let dw = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let be = Device::Cpu.backend();
-            pool.install(|| be.download(&be.conv2d_backward_weight(&x, &dy, &g)))
-        };
-        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-        let want = bits(dw(1));
+        let dw = |threads: usize| bits_with_threads(threads, |be| be.conv2d_backward_weight(&x, &dy, &g));
+        let want = dw(1);
         for threads in [2, 3, 5] {
-            assert!(bits(dw(threads)) == want, "{g:?}: dw differs with {threads} threads");
+            assert!(dw(threads) == want, "{g:?}: dw differs with {threads} threads");
         }
     }
 }
@@ -216,10 +218,10 @@ fn forward_and_backward_data_bits_do_not_depend_on_the_thread_count() {
             (random(g.x_len(), &mut rng), random(g.w_len(), &mut rng), random(g.y_len(), &mut rng));
         let (x, w, dy) = (Storage::Cpu(to_f32(&x)), Storage::Cpu(to_f32(&w)), Storage::Cpu(to_f32(&dy)));
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let be = Device::Cpu.backend();
-            let bits = |s: Storage| be.download(&s).into_iter().map(f32::to_bits).collect::<Vec<_>>();
-            pool.install(|| (bits(be.conv2d_forward(&x, &w, &g)), bits(be.conv2d_backward_data(&dy, &w, &g))))
+            (
+                bits_with_threads(threads, |be| be.conv2d_forward(&x, &w, &g)),
+                bits_with_threads(threads, |be| be.conv2d_backward_data(&dy, &w, &g)),
+            )
         };
         let want = run(1);
         for threads in [2, 3, 5] {

@@ -46,6 +46,11 @@ const MIN_TASKS: usize = 4;
 /// float before a 16-tile chunk and up to 16 past the last tile.
 const SLACK: usize = 16;
 
+/// A mask of the first `n` of 16 lanes.
+fn first_lanes(n: usize) -> u16 {
+    if n >= 16 { 0xFFFF } else { ((1u32 << n) - 1) as u16 }
+}
+
 /// Whether [`forward`] serves this geometry: k4 s2 p1, x twice y, y's width twice a power of
 /// two (a 16-tile vector then holds whole tile rows or part of one) and even height, at least
 /// [`MIN_C_IN`] input channels and [`MIN_PIXELS`] output pixels, and the AVX-512 gemm that
@@ -350,7 +355,7 @@ unsafe fn columns_avx512(r: *const f32, lanes: usize, keep_prev: u16, keep_next:
             e[2],
             _mm512_sub_ps(e0_next, e[2]),
         ];
-        let real = if lanes >= 16 { 0xFFFF } else { ((1u32 << lanes) - 1) as u16 };
+        let real = first_lanes(lanes);
         for (dst, val) in out.into_iter().zip(vals) {
             _mm512_storeu_ps(dst, _mm512_maskz_mov_ps(real, val));
         }
@@ -476,46 +481,46 @@ pub(super) fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32
     // the threads).
     let cb = g.c_in.div_ceil(2);
     let c_out = g.c_out;
-    let blocks: Vec<Range<usize>> = (0..g.c_in).step_by(cb).map(|c0| c0..(c0 + cb).min(g.c_in)).collect();
-    let parts: Vec<Scratch> = blocks
-        .par_iter()
-        .with_max_len(1)
-        .map(|chans| {
-            let k = 4 * chans.len();
-            let ld_max = (gs * tiles_per_image).next_multiple_of(16);
-            let r_stride = 4 * ld_max + 2 * SLACK;
-            // One workspace per block (as the forward's): dUᵀ, V, dM, the row buffers.
-            let (du_len, v_len, dm_len) = (9 * k * c_out, 9 * k * ld_max, 9 * c_out * ld_max);
-            let mut work = Scratch::take(du_len + v_len + dm_len + g.w_in + 6 * r_stride);
-            let (du, rest) = work.split_at_mut(du_len);
-            let (v, rest) = rest.split_at_mut(v_len);
-            let (dm, rows) = rest.split_at_mut(dm_len);
-            for (q, n0) in (0..g.n).step_by(gs).enumerate() {
-                let gn = gs.min(g.n - n0);
-                let tiles = gn * tiles_per_image;
-                let ld = tiles.next_multiple_of(16);
-                let out = VOut::RowMajor { rows: k, ld };
-                transform_input(x, g, n0, gn, chans.clone(), out, k * ld, v, rows, r_stride);
-                transform_dy(dy, g, n0, gn, ld, dm, rows);
-                let beta = if q == 0 { 0.0 } else { 1.0 };
-                for pt in 0..9 {
-                    // dUᵀ[pt] [k, c_out] += V[pt] [k, ld] · dM[pt]ᵀ [ld, c_out]
-                    sgemm_serial(
-                        k,
-                        c_out,
-                        ld,
-                        1.0,
-                        MatRef::row_major(&v[pt * k * ld..][..k * ld], ld),
-                        MatRef::row_major_t(&dm[pt * c_out * ld..][..c_out * ld], ld),
-                        beta,
-                        &mut du[pt * k * c_out..][..k * c_out],
-                        c_out,
-                    );
-                }
+    let blocks = [0..cb, cb..g.c_in];
+    let block_work = |chans: &Range<usize>| {
+        let k = 4 * chans.len();
+        let ld_max = (gs * tiles_per_image).next_multiple_of(16);
+        let r_stride = 4 * ld_max + 2 * SLACK;
+        // One workspace per block (as the forward's): dUᵀ, V, dM, the row buffers.
+        let (du_len, v_len, dm_len) = (9 * k * c_out, 9 * k * ld_max, 9 * c_out * ld_max);
+        let mut work = Scratch::take(du_len + v_len + dm_len + g.w_in + 6 * r_stride);
+        let (du, rest) = work.split_at_mut(du_len);
+        let (v, rest) = rest.split_at_mut(v_len);
+        let (dm, rows) = rest.split_at_mut(dm_len);
+        for (q, n0) in (0..g.n).step_by(gs).enumerate() {
+            let gn = gs.min(g.n - n0);
+            let tiles = gn * tiles_per_image;
+            let ld = tiles.next_multiple_of(16);
+            let out = VOut::RowMajor { rows: k, ld };
+            transform_input(x, g, n0, gn, chans.clone(), out, k * ld, v, rows, r_stride);
+            transform_dy(dy, g, n0, gn, ld, dm, rows);
+            let beta = if q == 0 { 0.0 } else { 1.0 };
+            for pt in 0..9 {
+                // dUᵀ[pt] [k, c_out] += V[pt] [k, ld] · dM[pt]ᵀ [ld, c_out]
+                sgemm_serial(
+                    k,
+                    c_out,
+                    ld,
+                    1.0,
+                    MatRef::row_major(&v[pt * k * ld..][..k * ld], ld),
+                    MatRef::row_major_t(&dm[pt * c_out * ld..][..c_out * ld], ld),
+                    beta,
+                    &mut du[pt * k * c_out..][..k * c_out],
+                    c_out,
+                );
             }
-            work
-        })
-        .collect();
+        }
+        work
+    };
+    let parts = {
+        let (a, b) = rayon::join(|| block_work(&blocks[0]), || block_work(&blocks[1]));
+        [a, b]
+    };
     // dg = Gᵀ dU G into dw, per (o, c).
     const SETS: [&[usize]; 2] = [&[0, 1], &[1, 2]];
     dw.par_chunks_mut(g.c_in * 16).enumerate().for_each(|(o, dwo)| {
@@ -607,7 +612,7 @@ unsafe fn dy_columns_avx512(r: *const f32, lanes: usize, out: [*mut f32; 3]) {
         let (v0, v1) = (_mm512_loadu_ps(r), _mm512_loadu_ps(r.add(16)));
         let d0 = _mm512_permutex2var_ps(v0, _mm512_loadu_si512(EVEN.as_ptr().cast()), v1);
         let d1 = _mm512_permutex2var_ps(v0, _mm512_loadu_si512(ODD.as_ptr().cast()), v1);
-        let real = if lanes >= 16 { 0xFFFF } else { ((1u32 << lanes) - 1) as u16 };
+        let real = first_lanes(lanes);
         for (dst, val) in out.into_iter().zip([d0, _mm512_add_ps(d0, d1), d1]) {
             _mm512_storeu_ps(dst, _mm512_maskz_mov_ps(real, val));
         }
