@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
 """PyTorch reference for `dcgan bench`: the canonical pytorch/examples DCGAN training step
 (D on real + detached fake with BCE, then G through D with "real" labels; Adam(2e-4,
-(0.5, 0.999)); nz 100, ngf = ndf = 64; fp32 on the CPU), timed the same way `dcgan bench`
-times its steps: `warmup` untimed steps, then `steps` timed ones; median and min ms/step.
+(0.5, 0.999)); nz 100, ngf = ndf = 64; fp32 on the CPU or a GPU), timed the same way
+`dcgan bench` times its steps: `warmup` untimed steps, then `steps` timed ones (on a GPU each
+between two synchronizations); median and min ms/step.
 
     /tmp/torchenv/bin/python scripts/pytorch_reference.py --image-size 64 --channels 3 \
         --batch-size 128 --steps 20 --warmup 3 --threads 2
+    python3 scripts/pytorch_reference.py --device cuda            # fp32 math, like dcgan's
+    python3 scripts/pytorch_reference.py --device cuda --tf32     # cuDNN/cuBLAS tensor cores
+
+On a GPU, TF32 is off unless `--tf32` is given, so both engines do fp32 arithmetic;
+`cudnn.benchmark` is on, as in pytorch/examples' DCGAN.
 
 Prints one JSON object (the same field names as `dcgan bench --json` where they overlap),
 with `blas_gemm_gflops`: PyTorch's BLAS (MKL in the pip wheels) on a 2048³ sgemm, best of 4
-on the same threads, to set beside the `peak_gflops` that `dcgan bench` measures with the
-engine's own gemm on the same shape.
+on the same threads (cuBLAS on 4096³ on a GPU), to set beside the `peak_gflops` that
+`dcgan bench` measures with the engine's own gemm on the same shape.
 D ends in a logit and the loss is BCEWithLogits, the numerically stable form the engine uses
 (pytorch/examples puts a Sigmoid in D and uses BCELoss: the same FLOPs within a rounding).
 """
@@ -55,15 +61,22 @@ def weights_init(m):
         nn.init.constant_(m.bias.data, 0)
 
 
-def blas_gemm_gflops(n=2048, reps=4):
-    """A 2048³ fp32 matrix product through torch.mm, best of `reps` after one untimed."""
-    a, b = torch.rand(n, n) * 2 - 1, torch.rand(n, n) * 2 - 1
-    c = torch.empty(n, n)
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def blas_gemm_gflops(device, n=2048, reps=4):
+    """An n³ fp32 matrix product through torch.mm, best of `reps` after one untimed."""
+    a, b = torch.rand(n, n, device=device) * 2 - 1, torch.rand(n, n, device=device) * 2 - 1
+    c = torch.empty(n, n, device=device)
     torch.mm(a, b, out=c)
     best = float("inf")
     for _ in range(reps):
+        sync(device)
         t = time.perf_counter()
         torch.mm(a, b, out=c)
+        sync(device)
         best = min(best, time.perf_counter() - t)
     return 2.0 * n**3 / best / 1e9
 
@@ -79,22 +92,29 @@ def main():
     ap.add_argument("--nz", type=int, default=100)
     ap.add_argument("--ngf", type=int, default=64)
     ap.add_argument("--ndf", type=int, default=64)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--tf32", action="store_true", help="let cuDNN and cuBLAS use TF32 tensor cores")
     a = ap.parse_args()
 
+    dev = torch.device(a.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = a.tf32
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    netG = generator(a.nz, a.ngf, a.channels, a.image_size)
-    netD = discriminator(a.ndf, a.channels, a.image_size)
+    netG = generator(a.nz, a.ngf, a.channels, a.image_size).to(dev)
+    netD = discriminator(a.ndf, a.channels, a.image_size).to(dev)
     netG.apply(weights_init)
     netD.apply(weights_init)
     criterion = nn.BCEWithLogitsLoss()
     optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
     b = a.batch_size
-    real = torch.rand(b, a.channels, a.image_size, a.image_size) * 2 - 1
-    noise = torch.randn(b, a.nz, 1, 1)
-    ones = torch.full((b,), 1.0)
-    zeros = torch.full((b,), 0.0)
+    real = torch.rand(b, a.channels, a.image_size, a.image_size, device=dev) * 2 - 1
+    noise = torch.randn(b, a.nz, 1, 1, device=dev)
+    ones = torch.full((b,), 1.0, device=dev)
+    zeros = torch.full((b,), 0.0, device=dev)
 
     def step():
         # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
@@ -115,14 +135,18 @@ def main():
         step()
     times = []
     for _ in range(a.steps):
+        sync(dev)
         t = time.perf_counter()
         step()
+        sync(dev)
         times.append(time.perf_counter() - t)
     med = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    gemm = blas_gemm_gflops()
+    gemm = blas_gemm_gflops(dev, 4096 if dev.type == "cuda" else 2048)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    tf32 = ", TF32" if dev.type == "cuda" and a.tf32 else ""
     print(json.dumps({
-        "device": "cpu (PyTorch %s)" % torch.__version__,
+        "device": "%s (PyTorch %s%s)" % (name, torch.__version__, tf32),
         "image_size": a.image_size,
         "channels": a.channels,
         "batch_size": b,

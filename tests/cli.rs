@@ -459,3 +459,55 @@ fn bench_json_reports_rates_against_both_peaks() {
     }
     assert!(!j["conv_layers"].as_array().expect("conv_layers").is_empty(), "{j}");
 }
+
+/// `dcgan bench` on a GPU backend (the emulator stands in for one): the profiled steps see
+/// every op of that device, so the convolution FLOPs and the per-layer split are the CPU's,
+/// and the times are the device's (drained before and after each op).
+#[test]
+fn bench_profiles_the_gpu_backend_like_the_cpu() {
+    let run = |device: &str| -> serde_json::Value {
+        let o = dcgan(&[
+            "bench",
+            "--device",
+            device,
+            "--image-size",
+            "16",
+            "--batch-size",
+            "2",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--peak",
+            "50",
+            "--json",
+        ]);
+        assert!(o.status.success(), "dcgan bench --device {device} failed:\n{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).expect("bench --json prints one JSON object")
+    };
+    let (cpu, emu) = (run("cpu"), run("emu"));
+    let flops = |j: &serde_json::Value| j["conv_gflop_per_step"].as_f64().expect("conv_gflop_per_step");
+    assert!(flops(&cpu) > 0.0, "{cpu}");
+    assert_eq!(flops(&emu), flops(&cpu), "emu {emu}\ncpu {cpu}");
+    let layers = |j: &serde_json::Value| {
+        let mut v: Vec<String> = j["conv_layers"]
+            .as_array()
+            .expect("conv_layers")
+            .iter()
+            .map(|l| format!("{} {}", l["direction"], l["layer"]))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(layers(&emu), layers(&cpu));
+    let conv_ms: f64 = emu["breakdown"]
+        .as_array()
+        .expect("breakdown")
+        .iter()
+        .filter(|b| b["kernel"].as_str().is_some_and(|k| k.starts_with("conv")))
+        .map(|b| b["ms_per_step"].as_f64().expect("ms_per_step"))
+        .sum();
+    assert!(conv_ms > 0.0, "{emu}");
+    assert_eq!(emu["peak_source"], "--peak");
+    assert!(emu["fma_peak_gflops"].is_null(), "the emulator has no fp32 ceiling of its own: {emu}");
+}

@@ -37,9 +37,14 @@ impl Device {
     /// The device's kernels. `Cuda(n)` must have been checked (`Device::parse` / `auto`);
     /// reaching an unusable GPU here is a programming error, hence the panic.
     pub fn backend(self) -> &'static dyn Backend {
-        static PROFILED_CPU: profile::Profiled = profile::Profiled(&cpu::CpuBackend);
+        if profile::is_enabled() {
+            return profile::profiled(self);
+        }
+        self.unprofiled_backend()
+    }
+
+    fn unprofiled_backend(self) -> &'static dyn Backend {
         match self {
-            Device::Cpu if profile::is_enabled() => &PROFILED_CPU,
             Device::Cpu => &cpu::CpuBackend,
             Device::Emu => emu::backend(),
             Device::Cuda(i) => cuda::real::backend(i).unwrap_or_else(|e| panic!("cuda:{i}: {e}")),
@@ -396,4 +401,8 @@ pub trait Backend: Send + Sync {
         weight_decay: f32,
         first_step: bool,
     );
+
+    /// Waits until every op issued so far has finished. A GPU backend queues its kernels, so
+    /// a host clock reads their time only after this; the CPU runs each op to completion.
+    fn synchronize(&self) {}
 }

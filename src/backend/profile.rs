@@ -3,7 +3,7 @@
 //! Enabled per process with [`enable`]; when off, `Device::backend()` hands out the plain
 //! backend and nothing is measured.
 
-use super::{AdamParams, Backend, Binary, ChannelShape, ConvGeom, Storage, Unary};
+use super::{AdamParams, Backend, Binary, ChannelShape, ConvGeom, Device, Storage, Unary};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -74,32 +74,6 @@ pub fn take_conv_layers() -> Vec<ConvLayer> {
     layers.into_iter().map(|(c, geom, entry)| ConvLayer { direction: CATEGORIES[c], geom, entry }).collect()
 }
 
-fn record<T>(category: usize, flops: f64, f: impl FnOnce() -> T) -> T {
-    let t0 = Instant::now();
-    let r = f();
-    add(category, flops, t0.elapsed().as_secs_f64());
-    r
-}
-
-/// `record` for a convolution: also files the time under its geometry.
-fn record_conv<T>(category: usize, g: &ConvGeom, f: impl FnOnce() -> T) -> T {
-    let flops = 2.0 * g.macs() as f64;
-    let t0 = Instant::now();
-    let r = f();
-    let dt = t0.elapsed().as_secs_f64();
-    add(category, flops, dt);
-    let mut layers = CONV_LAYERS.lock().expect("profile table");
-    let i = match layers.iter().position(|(c, lg, _)| *c == category && lg == g) {
-        Some(i) => i,
-        None => {
-            layers.push((category, *g, Entry::default()));
-            layers.len() - 1
-        }
-    };
-    layers[i].2.count(dt, flops);
-    r
-}
-
 fn add(category: usize, flops: f64, dt: f64) {
     let mut t = TABLE.lock().expect("profile table");
     if t.len() < CATEGORIES.len() {
@@ -118,65 +92,114 @@ const ADAM: usize = 6;
 const MATMUL: usize = 7;
 const OTHER: usize = 8;
 
-pub struct Profiled(pub &'static dyn Backend);
+/// A device's backend with every call timed; [`profiled`] hands out one per device.
+pub struct Profiled(&'static dyn Backend);
+
+/// The profiled backend of `dev`, made on first use and kept for the process (a handful of
+/// devices at most, so leaking one small wrapper each is fine).
+pub fn profiled(dev: Device) -> &'static dyn Backend {
+    static MADE: Mutex<Vec<(Device, &'static Profiled)>> = Mutex::new(Vec::new());
+    let mut made = MADE.lock().expect("profiled backends");
+    if let Some((_, p)) = made.iter().find(|(d, _)| *d == dev) {
+        return *p;
+    }
+    let p: &'static Profiled = Box::leak(Box::new(Profiled(dev.unprofiled_backend())));
+    made.push((dev, p));
+    p
+}
+
+impl Profiled {
+    /// Times `f` by the host clock, the device drained before and after it, so a GPU op's
+    /// time is its kernels' (plus launch overhead), not the queue's.
+    fn timed<T>(&self, f: impl FnOnce() -> T) -> (T, f64) {
+        self.0.synchronize();
+        let t0 = Instant::now();
+        let r = f();
+        self.0.synchronize();
+        (r, t0.elapsed().as_secs_f64())
+    }
+
+    fn record<T>(&self, category: usize, flops: f64, f: impl FnOnce() -> T) -> T {
+        let (r, dt) = self.timed(f);
+        add(category, flops, dt);
+        r
+    }
+
+    /// `record` for a convolution: also files the time under its geometry.
+    fn record_conv<T>(&self, category: usize, g: &ConvGeom, f: impl FnOnce() -> T) -> T {
+        let flops = 2.0 * g.macs() as f64;
+        let (r, dt) = self.timed(f);
+        add(category, flops, dt);
+        let mut layers = CONV_LAYERS.lock().expect("profile table");
+        let i = match layers.iter().position(|(c, lg, _)| *c == category && lg == g) {
+            Some(i) => i,
+            None => {
+                layers.push((category, *g, Entry::default()));
+                layers.len() - 1
+            }
+        };
+        layers[i].2.count(dt, flops);
+        r
+    }
+}
 
 impl Backend for Profiled {
     fn zeros(&self, len: usize) -> Storage {
-        record(OTHER, 0.0, || self.0.zeros(len))
+        self.record(OTHER, 0.0, || self.0.zeros(len))
     }
     fn upload(&self, data: Vec<f32>) -> Storage {
-        record(OTHER, 0.0, || self.0.upload(data))
+        self.record(OTHER, 0.0, || self.0.upload(data))
     }
     fn download(&self, s: &Storage) -> Vec<f32> {
-        record(OTHER, 0.0, || self.0.download(s))
+        self.record(OTHER, 0.0, || self.0.download(s))
     }
     fn copy(&self, s: &Storage) -> Storage {
-        record(OTHER, 0.0, || self.0.copy(s))
+        self.record(OTHER, 0.0, || self.0.copy(s))
     }
     fn fill(&self, s: &mut Storage, value: f32) {
-        record(OTHER, 0.0, || self.0.fill(s, value))
+        self.record(OTHER, 0.0, || self.0.fill(s, value))
     }
     fn binary(&self, op: Binary, a: &Storage, b: &Storage) -> Storage {
-        record(OTHER, 0.0, || self.0.binary(op, a, b))
+        self.record(OTHER, 0.0, || self.0.binary(op, a, b))
     }
     fn affine(&self, x: &Storage, alpha: f32, beta: f32) -> Storage {
-        record(OTHER, 0.0, || self.0.affine(x, alpha, beta))
+        self.record(OTHER, 0.0, || self.0.affine(x, alpha, beta))
     }
     fn axpby(&self, a: f32, x: &Storage, b: f32, y: &mut Storage) {
-        record(OTHER, 0.0, || self.0.axpby(a, x, b, y))
+        self.record(OTHER, 0.0, || self.0.axpby(a, x, b, y))
     }
     fn unary(&self, op: Unary, x: &Storage) -> Storage {
-        record(ACTIVATIONS, 0.0, || self.0.unary(op, x))
+        self.record(ACTIVATIONS, 0.0, || self.0.unary(op, x))
     }
     fn unary_backward(&self, op: Unary, saved: &Storage, dy: &Storage) -> Storage {
-        record(ACTIVATIONS, 0.0, || self.0.unary_backward(op, saved, dy))
+        self.record(ACTIVATIONS, 0.0, || self.0.unary_backward(op, saved, dy))
     }
     fn sum(&self, x: &Storage) -> Storage {
-        record(OTHER, 0.0, || self.0.sum(x))
+        self.record(OTHER, 0.0, || self.0.sum(x))
     }
     fn broadcast_scalar(&self, s: &Storage, scale: f32, len: usize) -> Storage {
-        record(OTHER, 0.0, || self.0.broadcast_scalar(s, scale, len))
+        self.record(OTHER, 0.0, || self.0.broadcast_scalar(s, scale, len))
     }
     fn sum_channels(&self, x: &Storage, shape: ChannelShape) -> Storage {
-        record(OTHER, 0.0, || self.0.sum_channels(x, shape))
+        self.record(OTHER, 0.0, || self.0.sum_channels(x, shape))
     }
     fn add_channels(&self, x: &Storage, bias: &Storage, shape: ChannelShape) -> Storage {
-        record(OTHER, 0.0, || self.0.add_channels(x, bias, shape))
+        self.record(OTHER, 0.0, || self.0.add_channels(x, bias, shape))
     }
     fn matmul(&self, a: &Storage, ta: bool, b: &Storage, tb: bool, m: usize, n: usize, k: usize) -> Storage {
-        record(MATMUL, 2.0 * (m * n * k) as f64, || self.0.matmul(a, ta, b, tb, m, n, k))
+        self.record(MATMUL, 2.0 * (m * n * k) as f64, || self.0.matmul(a, ta, b, tb, m, n, k))
     }
     fn conv2d_forward(&self, x: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
-        record_conv(CONV_FWD, g, || self.0.conv2d_forward(x, w, g))
+        self.record_conv(CONV_FWD, g, || self.0.conv2d_forward(x, w, g))
     }
     fn conv2d_forward_act(&self, x: &Storage, w: &Storage, g: &ConvGeom, act: Unary) -> Storage {
-        record_conv(CONV_FWD, g, || self.0.conv2d_forward_act(x, w, g, act))
+        self.record_conv(CONV_FWD, g, || self.0.conv2d_forward_act(x, w, g, act))
     }
     fn conv2d_backward_data(&self, dy: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
-        record_conv(CONV_BWD_DATA, g, || self.0.conv2d_backward_data(dy, w, g))
+        self.record_conv(CONV_BWD_DATA, g, || self.0.conv2d_backward_data(dy, w, g))
     }
     fn conv2d_backward_weight(&self, x: &Storage, dy: &Storage, g: &ConvGeom) -> Storage {
-        record_conv(CONV_BWD_WEIGHT, g, || self.0.conv2d_backward_weight(x, dy, g))
+        self.record_conv(CONV_BWD_WEIGHT, g, || self.0.conv2d_backward_weight(x, dy, g))
     }
     fn batchnorm2d_forward_train(
         &self,
@@ -186,7 +209,7 @@ impl Backend for Profiled {
         shape: ChannelShape,
         eps: f32,
     ) -> (Storage, Storage, Storage) {
-        record(BATCHNORM, 0.0, || self.0.batchnorm2d_forward_train(x, gamma, beta, shape, eps))
+        self.record(BATCHNORM, 0.0, || self.0.batchnorm2d_forward_train(x, gamma, beta, shape, eps))
     }
     fn batchnorm2d_forward_eval(
         &self,
@@ -198,7 +221,7 @@ impl Backend for Profiled {
         shape: ChannelShape,
         eps: f32,
     ) -> Storage {
-        record(BATCHNORM, 0.0, || self.0.batchnorm2d_forward_eval(x, gamma, beta, mean, var, shape, eps))
+        self.record(BATCHNORM, 0.0, || self.0.batchnorm2d_forward_eval(x, gamma, beta, mean, var, shape, eps))
     }
     fn batchnorm2d_backward(
         &self,
@@ -211,7 +234,7 @@ impl Backend for Profiled {
         eps: f32,
         batch_stats: bool,
     ) -> (Storage, Storage, Storage) {
-        record(BATCHNORM, 0.0, || {
+        self.record(BATCHNORM, 0.0, || {
             self.0.batchnorm2d_backward(x, dy, gamma, mean, var, shape, eps, batch_stats)
         })
     }
@@ -224,7 +247,7 @@ impl Backend for Profiled {
         eps: f32,
         act: Unary,
     ) -> (Storage, Storage, Storage) {
-        record(BATCHNORM, 0.0, || self.0.batchnorm2d_act_forward_train(x, gamma, beta, shape, eps, act))
+        self.record(BATCHNORM, 0.0, || self.0.batchnorm2d_act_forward_train(x, gamma, beta, shape, eps, act))
     }
     fn batchnorm2d_act_forward_eval(
         &self,
@@ -237,7 +260,7 @@ impl Backend for Profiled {
         eps: f32,
         act: Unary,
     ) -> Storage {
-        record(BATCHNORM, 0.0, || {
+        self.record(BATCHNORM, 0.0, || {
             self.0.batchnorm2d_act_forward_eval(x, gamma, beta, mean, var, shape, eps, act)
         })
     }
@@ -254,18 +277,18 @@ impl Backend for Profiled {
         batch_stats: bool,
         act: Unary,
     ) -> (Storage, Storage, Storage) {
-        record(BATCHNORM, 0.0, || {
+        self.record(BATCHNORM, 0.0, || {
             self.0.batchnorm2d_act_backward(x, dy, gamma, beta, mean, var, shape, eps, batch_stats, act)
         })
     }
     fn bce_with_logits(&self, x: &Storage, target: &Storage) -> Storage {
-        record(LOSS, 0.0, || self.0.bce_with_logits(x, target))
+        self.record(LOSS, 0.0, || self.0.bce_with_logits(x, target))
     }
     fn bce_with_logits_backward(&self, x: &Storage, target: &Storage, dloss: &Storage) -> Storage {
-        record(LOSS, 0.0, || self.0.bce_with_logits_backward(x, target, dloss))
+        self.record(LOSS, 0.0, || self.0.bce_with_logits_backward(x, target, dloss))
     }
     fn adam_step(&self, p: &mut Storage, grad: &Storage, m: &mut Storage, v: &mut Storage, hp: &AdamParams) {
-        record(ADAM, 0.0, || self.0.adam_step(p, grad, m, v, hp))
+        self.record(ADAM, 0.0, || self.0.adam_step(p, grad, m, v, hp))
     }
     fn sgd_step(
         &self,
@@ -277,6 +300,9 @@ impl Backend for Profiled {
         weight_decay: f32,
         first_step: bool,
     ) {
-        record(ADAM, 0.0, || self.0.sgd_step(p, grad, buf, lr, momentum, weight_decay, first_step))
+        self.record(ADAM, 0.0, || self.0.sgd_step(p, grad, buf, lr, momentum, weight_decay, first_step))
+    }
+    fn synchronize(&self) {
+        self.0.synchronize()
     }
 }

@@ -52,6 +52,29 @@ fn compute_capability(dev: sys::CUdevice) -> Result<(i32, i32), GpuError> {
     }
 }
 
+/// GPU `ordinal`'s fp32 FMA peak in GFLOP/s from its data sheet terms: multiprocessors ×
+/// fp32 lanes per multiprocessor (by compute capability) × 2 FLOPs × the rated clock. None
+/// when the GPU is unusable or its generation is not in the table.
+pub fn fp32_peak_gflops(ordinal: usize) -> Option<f64> {
+    use sys::CUdevice_attribute::*;
+    probe(ordinal).ok()?;
+    let dev = cu::device::get(ordinal as i32).ok()?;
+    let (major, minor) = compute_capability(dev).ok()?;
+    let lanes = match (major, minor) {
+        (7, _) | (8, 0) | (6, 0) => 64.0,
+        (6, _) | (8, _) | (9, _) | (10, _) | (12, _) => 128.0,
+        _ => return None,
+    };
+    // SAFETY: dev came from cuDeviceGet.
+    let (sms, khz) = unsafe {
+        (
+            cu::device::get_attribute(dev, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).ok()?,
+            cu::device::get_attribute(dev, CU_DEVICE_ATTRIBUTE_CLOCK_RATE).ok()?,
+        )
+    };
+    Some(sms as f64 * lanes * 2.0 * khz as f64 / 1e6)
+}
+
 struct Handle<T>(T);
 // SAFETY: CUDA driver handles (contexts, modules, functions) may be used from any thread once
 // the context is current there; every call below makes it current first.
