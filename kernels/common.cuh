@@ -174,11 +174,41 @@ static __device__ __forceinline__ Welford block_welford(Welford w, Welford* scra
 // ty + 16 i, columns tx + 16 j, so shared-memory reads are broadcasts / conflict-free).
 // A and B are functors (row, col) -> float that return 0 outside the matrix, so the
 // convolutions gather their operands on the fly: no im2col / col2im buffer.
+//
+// Software-pipelined: the next TK slice is gathered into registers while the current one is
+// multiplied out of shared memory, so the gathers' latency (index arithmetic and global
+// loads) hides behind the FMAs. The slices alternate between two shared buffers, so one
+// barrier per slice suffices: a thread storing slice i+1 into the buffer slice i-1 used has
+// passed slice i's barrier, which every thread reached after finishing slice i-1.
 
 #define TM 64
 #define TN 64
 #define TK 16
+#define TILE_A_PER_THREAD ((TM * TK) / BLOCK)
+#define TILE_B_PER_THREAD ((TK * TN) / BLOCK)
+// Shared floats a kernel declares for tile_product's As and Bs: two slices each.
+#define TILE_AS (2 * TK * TM)
+#define TILE_BS (2 * TK * TN)
 
+// This thread's share of the TK slice at k0 (zeros at and past k_end).
+template <class LoadA, class LoadB>
+static __device__ __forceinline__ void tile_gather(const LoadA& la, const LoadB& lb, int m0, int n0, int k0,
+                                                   int k_end, float ra[TILE_A_PER_THREAD],
+                                                   float rb[TILE_B_PER_THREAD]) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int r = 0; r < TILE_A_PER_THREAD; ++r) {
+        const int idx = tid + r * BLOCK, row = idx / TK, k = k0 + idx % TK;
+        ra[r] = k < k_end ? la(m0 + row, k) : 0.0f;
+    }
+#pragma unroll
+    for (int r = 0; r < TILE_B_PER_THREAD; ++r) {
+        const int idx = tid + r * BLOCK, col = idx % TN, k = k0 + idx / TN;
+        rb[r] = k < k_end ? lb(k, n0 + col) : 0.0f;
+    }
+}
+
+// As holds TILE_AS floats, Bs TILE_BS (shared memory).
 template <class LoadA, class LoadB>
 static __device__ __forceinline__ void tile_product(const LoadA& la, const LoadB& lb, int m0, int n0,
                                                     int k_begin, int k_end, float* As, float* Bs,
@@ -186,34 +216,44 @@ static __device__ __forceinline__ void tile_product(const LoadA& la, const LoadB
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
     for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    float ra[TILE_A_PER_THREAD], rb[TILE_B_PER_THREAD];
+    if (k_begin < k_end) tile_gather(la, lb, m0, n0, k_begin, k_end, ra, rb);
+    int buf = 0;
     for (int k0 = k_begin; k0 < k_end; k0 += TK) {
-        // A tile: TM x TK, stored k-major (As[kk * TM + row]); 4 loads per thread.
-        for (int r = 0; r < (TM * TK) / BLOCK; ++r) {
+        float* as = As + buf * TK * TM;
+        float* bs = Bs + buf * TK * TN;
+        // A slice stored k-major (as[kk * TM + row]), B slice as bs[kk * TN + col].
+#pragma unroll
+        for (int r = 0; r < TILE_A_PER_THREAD; ++r) {
             const int idx = tid + r * BLOCK;
-            const int row = idx / TK, kk = idx % TK;
-            const int k = k0 + kk;
-            As[kk * TM + row] = k < k_end ? la(m0 + row, k) : 0.0f;
+            as[(idx % TK) * TM + idx / TK] = ra[r];
         }
-        // B tile: TK x TN (Bs[kk * TN + col]).
-        for (int r = 0; r < (TK * TN) / BLOCK; ++r) {
+#pragma unroll
+        for (int r = 0; r < TILE_B_PER_THREAD; ++r) {
             const int idx = tid + r * BLOCK;
-            const int kk = idx / TN, col = idx % TN;
-            const int k = k0 + kk;
-            Bs[kk * TN + col] = k < k_end ? lb(k, n0 + col) : 0.0f;
+            bs[(idx / TN) * TN + idx % TN] = rb[r];
         }
         __syncthreads();
+        if (k0 + TK < k_end) tile_gather(la, lb, m0, n0, k0 + TK, k_end, ra, rb);
 #pragma unroll
         for (int kk = 0; kk < TK; ++kk) {
             float a[4], b[4];
 #pragma unroll
-            for (int i = 0; i < 4; ++i) a[i] = As[kk * TM + ty + 16 * i];
+            for (int i = 0; i < 4; ++i) a[i] = as[kk * TM + ty + 16 * i];
 #pragma unroll
-            for (int j = 0; j < 4; ++j) b[j] = Bs[kk * TN + tx + 16 * j];
+            for (int j = 0; j < 4; ++j) b[j] = bs[kk * TN + tx + 16 * j];
 #pragma unroll
             for (int i = 0; i < 4; ++i)
 #pragma unroll
                 for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
         }
-        __syncthreads();
+        buf ^= 1;
     }
+}
+
+// Slice `z` of `splits` equal, TK-aligned slices of [0, K): [*k_begin, *k_end), empty past K.
+static __device__ __forceinline__ void split_k_range(int K, int splits, int z, int* k_begin, int* k_end) {
+    const int chunk = ((K + splits - 1) / splits + TK - 1) / TK * TK;
+    *k_begin = z * chunk;
+    *k_end = min(K, *k_begin + chunk);
 }

@@ -48,13 +48,19 @@ struct DyLoad {
 };
 
 // y[n, co, oy, ox] = sum w[co, ci, ki, kj] x[n, ci, oy*s+ki-p, ox*s+kj-p]
-// GEMM: M = c_out, N = n*h_out*w_out, K = c_in*kh*kw. grid (ceil(N/64), ceil(M/64)), block 256.
+// GEMM: M = c_out, N = n*h_out*w_out, K = c_in*kh*kw, split over blockIdx.z into g.splits
+// slices of K when the tiles alone are too few to fill the GPU (D's last layer: M = 1, K = 8192).
+// Slice z writes y[z * n*c_out*h_out*w_out + ...]; reduce.cu's sum_splits adds the slices.
+// grid (ceil(N/64), ceil(M/64), splits), block 256.
 extern "C" __global__ void __launch_bounds__(BLOCK) conv_fwd(const float* __restrict__ x, const float* __restrict__ w,
                                                      float* __restrict__ y, ConvArgs g) {
-    __shared__ float As[TK * TM];
-    __shared__ float Bs[TK * TN];
+    __shared__ float As[TILE_AS];
+    __shared__ float Bs[TILE_BS];
     const int K = g.c_in * g.kh * g.kw, hw = g.h_out * g.w_out;
     const int m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
+    int k_begin, k_end;
+    split_k_range(K, g.splits, blockIdx.z, &k_begin, &k_end);
+    y += (size_t)blockIdx.z * g.n * g.c_out * hw;
     DenseLoad la;
     la.p = w;
     la.rows = g.c_out;
@@ -63,7 +69,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK) conv_fwd(const float* __rest
     lb.x = x;
     lb.g = g;
     float acc[4][4];
-    tile_product(la, lb, m0, n0, 0, K, As, Bs, acc);
+    tile_product(la, lb, m0, n0, k_begin, k_end, As, Bs, acc);  // empty slice: zeros
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     for (int i = 0; i < 4; ++i) {
         const int co = m0 + ty + 16 * i;
@@ -117,8 +123,8 @@ struct PhaseDy {
 // grid (ceil(n * ceil(h_in/s) * ceil(w_in/s) / 64), ceil(c_in/64), s*s), block 256.
 extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_data(const float* __restrict__ dy, const float* __restrict__ w,
                                                           float* __restrict__ dx, ConvArgs g) {
-    __shared__ float As[TK * TM];
-    __shared__ float Bs[TK * TN];
+    __shared__ float As[TILE_AS];
+    __shared__ float Bs[TILE_BS];
     const int s = g.stride;
     const int ry = blockIdx.z / s, rx = blockIdx.z - ry * s;
     const int iy0 = ((ry - g.pad) % s + s) % s, ix0 = ((rx - g.pad) % s + s) % s;
@@ -170,12 +176,11 @@ extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_data(const float* _
 // grid (ceil(N/64), ceil(M/64), splits), block 256.
 extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_weight(const float* __restrict__ x, const float* __restrict__ dy,
                                                             float* __restrict__ out, ConvArgs g) {
-    __shared__ float As[TK * TM];
-    __shared__ float Bs[TK * TN];
+    __shared__ float As[TILE_AS];
+    __shared__ float Bs[TILE_BS];
     const int M = g.c_out, N = g.c_in * g.kh * g.kw, K = g.n * g.h_out * g.w_out;
-    const int chunk = ((K + g.splits - 1) / g.splits + TK - 1) / TK * TK;
-    const int k_begin = blockIdx.z * chunk;
-    const int k_end = min(K, k_begin + chunk);
+    int k_begin, k_end;
+    split_k_range(K, g.splits, blockIdx.z, &k_begin, &k_end);
     const int m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
     DyLoad la;
     la.dy = dy;

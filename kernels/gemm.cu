@@ -17,8 +17,8 @@ struct MatLoad {
 // grid (ceil(n / 64), ceil(m / 64)), block 256
 extern "C" __global__ void __launch_bounds__(BLOCK) gemm_f32(const float* __restrict__ a, const float* __restrict__ b,
                                                      float* __restrict__ c, GemmArgs p) {
-    __shared__ float As[TK * TM];
-    __shared__ float Bs[TK * TN];
+    __shared__ float As[TILE_AS];
+    __shared__ float Bs[TILE_BS];
     const int m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
     MatLoad la;
     la.p = a;

@@ -9,7 +9,7 @@
 //! rounding of its terms, not of itself. Whole-tensor sums are judged against Σ|x| (their
 //! condition number), for the same reason. Elementwise kernels and conversions are exact.
 
-use dcgan::backend::cuda::{CudaBackend, weight_grad_splits};
+use dcgan::backend::cuda::{CudaBackend, forward_splits, weight_grad_splits};
 use dcgan::backend::emu::{self, EmuDriver};
 use dcgan::backend::{AdamParams, Backend, Binary, ChannelShape, ConvGeom, Storage, Unary};
 use dcgan::gan::{DcganConfig, Gan, GeneratorLoss, discriminator, generator};
@@ -180,8 +180,11 @@ fn convolutions_three_directions() {
         geom([2, 3, 5, 5, 4, 1, 1, 0]),   // 1x1
         geom([8, 3, 16, 16, 8, 4, 2, 1]), // split-K weight gradient
         geom([1, 2, 7, 5, 3, 5, 2, 2]),   // odd sizes, pad 2, k 5
+        geom([4, 300, 4, 4, 1, 4, 1, 0]), // a discriminator's last layer: split-K forward
     ];
     assert!(weight_grad_splits(&geoms[5]) > 1, "one geometry must exercise split-K");
+    // 19 slices of 256 over K = 4800: the last one ragged.
+    assert_eq!(forward_splits(&geoms[7]), 19, "the last geometry must exercise split-K forward");
     for g in &geoms {
         let x = rand(g.x_len(), &mut rng);
         let w = rand(g.w_len(), &mut rng);

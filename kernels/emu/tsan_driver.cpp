@@ -93,11 +93,11 @@ int main() {
     for (int i = 0; i < k; ++i) c00 += (double)ga[69 * k + i] * gb[i * nn + 64];
     check(std::abs(gc[69 * nn + 64] - c00) < 1e-4, "gemm corner");
 
-    // Convolutions: the DCGAN layer shape (k4 s2 p1), split-K weight gradient.
+    // Convolutions: the DCGAN layer shape (k4 s2 p1), split-K forward and weight gradient.
     ConvArgs g{2, 3, 8, 8, 4, 4, 4, 4, 4, 2, 1, 2};
     auto x = data(2 * 3 * 8 * 8, 1.0f, 7), w = data(4 * 3 * 16, 1.0f, 8), dy = data(2 * 4 * 16, 1.0f, 9);
-    std::vector<float> cy(2 * 4 * 16), dx(x.size()), ws(2 * 4 * 48);
-    LAUNCH(conv_fwd, 1, 1, 1, x.data(), w.data(), cy.data(), g);
+    std::vector<float> cy(2 * 2 * 4 * 16), dx(x.size()), ws(2 * 4 * 48);
+    LAUNCH(conv_fwd, 1, 1, 2, x.data(), w.data(), cy.data(), g);
     LAUNCH(conv_bwd_data, 1, 1, 4, dy.data(), w.data(), dx.data(), g);
     LAUNCH(conv_bwd_weight, 1, 1, 2, x.data(), dy.data(), ws.data(), g);
 

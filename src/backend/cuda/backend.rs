@@ -59,13 +59,24 @@ fn conv_args(g: &ConvGeom, splits: usize) -> ConvArgs {
     }
 }
 
-/// The split-K factor of a weight gradient: enough blocks to fill the GPU, each split at
-/// least 256 deep, at most 64 splits. Depends on the shapes only, so the sum order (and the
-/// bits) are the same on every run.
+/// The split-K factor of a product of `tiles` output tiles and depth `k`: enough blocks to
+/// fill the GPU, each slice at least 256 deep, at most 64 slices. Depends on the shapes only,
+/// so the sum order (and the bits) are the same on every run.
+fn k_splits(tiles: usize, k: usize) -> usize {
+    ceil_div(SPLIT_TARGET_BLOCKS, tiles).min(ceil_div(k, 256)).clamp(1, 64)
+}
+
+/// The split-K factor of a weight gradient (its K, n·h_out·w_out, is large; M and N small).
 pub fn weight_grad_splits(g: &ConvGeom) -> usize {
     let tiles = ceil_div(g.c_out, TILE) * ceil_div(g.c_in * g.kh * g.kw, TILE);
-    let k = g.n * g.h_out * g.w_out;
-    ceil_div(SPLIT_TARGET_BLOCKS, tiles).min(ceil_div(k, 256)).clamp(1, 64)
+    k_splits(tiles, g.n * g.h_out * g.w_out)
+}
+
+/// The split-K factor of a forward convolution: 1 for most layers, many for a deep product
+/// with few outputs (a DCGAN discriminator's last layer: c_out 1, K = 8192).
+pub fn forward_splits(g: &ConvGeom) -> usize {
+    let tiles = ceil_div(g.n * g.h_out * g.w_out, TILE) * ceil_div(g.c_out, TILE);
+    k_splits(tiles, g.c_in * g.kh * g.kw)
 }
 
 impl<D: GpuDriver> CudaBackend<D> {
@@ -88,6 +99,26 @@ impl<D: GpuDriver> CudaBackend<D> {
 
     fn alloc(&self, len: usize) -> GpuBuffer {
         self.pool.alloc(&self.driver, len)
+    }
+
+    /// Runs a split-K `launch` into `out`: straight into it with one slice, else into a
+    /// workspace of `splits` slices of out's length, then sum_splits adds them in order.
+    fn split_k(
+        &self,
+        out: &GpuBuffer,
+        splits: usize,
+        what: &str,
+        launch: impl FnOnce(DevPtr) -> Result<(), super::driver::GpuError>,
+    ) {
+        if splits == 1 {
+            self.ok(launch(out.ptr()), what);
+            return;
+        }
+        let len = out.len();
+        let ws = self.alloc(splits * len);
+        self.ok(launch(ws.ptr()), what);
+        let p = RedArgs { n: i32_of(len, "split-K output"), parts: splits as i32, scale: 1.0 };
+        self.ok(k::sum_splits(&self.driver, grid1(len), ws.ptr(), out.ptr(), p), "sum_splits");
     }
 
     fn wrap(&self, b: GpuBuffer) -> Storage {
@@ -213,6 +244,9 @@ impl<D: GpuDriver> CudaBackend<D> {
 }
 
 impl<D: GpuDriver> Backend for CudaBackend<D> {
+    fn synchronize(&self) {
+        self.ok(self.driver.synchronize(), "synchronize");
+    }
     fn zeros(&self, len: usize) -> Storage {
         let b = self.alloc(len);
         // SAFETY: b holds len f32.
@@ -362,12 +396,15 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
         if g.y_len() == 0 {
             return self.wrap(y);
         }
+        let splits = forward_splits(g);
         let cols = g.n * g.h_out * g.w_out;
-        let dims = LaunchDims::new([ceil_div(cols, TILE) as u32, ceil_div(g.c_out, TILE) as u32, 1], BLOCK);
-        self.ok(
-            k::conv_fwd(&self.driver, dims, self.ptr(x), self.ptr(w), y.ptr(), conv_args(g, 1)),
-            "conv_fwd",
+        let dims = LaunchDims::new(
+            [ceil_div(cols, TILE) as u32, ceil_div(g.c_out, TILE) as u32, splits as u32],
+            BLOCK,
         );
+        self.split_k(&y, splits, "conv_fwd", |out| {
+            k::conv_fwd(&self.driver, dims, self.ptr(x), self.ptr(w), out, conv_args(g, splits))
+        });
         self.wrap(y)
     }
 
@@ -397,21 +434,9 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
         let (m, n) = (g.c_out, g.c_in * g.kh * g.kw);
         let dims =
             LaunchDims::new([ceil_div(n, TILE) as u32, ceil_div(m, TILE) as u32, splits as u32], BLOCK);
-        let args = conv_args(g, splits);
-        if splits == 1 {
-            self.ok(
-                k::conv_bwd_weight(&self.driver, dims, self.ptr(x), self.ptr(dy), dw.ptr(), args),
-                "conv_bwd_weight",
-            );
-        } else {
-            let ws = self.alloc(splits * m * n);
-            self.ok(
-                k::conv_bwd_weight(&self.driver, dims, self.ptr(x), self.ptr(dy), ws.ptr(), args),
-                "conv_bwd_weight",
-            );
-            let p = RedArgs { n: i32_of(m * n, "w_len"), parts: splits as i32, scale: 1.0 };
-            self.ok(k::sum_splits(&self.driver, grid1(m * n), ws.ptr(), dw.ptr(), p), "sum_splits");
-        }
+        self.split_k(&dw, splits, "conv_bwd_weight", |out| {
+            k::conv_bwd_weight(&self.driver, dims, self.ptr(x), self.ptr(dy), out, conv_args(g, splits))
+        });
         self.wrap(dw)
     }
 

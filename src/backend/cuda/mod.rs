@@ -15,5 +15,5 @@ pub mod nvrtc;
 pub mod real;
 pub mod report;
 
-pub use backend::{BLOCK, CudaBackend, MAX_GRID, TILE, weight_grad_splits};
+pub use backend::{BLOCK, CudaBackend, MAX_GRID, TILE, forward_splits, weight_grad_splits};
 pub use report::{KernelStats, kernels_report, render_json, render_table};
