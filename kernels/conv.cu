@@ -54,8 +54,8 @@ struct DyLoad {
 // grid (ceil(N/64), ceil(M/64), splits), block 256.
 extern "C" __global__ void __launch_bounds__(BLOCK) conv_fwd(const float* __restrict__ x, const float* __restrict__ w,
                                                      float* __restrict__ y, ConvArgs g) {
-    __shared__ float As[TILE_AS];
-    __shared__ float Bs[TILE_BS];
+    __shared__ __align__(16) float As[TILE_AS];
+    __shared__ __align__(16) float Bs[TILE_BS];
     const int K = g.c_in * g.kh * g.kw, hw = g.h_out * g.w_out;
     const int m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
     int k_begin, k_end;
@@ -70,12 +70,11 @@ extern "C" __global__ void __launch_bounds__(BLOCK) conv_fwd(const float* __rest
     lb.g = g;
     float acc[4][4];
     tile_product(la, lb, m0, n0, k_begin, k_end, As, Bs, acc);  // empty slice: zeros
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     for (int i = 0; i < 4; ++i) {
-        const int co = m0 + ty + 16 * i;
+        const int co = m0 + tile_row(i);
         if (co >= g.c_out) continue;
         for (int j = 0; j < 4; ++j) {
-            const int col = n0 + tx + 16 * j;
+            const int col = n0 + tile_col(j);
             if (col >= g.n * hw) continue;
             const int nn = col / hw, pix = col - nn * hw;
             y[(nn * g.c_out + co) * hw + pix] = acc[i][j];
@@ -123,8 +122,8 @@ struct PhaseDy {
 // grid (ceil(n * ceil(h_in/s) * ceil(w_in/s) / 64), ceil(c_in/64), s*s), block 256.
 extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_data(const float* __restrict__ dy, const float* __restrict__ w,
                                                           float* __restrict__ dx, ConvArgs g) {
-    __shared__ float As[TILE_AS];
-    __shared__ float Bs[TILE_BS];
+    __shared__ __align__(16) float As[TILE_AS];
+    __shared__ __align__(16) float Bs[TILE_BS];
     const int s = g.stride;
     const int ry = blockIdx.z / s, rx = blockIdx.z - ry * s;
     const int iy0 = ((ry - g.pad) % s + s) % s, ix0 = ((rx - g.pad) % s + s) % s;
@@ -154,13 +153,12 @@ extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_data(const float* _
     lb.wx = wx;
     float acc[4][4];
     tile_product(la, lb, m0, n0, 0, g.c_out * tkh * tkw, As, Bs, acc);
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int hw = hy * wx;
     for (int i = 0; i < 4; ++i) {
-        const int ci = m0 + ty + 16 * i;
+        const int ci = m0 + tile_row(i);
         if (ci >= g.c_in) continue;
         for (int j = 0; j < 4; ++j) {
-            const int col = n0 + tx + 16 * j;
+            const int col = n0 + tile_col(j);
             if (col >= N) continue;
             const int nn = col / hw, pix = col - nn * hw, jy = pix / wx, jx = pix - jy * wx;
             const int iy = iy0 + s * jy, ix = ix0 + s * jx;
@@ -176,8 +174,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_data(const float* _
 // grid (ceil(N/64), ceil(M/64), splits), block 256.
 extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_weight(const float* __restrict__ x, const float* __restrict__ dy,
                                                             float* __restrict__ out, ConvArgs g) {
-    __shared__ float As[TILE_AS];
-    __shared__ float Bs[TILE_BS];
+    __shared__ __align__(16) float As[TILE_AS];
+    __shared__ __align__(16) float Bs[TILE_BS];
     const int M = g.c_out, N = g.c_in * g.kh * g.kw, K = g.n * g.h_out * g.w_out;
     int k_begin, k_end;
     split_k_range(K, g.splits, blockIdx.z, &k_begin, &k_end);
@@ -191,12 +189,11 @@ extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_weight(const float*
     float acc[4][4];
     tile_product(la, lb, m0, n0, k_begin, k_end, As, Bs, acc);  // empty slice: zeros
     float* o = out + (size_t)blockIdx.z * M * N;
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     for (int i = 0; i < 4; ++i) {
-        const int co = m0 + ty + 16 * i;
+        const int co = m0 + tile_row(i);
         if (co >= M) continue;
         for (int j = 0; j < 4; ++j) {
-            const int col = n0 + tx + 16 * j;
+            const int col = n0 + tile_col(j);
             if (col < N) o[co * N + col] = acc[i][j];
         }
     }

@@ -17,8 +17,8 @@ struct MatLoad {
 // grid (ceil(n / 64), ceil(m / 64)), block 256
 extern "C" __global__ void __launch_bounds__(BLOCK) gemm_f32(const float* __restrict__ a, const float* __restrict__ b,
                                                      float* __restrict__ c, GemmArgs p) {
-    __shared__ float As[TILE_AS];
-    __shared__ float Bs[TILE_BS];
+    __shared__ __align__(16) float As[TILE_AS];
+    __shared__ __align__(16) float Bs[TILE_BS];
     const int m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
     MatLoad la;
     la.p = a;
@@ -34,12 +34,11 @@ extern "C" __global__ void __launch_bounds__(BLOCK) gemm_f32(const float* __rest
     lb.trans = p.trans_b;
     float acc[4][4];
     tile_product(la, lb, m0, n0, 0, p.k, As, Bs, acc);
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     for (int i = 0; i < 4; ++i) {
-        const int r = m0 + ty + 16 * i;
+        const int r = m0 + tile_row(i);
         if (r >= p.m) continue;
         for (int j = 0; j < 4; ++j) {
-            const int col = n0 + tx + 16 * j;
+            const int col = n0 + tile_col(j);
             if (col < p.n) c[r * p.n + col] = acc[i][j];
         }
     }

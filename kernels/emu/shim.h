@@ -25,6 +25,7 @@
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 #ifdef DCGAN_EMU_THREADS
 #define __shared__ static
 #else
@@ -35,6 +36,10 @@
 
 struct dim3 {
     unsigned x = 1, y = 1, z = 1;
+};
+
+struct __attribute__((aligned(16))) float4 {
+    float x, y, z, w;
 };
 
 namespace emu {
