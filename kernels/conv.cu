@@ -167,6 +167,56 @@ extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_data(const float* _
     }
 }
 
+// Backward to the data for few input channels (an image layer, e.g. a generator's RGB output
+// as a ConvTranspose2d), where the GEMM form would fill c_in of a tile's 64 rows: each thread
+// computes one input pixel for every channel directly, from the weights staged in shared
+// memory a chunk of output channels at a time. The host sends c_in <= NARROW_CI and
+// c_in * kh * kw <= NARROW_W_FLOATS. grid (ceil(n * h_in * w_in / BLOCK)), block BLOCK.
+#define NARROW_CI 4
+#define NARROW_W_FLOATS 6144
+extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_data_narrow(const float* __restrict__ dy,
+                                                                 const float* __restrict__ w,
+                                                                 float* __restrict__ dx, ConvArgs g) {
+    __shared__ float ws[NARROW_W_FLOATS];
+    const int taps = g.kh * g.kw, per_co = g.c_in * taps, co_chunk = NARROW_W_FLOATS / per_co;
+    const int hw_in = g.h_in * g.w_in, hw_out = g.h_out * g.w_out;
+    const int pix = blockIdx.x * BLOCK + threadIdx.x;
+    const bool live = pix < g.n * hw_in;
+    const int nn = pix / hw_in, r = pix - nn * hw_in, iy = r / g.w_in, ix = r - iy * g.w_in;
+    float acc0 = 0.0f, acc1 = 0.0f, acc2 = 0.0f, acc3 = 0.0f;  // channels 0..3 (NARROW_CI)
+    for (int c0 = 0; c0 < g.c_out; c0 += co_chunk) {
+        const int cn = min(co_chunk, g.c_out - c0);
+        __syncthreads();  // every thread is done with the previous chunk
+        for (int i = threadIdx.x; i < cn * per_co; i += BLOCK) ws[i] = w[c0 * per_co + i];
+        __syncthreads();
+        if (!live) continue;  // no return before the last barrier
+        for (int ki = 0; ki < g.kh; ++ki) {
+            const int ty = iy + g.pad - ki, oy = ty / g.stride;
+            if (ty < 0 || ty - oy * g.stride != 0 || oy >= g.h_out) continue;
+            for (int kj = 0; kj < g.kw; ++kj) {
+                const int tx = ix + g.pad - kj, ox = tx / g.stride;
+                if (tx < 0 || tx - ox * g.stride != 0 || ox >= g.w_out) continue;
+                const float* d = dy + (size_t)(nn * g.c_out + c0) * hw_out + oy * g.w_out + ox;
+                const float* wk = ws + ki * g.kw + kj;
+                for (int co = 0; co < cn; ++co) {
+                    const float v = d[(size_t)co * hw_out];
+                    const float* wc = wk + co * per_co;
+                    acc0 += v * wc[0];
+                    if (g.c_in > 1) acc1 += v * wc[taps];
+                    if (g.c_in > 2) acc2 += v * wc[2 * taps];
+                    if (g.c_in > 3) acc3 += v * wc[3 * taps];
+                }
+            }
+        }
+    }
+    if (!live) return;
+    float* o = dx + (size_t)nn * g.c_in * hw_in + r;
+    o[0] = acc0;
+    if (g.c_in > 1) o[hw_in] = acc1;
+    if (g.c_in > 2) o[2 * hw_in] = acc2;
+    if (g.c_in > 3) o[3 * hw_in] = acc3;
+}
+
 // dw[co, ci, ki, kj] = sum over (n, oy, ox) of dy[n, co, oy, ox] x[n, ci, oy*s+ki-p, ox*s+kj-p]
 // GEMM: M = c_out, N = c_in*kh*kw, K = n*h_out*w_out, split over blockIdx.z into g.splits
 // slices of K (the K of a weight gradient is large, M and N small). Slice z writes

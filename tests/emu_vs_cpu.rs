@@ -181,6 +181,15 @@ fn convolutions_three_directions() {
         geom([8, 3, 16, 16, 8, 4, 2, 1]), // split-K weight gradient
         geom([1, 2, 7, 5, 3, 5, 2, 2]),   // odd sizes, pad 2, k 5
         geom([4, 300, 4, 4, 1, 4, 1, 0]), // a discriminator's last layer: split-K forward
+        // Backward-data's three routes: c_in <= 4 computes pixels directly (two weight
+        // chunks here: 40 output channels of 4 · 7 · 7 weights, 31 a chunk); a kernel that
+        // covers the input is one matmul; these c_in 5 twins of the shapes above keep the
+        // phase GEMM on odd sizes, strides and paddings.
+        geom([1, 4, 9, 9, 40, 7, 2, 3]),
+        geom([3, 6, 4, 4, 5, 4, 1, 0]),
+        geom([2, 5, 9, 7, 5, 3, 1, 1]),
+        geom([3, 5, 5, 6, 3, 2, 3, 0]),
+        geom([1, 5, 7, 5, 3, 5, 2, 2]),
     ];
     assert!(weight_grad_splits(&geoms[5]) > 1, "one geometry must exercise split-K");
     // 19 slices of 256 over K = 4800: the last one ragged.

@@ -99,6 +99,7 @@ int main() {
     std::vector<float> cy(2 * 2 * 4 * 16), dx(x.size()), ws(2 * 4 * 48);
     LAUNCH(conv_fwd, 1, 1, 2, x.data(), w.data(), cy.data(), g);
     LAUNCH(conv_bwd_data, 1, 1, 4, dy.data(), w.data(), dx.data(), g);
+    LAUNCH(conv_bwd_data_narrow, 1, 1, 1, dy.data(), w.data(), dx.data(), g);
     LAUNCH(conv_bwd_weight, 1, 1, 2, x.data(), dy.data(), ws.data(), g);
 
     // BatchNorm: 3 channels of 2 x 200 (more elements per channel than threads).

@@ -15,6 +15,10 @@ pub const BLOCK: u32 = 256;
 pub const MAX_GRID: usize = 1024;
 /// Output tile of the gemm and implicit-GEMM convolutions (TM = TN in common.cuh).
 pub const TILE: usize = 64;
+/// Input channels up to which backward-data computes pixels directly (NARROW_CI in conv.cu),
+/// and the shared floats that hold a chunk of its weights (NARROW_W_FLOATS).
+const NARROW_CI: usize = 4;
+const NARROW_W_FLOATS: usize = 6144;
 /// Blocks the weight gradient aims for when it splits K (about two waves of an 132-SM GPU).
 const SPLIT_TARGET_BLOCKS: usize = 264;
 
@@ -409,8 +413,27 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
     }
 
     fn conv2d_backward_data(&self, dy: &Storage, w: &Storage, g: &ConvGeom) -> Storage {
+        if g.x_len() > 0 && g.h_out == 1 && g.w_out == 1 && g.pad == 0 && (g.kh, g.kw) == (g.h_in, g.w_in) {
+            // The kernel covers the whole input (a generator's first layer, mirrored): dx is
+            // the plain product dy[n × c_out] · w[c_out × c_in·kh·kw]. The phase GEMM would
+            // multiply through every tap of which all but one miss the single output pixel.
+            return self.matmul(dy, false, w, false, g.n, g.c_in * g.kh * g.kw, g.c_out);
+        }
         let dx = self.alloc(g.x_len());
         if g.x_len() == 0 {
+            return self.wrap(dx);
+        }
+        if g.c_in <= NARROW_CI && g.c_in * g.kh * g.kw <= NARROW_W_FLOATS {
+            let dims = LaunchDims::new([ceil_div(g.x_len() / g.c_in, BLOCK as usize) as u32, 1, 1], BLOCK);
+            let r = k::conv_bwd_data_narrow(
+                &self.driver,
+                dims,
+                self.ptr(dy),
+                self.ptr(w),
+                dx.ptr(),
+                conv_args(g, 1),
+            );
+            self.ok(r, "conv_bwd_data_narrow");
             return self.wrap(dx);
         }
         let s = g.stride;
