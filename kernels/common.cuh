@@ -174,8 +174,8 @@ static __device__ __forceinline__ Welford block_welford(Welford w, Welford* scra
 // rows and columns (tile_row, tile_col), so each k step reads its 4 + 4 operands from shared
 // memory as two 16-byte loads: 3 shared-memory wavefronts a warp for 16 FMAs, where one
 // scalar load per operand took 8 and bounded the FMA rate at half the SM's.
-// A and B are functors (row, col) -> float that return 0 outside the matrix, so the
-// convolutions gather their operands on the fly: no im2col / col2im buffer.
+// A and B are loaders (below) that return 0 outside the matrix, so the convolutions gather
+// their operands on the fly: no im2col / col2im buffer.
 //
 // Software-pipelined: the next TK slice is gathered into registers while the current one is
 // multiplied out of shared memory, so the gathers' latency (index arithmetic and global
@@ -201,21 +201,31 @@ static __device__ __forceinline__ Welford block_welford(Welford w, Welford* scra
 static __device__ __forceinline__ int tile_row(int i) { return (threadIdx.x >> 4) * 4 + i; }
 static __device__ __forceinline__ int tile_col(int j) { return (threadIdx.x & 15) * 4 + j; }
 
+// The operands are loaders with a two-step interface, so the index arithmetic of a thread's
+// fixed row (of A) or column (of B) runs once per tile, not once per element:
+//   typename L::Line line(int i) const;          // row i of A, or column i of B
+//   float at(const typename L::Line&, int k) const;  // element k along it, for k < K
+// A line outside the matrix must make `at` return 0.
+//
+// Each thread gathers TILE_A_PER_THREAD elements of A (rows tid / TK + r * BLOCK / TK, the
+// same k offset tid % TK) and TILE_B_PER_THREAD of B (one column, tid % TN, since BLOCK is a
+// multiple of TN; k offsets tid / TN + r * BLOCK / TN).
+static_assert(BLOCK % TN == 0 && BLOCK % TK == 0, "tile_gather's fixed lines");
+
 // This thread's share of the TK slice at k0 (zeros at and past k_end).
 template <class LoadA, class LoadB>
-static __device__ __forceinline__ void tile_gather(const LoadA& la, const LoadB& lb, int m0, int n0, int k0,
-                                                   int k_end, float ra[TILE_A_PER_THREAD],
-                                                   float rb[TILE_B_PER_THREAD]) {
+static __device__ __forceinline__ void tile_gather(const LoadA& la, const LoadB& lb,
+                                                   const typename LoadA::Line rows[TILE_A_PER_THREAD],
+                                                   const typename LoadB::Line& col, int k0, int k_end,
+                                                   float ra[TILE_A_PER_THREAD], float rb[TILE_B_PER_THREAD]) {
     const int tid = threadIdx.x;
+    const int ka = k0 + tid % TK;
 #pragma unroll
-    for (int r = 0; r < TILE_A_PER_THREAD; ++r) {
-        const int idx = tid + r * BLOCK, row = idx / TK, k = k0 + idx % TK;
-        ra[r] = k < k_end ? la(m0 + row, k) : 0.0f;
-    }
+    for (int r = 0; r < TILE_A_PER_THREAD; ++r) ra[r] = ka < k_end ? la.at(rows[r], ka) : 0.0f;
 #pragma unroll
     for (int r = 0; r < TILE_B_PER_THREAD; ++r) {
-        const int idx = tid + r * BLOCK, col = idx % TN, k = k0 + idx / TN;
-        rb[r] = k < k_end ? lb(k, n0 + col) : 0.0f;
+        const int k = k0 + tid / TN + r * (BLOCK / TN);
+        rb[r] = k < k_end ? lb.at(col, k) : 0.0f;
     }
 }
 
@@ -227,25 +237,23 @@ static __device__ __forceinline__ void tile_product(const LoadA& la, const LoadB
     const int tid = threadIdx.x;
     for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    typename LoadA::Line rows[TILE_A_PER_THREAD];
+#pragma unroll
+    for (int r = 0; r < TILE_A_PER_THREAD; ++r) rows[r] = la.line(m0 + tid / TK + r * (BLOCK / TK));
+    const typename LoadB::Line col = lb.line(n0 + tid % TN);
     float ra[TILE_A_PER_THREAD], rb[TILE_B_PER_THREAD];
-    if (k_begin < k_end) tile_gather(la, lb, m0, n0, k_begin, k_end, ra, rb);
+    if (k_begin < k_end) tile_gather(la, lb, rows, col, k_begin, k_end, ra, rb);
     int buf = 0;
     for (int k0 = k_begin; k0 < k_end; k0 += TK) {
         float* as = As + buf * TK * TM_PAD;
         float* bs = Bs + buf * TK * TN;
         // A slice stored k-major (as[kk * TM_PAD + row]), B slice as bs[kk * TN + col].
 #pragma unroll
-        for (int r = 0; r < TILE_A_PER_THREAD; ++r) {
-            const int idx = tid + r * BLOCK;
-            as[(idx % TK) * TM_PAD + idx / TK] = ra[r];
-        }
+        for (int r = 0; r < TILE_A_PER_THREAD; ++r) as[(tid % TK) * TM_PAD + tid / TK + r * (BLOCK / TK)] = ra[r];
 #pragma unroll
-        for (int r = 0; r < TILE_B_PER_THREAD; ++r) {
-            const int idx = tid + r * BLOCK;
-            bs[(idx / TN) * TN + idx % TN] = rb[r];
-        }
+        for (int r = 0; r < TILE_B_PER_THREAD; ++r) bs[(tid / TN + r * (BLOCK / TN)) * TN + tid % TN] = rb[r];
         __syncthreads();
-        if (k0 + TK < k_end) tile_gather(la, lb, m0, n0, k0 + TK, k_end, ra, rb);
+        if (k0 + TK < k_end) tile_gather(la, lb, rows, col, k0 + TK, k_end, ra, rb);
 #pragma unroll
         for (int kk = 0; kk < TK; ++kk) {
             const float4 a4 = *reinterpret_cast<const float4*>(as + kk * TM_PAD + tile_row(0));

@@ -4,46 +4,81 @@
 // conv_bwd_data and its backward uses conv_fwd and conv_bwd_weight: no col2im buffer either.
 #include "common.cuh"
 
-// Row-major [rows x cols] matrix, zero outside.
+// Loaders (common.cuh: tile_product): line() does a fixed row's or column's index work once;
+// at() the rest for each k.
+
+// A: row-major [rows x cols] matrix, zero outside.
 struct DenseLoad {
     const float* p;
     int rows, cols;
-    __device__ __forceinline__ float operator()(int r, int c) const {
-        return (r < rows && c < cols) ? p[r * cols + c] : 0.0f;
-    }
+    struct Line {
+        const float* p;
+        bool ok;
+    };
+    __device__ __forceinline__ Line line(int r) const { return Line{p + (size_t)r * cols, r < rows}; }
+    __device__ __forceinline__ float at(const Line& l, int k) const { return l.ok ? l.p[k] : 0.0f; }
 };
 
-// The im2col matrix of x, [c_in*kh*kw x n*h_out*w_out], read on the fly.
+// B of the forward: the im2col matrix of x, [c_in*kh*kw x n*h_out*w_out], read on the fly.
+// A column is one output pixel (image, oy, ox); k is an input tap (ci, ki, kj).
 struct Im2colLoad {
     const float* x;
     ConvArgs g;
-    __device__ __forceinline__ float at(int k, int col) const {
-        const int taps = g.kh * g.kw, hw = g.h_out * g.w_out;
-        if (col >= g.n * hw || k >= g.c_in * taps) return 0.0f;
-        const int ci = k / taps, t = k - ci * taps, ki = t / g.kw, kj = t - ki * g.kw;
-        const int nn = col / hw, pix = col - nn * hw, oy = pix / g.w_out, ox = pix - oy * g.w_out;
-        const int iy = oy * g.stride + ki - g.pad, ix = ox * g.stride + kj - g.pad;
-        if (iy < 0 || iy >= g.h_in || ix < 0 || ix >= g.w_in) return 0.0f;
-        return x[((nn * g.c_in + ci) * g.h_in + iy) * g.w_in + ix];
+    struct Line {
+        const float* img;  // x of the pixel's image
+        int iy0, ix0;      // the input pixel under tap (0, 0)
+        bool ok;
+    };
+    __device__ __forceinline__ Line line(int col) const {
+        const int hw = g.h_out * g.w_out, nn = col / hw, pix = col - nn * hw, oy = pix / g.w_out;
+        const int ox = pix - oy * g.w_out;
+        return Line{x + (size_t)nn * g.c_in * g.h_in * g.w_in, oy * g.stride - g.pad, ox * g.stride - g.pad,
+                    col < g.n * hw};
     }
-    __device__ __forceinline__ float operator()(int k, int col) const { return at(k, col); }
+    __device__ __forceinline__ float at(const Line& l, int k) const {
+        const int taps = g.kh * g.kw, ci = k / taps, t = k - ci * taps, ki = t / g.kw, kj = t - ki * g.kw;
+        const int iy = l.iy0 + ki, ix = l.ix0 + kj;
+        if (!l.ok || iy < 0 || iy >= g.h_in || ix < 0 || ix >= g.w_in) return 0.0f;
+        return l.img[(ci * g.h_in + iy) * g.w_in + ix];
+    }
 };
 
-// Im2col transposed: rows are output pixels, columns the (ci, ki, kj) taps.
+// B of the weight gradient: im2col transposed, [n*h_out*w_out x c_in*kh*kw]. A column is one
+// tap (ci, ki, kj); k is an output pixel (image, oy, ox).
 struct Im2colTLoad {
-    Im2colLoad inner;
-    __device__ __forceinline__ float operator()(int col, int k) const { return inner.at(k, col); }
+    const float* x;
+    ConvArgs g;
+    struct Line {
+        const float* plane;  // x's channel ci of image 0
+        int ki, kj;
+        bool ok;
+    };
+    __device__ __forceinline__ Line line(int col) const {
+        const int taps = g.kh * g.kw, ci = col / taps, t = col - ci * taps, ki = t / g.kw;
+        return Line{x + (size_t)ci * g.h_in * g.w_in, ki - g.pad, t - ki * g.kw - g.pad, col < g.c_in * taps};
+    }
+    __device__ __forceinline__ float at(const Line& l, int k) const {
+        const int hw = g.h_out * g.w_out, nn = k / hw, pix = k - nn * hw, oy = pix / g.w_out;
+        const int iy = oy * g.stride + l.ki, ix = (pix - oy * g.w_out) * g.stride + l.kj;
+        if (!l.ok || iy < 0 || iy >= g.h_in || ix < 0 || ix >= g.w_in) return 0.0f;
+        return l.plane[((size_t)nn * g.c_in * g.h_in + iy) * g.w_in + ix];
+    }
 };
 
-// dy as [c_out x n*h_out*w_out] (A of the weight gradient).
+// A of the weight gradient: dy as [c_out x n*h_out*w_out].
 struct DyLoad {
     const float* dy;
     ConvArgs g;
-    __device__ __forceinline__ float operator()(int co, int k) const {
-        const int hw = g.h_out * g.w_out;
-        if (co >= g.c_out || k >= g.n * hw) return 0.0f;
-        const int nn = k / hw, pix = k - nn * hw;
-        return dy[(nn * g.c_out + co) * hw + pix];
+    struct Line {
+        const float* plane;  // dy's channel co of image 0
+        bool ok;
+    };
+    __device__ __forceinline__ Line line(int co) const {
+        return Line{dy + (size_t)co * g.h_out * g.w_out, co < g.c_out};
+    }
+    __device__ __forceinline__ float at(const Line& l, int k) const {
+        const int hw = g.h_out * g.w_out, nn = k / hw;
+        return l.ok ? l.plane[(size_t)nn * g.c_out * hw + (k - nn * hw)] : 0.0f;
     }
 };
 
@@ -87,35 +122,48 @@ extern "C" __global__ void __launch_bounds__(BLOCK) conv_fwd(const float* __rest
 // exactly the taps ki = ry + s*ty, kj = rx + s*tx, so no multiply-add is wasted on the
 // zeros a stride-s upsampling would insert. Per phase:
 // GEMM M = c_in, N = n * |phase rows| * |phase cols|, K = c_out * ceil(kh/s) * ceil(kw/s).
+// A of a phase: w's taps (ki, kj) = (ry + s*ty, rx + s*tx) as [c_in x c_out*tkh*tkw].
 struct PhaseW {
     const float* w;
     ConvArgs g;
     int ry, rx, tkh, tkw;
-    __device__ __forceinline__ float operator()(int ci, int k) const {
-        const int taps = tkh * tkw;
-        if (ci >= g.c_in || k >= g.c_out * taps) return 0.0f;
-        const int co = k / taps, t = k - co * taps, ty = t / tkw, tx = t - ty * tkw;
+    struct Line {
+        const float* ci_taps;  // w[0, ci, 0, 0]
+        bool ok;
+    };
+    __device__ __forceinline__ Line line(int ci) const { return Line{w + (size_t)ci * g.kh * g.kw, ci < g.c_in}; }
+    __device__ __forceinline__ float at(const Line& l, int k) const {
+        const int taps = tkh * tkw, co = k / taps, t = k - co * taps, ty = t / tkw, tx = t - ty * tkw;
         const int ki = ry + g.stride * ty, kj = rx + g.stride * tx;
-        if (ki >= g.kh || kj >= g.kw) return 0.0f;
-        return w[((co * g.c_in + ci) * g.kh + ki) * g.kw + kj];
+        if (!l.ok || ki >= g.kh || kj >= g.kw) return 0.0f;
+        return l.ci_taps[((size_t)co * g.c_in * g.kh + ki) * g.kw + kj];
     }
 };
 
+// B of a phase: dy under the phase's taps, [c_out*tkh*tkw x n*hy*wx]. A column is one input
+// pixel (image, iy, ix) of the phase; tap (ty, tx) of it reads dy at (oyb - ty, oxb - tx).
 struct PhaseDy {
     const float* dy;
     ConvArgs g;
     int ry, rx, tkh, tkw, iy0, ix0, hy, wx;
-    __device__ __forceinline__ float operator()(int k, int col) const {
-        const int taps = tkh * tkw, hw = hy * wx;
-        if (col >= g.n * hw || k >= g.c_out * taps) return 0.0f;
-        const int co = k / taps, t = k - co * taps, ty = t / tkw, tx = t - ty * tkw;
-        const int ki = ry + g.stride * ty, kj = rx + g.stride * tx;
-        if (ki >= g.kh || kj >= g.kw) return 0.0f;
-        const int nn = col / hw, pix = col - nn * hw, jy = pix / wx, jx = pix - jy * wx;
+    struct Line {
+        const float* img;  // dy of the pixel's image
+        int oyb, oxb;      // the output pixel under tap (0, 0): (iy + pad - ry) / s, exact
+        bool ok;
+    };
+    __device__ __forceinline__ Line line(int col) const {
+        const int hw = hy * wx, nn = col / hw, pix = col - nn * hw, jy = pix / wx, jx = pix - jy * wx;
         const int iy = iy0 + g.stride * jy, ix = ix0 + g.stride * jx;
-        const int oy = (iy + g.pad - ki) / g.stride, ox = (ix + g.pad - kj) / g.stride;
-        if (iy + g.pad - ki < 0 || ix + g.pad - kj < 0 || oy >= g.h_out || ox >= g.w_out) return 0.0f;
-        return dy[((nn * g.c_out + co) * g.h_out + oy) * g.w_out + ox];
+        return Line{dy + (size_t)nn * g.c_out * g.h_out * g.w_out, (iy + g.pad - ry) / g.stride,
+                    (ix + g.pad - rx) / g.stride, col < g.n * hw};
+    }
+    __device__ __forceinline__ float at(const Line& l, int k) const {
+        const int taps = tkh * tkw, co = k / taps, t = k - co * taps, ty = t / tkw, tx = t - ty * tkw;
+        const int oy = l.oyb - ty, ox = l.oxb - tx;
+        if (!l.ok || ry + g.stride * ty >= g.kh || rx + g.stride * tx >= g.kw || oy < 0 || ox < 0 ||
+            oy >= g.h_out || ox >= g.w_out)
+            return 0.0f;
+        return l.img[((size_t)co * g.h_out + oy) * g.w_out + ox];
     }
 };
 
@@ -234,8 +282,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK) conv_bwd_weight(const float*
     la.dy = dy;
     la.g = g;
     Im2colTLoad lb;
-    lb.inner.x = x;
-    lb.inner.g = g;
+    lb.x = x;
+    lb.g = g;
     float acc[4][4];
     tile_product(la, lb, m0, n0, k_begin, k_end, As, Bs, acc);  // empty slice: zeros
     float* o = out + (size_t)blockIdx.z * M * N;

@@ -3,15 +3,23 @@
 // per thread (common.cuh: tile_product).
 #include "common.cuh"
 
-// (r, c) of a rows x cols operand stored row-major with leading dimension ld, or its
-// transpose stored row-major (trans != 0); zero outside.
+// A rows x cols operand stored row-major with leading dimension ld, or its transpose stored
+// row-major (trans != 0), as a tile_product loader (common.cuh): its lines are rows
+// (along = 0, the A side) or columns (along = 1, the B side); zero outside.
 struct MatLoad {
     const float* p;
-    int rows, cols, ld, trans;
-    __device__ __forceinline__ float operator()(int r, int c) const {
-        if (r >= rows || c >= cols) return 0.0f;
-        return trans ? p[c * ld + r] : p[r * ld + c];
+    int rows, cols, ld, trans, along;
+    struct Line {
+        const float* p;
+        int step;  // between consecutive k
+        bool ok;
+    };
+    __device__ __forceinline__ Line line(int i) const {
+        // Element (r, c) is at r * rs + c * cs.
+        const int rs = trans ? 1 : ld, cs = trans ? ld : 1;
+        return along ? Line{p + (size_t)i * cs, rs, i < cols} : Line{p + (size_t)i * rs, cs, i < rows};
     }
+    __device__ __forceinline__ float at(const Line& l, int k) const { return l.ok ? l.p[(size_t)k * l.step] : 0.0f; }
 };
 
 // grid (ceil(n / 64), ceil(m / 64)), block 256
@@ -26,12 +34,14 @@ extern "C" __global__ void __launch_bounds__(BLOCK) gemm_f32(const float* __rest
     la.cols = p.k;
     la.ld = p.trans_a ? p.m : p.k;
     la.trans = p.trans_a;
+    la.along = 0;
     MatLoad lb;
     lb.p = b;
     lb.rows = p.k;
     lb.cols = p.n;
     lb.ld = p.trans_b ? p.k : p.n;
     lb.trans = p.trans_b;
+    lb.along = 1;
     float acc[4][4];
     tile_product(la, lb, m0, n0, 0, p.k, As, Bs, acc);
     for (int i = 0; i < 4; ++i) {
