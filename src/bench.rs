@@ -77,6 +77,9 @@ pub struct BenchReport {
     /// `conv_only_gflops` against the FMA loop.
     pub conv_only_percent_of_fma_peak: Option<f64>,
     pub peak_rss_mib: f64,
+    /// On a GPU device: the device memory the engine's allocator holds after the run (its
+    /// peak; the driver's own context comes on top). None on the CPU.
+    pub device_memory_mib: Option<f64>,
     pub breakdown: Vec<Breakdown>,
     /// Every convolution of the step, slowest first.
     pub conv_layers: Vec<ConvLayerTime>,
@@ -322,6 +325,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         percent_of_fma_peak: fma_peak.map(|(p, _)| 100.0 * gflops / p),
         conv_only_percent_of_fma_peak: fma_peak.map(|(p, _)| 100.0 * conv_only_gflops / p),
         peak_rss_mib: peak_rss_mib(),
+        device_memory_mib: dev.device_memory_reserved().map(|b| b as f64 / (1024.0 * 1024.0)),
         breakdown,
         conv_layers,
     }
@@ -364,7 +368,11 @@ pub fn render_text(r: &BenchReport) -> String {
             100.0 * r.peak_gflops / fma
         );
     }
-    s += &format!("  peak RSS {:.0} MiB\n", r.peak_rss_mib);
+    s += &format!("  peak RSS {:.0} MiB", r.peak_rss_mib);
+    if let Some(mib) = r.device_memory_mib {
+        s += &format!(", device memory held by the engine {mib:.0} MiB");
+    }
+    s += "\n";
     s += "  breakdown (profiled steps):\n";
     for b in &r.breakdown {
         s += &format!(

@@ -510,4 +510,9 @@ fn bench_profiles_the_gpu_backend_like_the_cpu() {
     assert!(conv_ms > 0.0, "{emu}");
     assert_eq!(emu["peak_source"], "--peak");
     assert!(emu["fma_peak_gflops"].is_null(), "the emulator has no fp32 ceiling of its own: {emu}");
+    // Device memory: the allocator's blocks hold at least the two networks' weights (G and D
+    // at 16×16 have 475 776 parameters, 1.8 MiB), and the CPU reports none.
+    let mib = emu["device_memory_mib"].as_f64().expect("device_memory_mib on a GPU device");
+    assert!(mib > 1.8, "device memory {mib} MiB: {emu}");
+    assert!(cpu["device_memory_mib"].is_null(), "{cpu}");
 }

@@ -74,6 +74,17 @@ impl Device {
         Ok(Device::Cuda(ordinal))
     }
 
+    /// Bytes of device memory the engine holds on a GPU device (its caching allocator's live
+    /// and cached blocks; it never gives blocks back during training, so after a run this is
+    /// the run's peak). None for the CPU, and for a GPU that was never used.
+    pub fn device_memory_reserved(self) -> Option<usize> {
+        match self {
+            Device::Cpu => None,
+            Device::Emu => Some(emu::backend().alloc_stats().bytes_reserved),
+            Device::Cuda(i) => cuda::real::backend(i).ok().map(|b| b.alloc_stats().bytes_reserved),
+        }
+    }
+
     /// CUDA device 0 when a driver, a GPU and NVRTC are present, else the CPU; the string
     /// says which was picked and why.
     pub fn auto() -> (Device, String) {
