@@ -188,9 +188,9 @@ static __device__ __forceinline__ Welford block_welford(Welford w, Welford* scra
 #define TK 16
 #define TILE_A_PER_THREAD ((TM * TK) / BLOCK)
 #define TILE_B_PER_THREAD ((TK * TN) / BLOCK)
-// Row stride of an A slice in shared memory: the gather stores a column of A (16 threads,
-// rows apart) at a time, and TM + 4 spreads those over 8 banks instead of one while keeping
-// every row's start 16-byte aligned for the float4 reads.
+// Row stride of an A slice in shared memory (stored k-major): 16 threads store 16 k's of one
+// A row at a time, TM_PAD apart, and TM + 4 spreads those over 8 banks instead of one while
+// keeping every k row 16-byte aligned for the float4 reads.
 #define TM_PAD (TM + 4)
 // Shared floats a kernel declares (16-byte aligned) for tile_product's As and Bs: two slices
 // each.
