@@ -403,6 +403,17 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
     assert!(!err.contains("panicked"), "dcgan bench panicked on a closed pipe:\n{err}");
 }
 
+/// The convolutions' milliseconds a step, summed over a `dcgan bench --json` breakdown's rows.
+fn conv_ms_per_step(j: &serde_json::Value) -> f64 {
+    j["breakdown"]
+        .as_array()
+        .expect("breakdown")
+        .iter()
+        .filter(|b| b["kernel"].as_str().is_some_and(|k| k.starts_with("conv")))
+        .map(|b| b["ms_per_step"].as_f64().expect("ms_per_step"))
+        .sum()
+}
+
 /// `dcgan bench --json`: one object whose percentages are the convolution rate over the two
 /// peaks it names (the given `--peak`, and on an x86 CPU with AVX2 or AVX-512 the FMA loop
 /// it measures), with the time split by kernel and by convolution layer.
@@ -441,13 +452,7 @@ fn bench_json_reports_rates_against_both_peaks() {
     }
     {
         // The rate over the convolutions' own time, as the breakdown's rows give it.
-        let conv_ms: f64 = j["breakdown"]
-            .as_array()
-            .expect("breakdown")
-            .iter()
-            .filter(|b| b["kernel"].as_str().is_some_and(|k| k.starts_with("conv")))
-            .map(|b| b["ms_per_step"].as_f64().expect("ms_per_step"))
-            .sum();
+        let conv_ms = conv_ms_per_step(&j);
         let alone = num("conv_only_gflops");
         let want = num("conv_gflop_per_step") / (conv_ms / 1e3);
         assert!((alone - want).abs() <= 1e-6 * want, "conv_only_gflops {alone}, breakdown says {want}: {j}");
@@ -500,14 +505,7 @@ fn bench_profiles_the_gpu_backend_like_the_cpu() {
         v
     };
     assert_eq!(layers(&emu), layers(&cpu));
-    let conv_ms: f64 = emu["breakdown"]
-        .as_array()
-        .expect("breakdown")
-        .iter()
-        .filter(|b| b["kernel"].as_str().is_some_and(|k| k.starts_with("conv")))
-        .map(|b| b["ms_per_step"].as_f64().expect("ms_per_step"))
-        .sum();
-    assert!(conv_ms > 0.0, "{emu}");
+    assert!(conv_ms_per_step(&emu) > 0.0, "{emu}");
     assert_eq!(emu["peak_source"], "--peak");
     assert!(emu["fma_peak_gflops"].is_null(), "the emulator has no fp32 ceiling of its own: {emu}");
     // Device memory: the allocator's blocks hold at least the two networks' weights (G and D
