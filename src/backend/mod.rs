@@ -76,7 +76,7 @@ impl Device {
 
     /// Bytes of device memory the engine holds on a GPU device (its caching allocator's live
     /// and cached blocks; it never gives blocks back during training, so after a run this is
-    /// the run's peak). None for the CPU, and for a GPU that was never used.
+    /// the run's peak). None for the CPU, and for a GPU that cannot be used.
     pub fn device_memory_reserved(self) -> Option<usize> {
         match self {
             Device::Cpu => None,
