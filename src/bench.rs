@@ -97,11 +97,42 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// Both peaks of `dev` with where each comes from: what the engine's own gemm reaches
+/// (`given` replaces it, from `--peak`), and the ceiling no kernel can pass: on the CPU (AVX2
+/// or AVX-512) the FMA loop on every thread, on a GPU its multiprocessors × fp32 lanes × clock.
+/// No ceiling for the emulator.
+pub fn measure_peaks(dev: Device, given: Option<f64>) -> ((f64, String), Option<(f64, &'static str)>) {
+    let given = given.map(|p| (p, "--peak".to_string()));
+    match dev {
+        Device::Cpu => {
+            // The two alternate, best of each: a shared machine's speed drifts by several
+            // percent over seconds, and the gemm's share of the FMA loop means something only
+            // when both saw the same machine.
+            let mut probe = given.is_none().then(CpuGemmProbe::new);
+            let (mut gemm, mut fma) = (0.0f64, None::<f64>);
+            for _ in 0..5 {
+                if let Some(probe) = &mut probe {
+                    gemm = gemm.max(probe.run());
+                }
+                fma = time_fma_loop().map(|f| fma.map_or(f, |best| best.max(f)));
+            }
+            let source = format!("measured: engine gemm {}³ on the CPU", CpuGemmProbe::N);
+            (given.unwrap_or((gemm, source)), fma.map(|f| (f, "measured: FMA loop on every thread")))
+        }
+        Device::Cuda(i) => (
+            given.unwrap_or_else(|| measure_gemm_peak(dev)),
+            crate::backend::cuda::real::fp32_peak_gflops(i)
+                .map(|p| (p, "rated: multiprocessors × fp32 lanes × 2 × clock")),
+        ),
+        Device::Emu => (given.unwrap_or_else(|| measure_gemm_peak(dev)), None),
+    }
+}
+
 /// The practical fp32 peak of `dev` as the engine's own gemm reaches it, and how it was
 /// measured: on the CPU (and for the emulator, which runs there) 2048³ through the CPU gemm,
-/// best of 4; on a GPU 4096³ through the device's matmul, best of 4 after a warm-up, each
+/// best of 5; on a GPU 4096³ through the device's matmul, best of 4 after a warm-up, each
 /// timed between two synchronizations.
-pub fn measure_gemm_peak(dev: Device) -> (f64, String) {
+fn measure_gemm_peak(dev: Device) -> (f64, String) {
     if let Device::Cuda(_) = dev {
         let n = 4096;
         let be = dev.backend();
@@ -123,37 +154,52 @@ pub fn measure_gemm_peak(dev: Device) -> (f64, String) {
         }
         return (2.0 * (n * n * n) as f64 / best / 1e9, format!("measured: engine gemm {n}³ on {dev}"));
     }
-    use crate::backend::cpu::gemm::{MatRef, sgemm};
-    let n = 2048;
-    let mut rng = Rng::new(1);
-    let mut a = vec![0.0; n * n];
-    let mut b = vec![0.0; n * n];
-    rng.fill_uniform(&mut a, -1.0, 1.0);
-    rng.fill_uniform(&mut b, -1.0, 1.0);
-    let mut c = vec![0.0; n * n];
-    let mut best = f64::INFINITY;
-    for _ in 0..4 {
+    let mut probe = CpuGemmProbe::new();
+    let best = (0..5).map(|_| probe.run()).fold(0.0, f64::max);
+    (best, format!("measured: engine gemm {}³ on the CPU", CpuGemmProbe::N))
+}
+
+/// One square product through the CPU gemm on all rayon threads, operands kept between runs.
+struct CpuGemmProbe {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+}
+
+impl CpuGemmProbe {
+    const N: usize = 2048;
+
+    fn new() -> Self {
+        let n = Self::N;
+        let mut rng = Rng::new(1);
+        let (mut a, mut b) = (vec![0.0; n * n], vec![0.0; n * n]);
+        rng.fill_uniform(&mut a, -1.0, 1.0);
+        rng.fill_uniform(&mut b, -1.0, 1.0);
+        CpuGemmProbe { a, b, c: vec![0.0; n * n] }
+    }
+
+    /// GFLOP/s of one run.
+    fn run(&mut self) -> f64 {
+        use crate::backend::cpu::gemm::{MatRef, sgemm};
+        let n = Self::N;
         let t = Instant::now();
-        sgemm(n, n, n, 1.0, MatRef::row_major(&a, n), MatRef::row_major(&b, n), 0.0, &mut c, n);
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    (2.0 * (n * n * n) as f64 / best / 1e9, format!("measured: engine gemm {n}³ on the CPU"))
-}
-
-/// The ceiling no kernel of `dev` can pass, and where it comes from: on the CPU the FMA loop
-/// ([`measure_fma_peak`]); on a GPU its multiprocessors × fp32 lanes × clock. None elsewhere.
-pub fn fma_peak(dev: Device) -> Option<(f64, &'static str)> {
-    match dev {
-        Device::Cpu => measure_fma_peak().map(|p| (p, "measured: FMA loop on every thread")),
-        Device::Cuda(i) => crate::backend::cuda::real::fp32_peak_gflops(i)
-            .map(|p| (p, "rated: multiprocessors × fp32 lanes × 2 × clock")),
-        Device::Emu => None,
+        sgemm(
+            n,
+            n,
+            n,
+            1.0,
+            MatRef::row_major(&self.a, n),
+            MatRef::row_major(&self.b, n),
+            0.0,
+            &mut self.c,
+            n,
+        );
+        2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64() / 1e9
     }
 }
 
-/// The machine's fp32 FMA throughput in GFLOP/s: every rayon thread runs 12 independent chains
-/// of the widest vector FMA for a fixed count (best of 5). None without AVX2+FMA or AVX-512.
-pub fn measure_fma_peak() -> Option<f64> {
+/// One timing of the FMA loop on every rayon thread, in GFLOP/s (about 50 ms).
+fn time_fma_loop() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     {
         // FLOPs per iteration of the 12 chains: lanes · 2 (multiply and add) · 12.
@@ -166,15 +212,12 @@ pub fn measure_fma_peak() -> Option<f64> {
         };
         const ITERS: u64 = 25_000_000; // about 50 ms per thread at 200 GFLOP/s
         let threads = rayon::current_num_threads();
-        let mut best = f64::INFINITY;
-        for _ in 0..5 {
-            let t = Instant::now();
-            // SAFETY: the features `chains` needs were detected above.
-            let sums = rayon::broadcast(|_| unsafe { chains(ITERS) });
-            best = best.min(t.elapsed().as_secs_f64());
-            std::hint::black_box(sums);
-        }
-        Some(flops_per_iter * ITERS as f64 * threads as f64 / best / 1e9)
+        let t = Instant::now();
+        // SAFETY: the features `chains` needs were detected above.
+        let sums = rayon::broadcast(|_| unsafe { chains(ITERS) });
+        let secs = t.elapsed().as_secs_f64();
+        std::hint::black_box(sums);
+        Some(flops_per_iter * ITERS as f64 * threads as f64 / secs / 1e9)
     }
     #[cfg(not(target_arch = "x86_64"))]
     None
@@ -293,11 +336,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         .collect();
     // Read before the peak's own gemm takes its buffers from the same allocator.
     let device_memory_mib = dev.device_memory_reserved().map(|b| b as f64 / (1024.0 * 1024.0));
-    let (peak, peak_source) = match opts.peak_gflops {
-        Some(p) => (p, "--peak".to_string()),
-        None => measure_gemm_peak(dev),
-    };
-    let fma_peak = fma_peak(dev);
+    let ((peak, peak_source), fma_peak) = measure_peaks(dev, opts.peak_gflops);
     let gflops = conv_flops / median / 1e9;
     let conv_seconds: f64 =
         table.iter().filter(|(k, _)| k.starts_with("conv")).map(|(_, e)| per_step(e.seconds)).sum();

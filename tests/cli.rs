@@ -465,6 +465,36 @@ fn bench_json_reports_rates_against_both_peaks() {
     assert!(!j["conv_layers"].as_array().expect("conv_layers").is_empty(), "{j}");
 }
 
+/// Without `--peak` the CPU bench measures the engine's gemm beside the FMA loop (alternating,
+/// best of each). No gemm can outrun the loop of bare FMAs on the same cores, so a gemm rate
+/// above it means a miscounted product or a loop timed wrong.
+#[test]
+fn bench_measures_the_gemm_under_the_fma_ceiling() {
+    let o = dcgan(&[
+        "bench",
+        "--image-size",
+        "16",
+        "--batch-size",
+        "4",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert!(o.status.success(), "dcgan bench failed:\n{}", stderr(&o));
+    let j: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("bench --json prints one JSON object");
+    assert_eq!(j["peak_source"], "measured: engine gemm 2048³ on the CPU", "{j}");
+    let peak = j["peak_gflops"].as_f64().expect("peak_gflops");
+    assert!(peak > 1.0, "{j}");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        let fma = j["fma_peak_gflops"].as_f64().expect("fma_peak_gflops");
+        assert!(peak < fma, "engine gemm {peak} GFLOP/s above the FMA loop's {fma}: {j}");
+    }
+}
+
 /// `dcgan bench` on a GPU backend (the emulator stands in for one): the profiled steps see
 /// every op of that device, so the convolution FLOPs and the per-layer split are the CPU's,
 /// and the times are the device's (drained before and after each op).
