@@ -294,18 +294,14 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
         ngf: a.ngf,
         ndf: a.ndf,
     };
-    if !(16..=dcgan::gan::config::MAX_IMAGE_SIZE).contains(&a.image_size) || !a.image_size.is_power_of_two() {
-        bail!(
-            "--image-size {}: expected a power of two from 16 to {}",
-            a.image_size,
-            dcgan::gan::config::MAX_IMAGE_SIZE
-        );
-    }
-    if a.channels != 1 && a.channels != 3 {
-        bail!("--channels {}: expected 1 or 3", a.channels);
-    }
-    if a.batch_size < 2 || a.steps == 0 || a.nz == 0 || a.ngf == 0 || a.ndf == 0 {
-        bail!("--batch-size must be at least 2; --steps, --nz, --ngf and --ndf at least 1");
+    dcgan::gan::config::check_model_flags(
+        a.image_size,
+        Some(a.channels),
+        a.batch_size,
+        [a.nz, a.ngf, a.ndf],
+    )?;
+    if a.steps == 0 {
+        bail!("--steps 0: expected at least 1");
     }
     if let Some(p) = a.peak
         && !(p > 0.0 && p.is_finite())

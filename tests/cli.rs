@@ -164,6 +164,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--image-size", "48", "power of two"),
         ("--image-size", "100000", "--image-size 100000"),
         ("--batch-size", "0", "--batch-size 0"),
+        ("--batch-size", "1", "--batch-size 1"),
         ("--lr", "0", "--lr 0"),
         ("--lr", "-1", "--lr -1"),
         ("--beta1", "1.5", "--beta1"),
@@ -171,6 +172,17 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--device", "tpu", "--device tpu"),
     ] {
         assert_fails(&["train", flag, value, "--steps", "1", "--out", never], &[needle]);
+    }
+    // `dcgan bench` shares the network and batch flags, and their checks.
+    for (flag, value, needle) in [
+        ("--image-size", "24", "--image-size 24"),
+        ("--channels", "2", "--channels 2"),
+        ("--batch-size", "1", "--batch-size 1"),
+        ("--ndf", "0", "--ndf 0"),
+        ("--steps", "0", "--steps 0"),
+        ("--peak", "0", "--peak 0"),
+    ] {
+        assert_fails(&["bench", flag, value], &[needle]);
     }
     assert_fails(&["train", "--format", "tiff"], &["tiff"]);
     assert_fails(&["train", "--steps", "1", "--epochs", "1"], &["--epochs"]);

@@ -73,6 +73,36 @@ impl From<LossKind> for GeneratorLoss {
 /// batch 64; anything bigger is a typo.
 pub const MAX_IMAGE_SIZE: usize = 2048;
 
+/// Checks the flags that shape the networks and the batch, which `dcgan train` and
+/// `dcgan bench` share; the message names the flag and what it accepts. `[nz, ngf, ndf]`.
+pub fn check_model_flags(
+    image_size: usize,
+    channels: Option<usize>,
+    batch_size: usize,
+    [nz, ngf, ndf]: [usize; 3],
+) -> anyhow::Result<()> {
+    use anyhow::bail;
+    let s = image_size;
+    if !(16..=MAX_IMAGE_SIZE).contains(&s) || !s.is_power_of_two() {
+        bail!("--image-size {s}: expected a power of two from 16 to {MAX_IMAGE_SIZE} (16, 32, 64, 128, ...)");
+    }
+    if let Some(c) = channels
+        && c != 1
+        && c != 3
+    {
+        bail!("--channels {c}: expected 1 (greyscale) or 3 (RGB)");
+    }
+    if batch_size < 2 {
+        bail!("--batch-size {batch_size}: expected at least 2 (BatchNorm normalizes over the batch)");
+    }
+    for (flag, v) in [("--nz", nz), ("--ngf", ngf), ("--ndf", ndf)] {
+        if v == 0 {
+            bail!("{flag} 0: expected at least 1");
+        }
+    }
+    Ok(())
+}
+
 impl TrainConfig {
     pub fn model(&self, channels: usize) -> DcganConfig {
         DcganConfig { image_size: self.image_size, channels, nz: self.nz, ngf: self.ngf, ndf: self.ndf }
@@ -81,33 +111,12 @@ impl TrainConfig {
     /// Checks every value a user can set; the message names the flag and what it accepts.
     pub fn validate(&self) -> anyhow::Result<()> {
         use anyhow::bail;
-        let s = self.image_size;
-        if !(16..=MAX_IMAGE_SIZE).contains(&s) || !s.is_power_of_two() {
-            bail!(
-                "--image-size {s}: expected a power of two from 16 to {MAX_IMAGE_SIZE} (16, 32, 64, 128, ...)"
-            );
-        }
-        if let Some(c) = self.channels
-            && c != 1
-            && c != 3
-        {
-            bail!("--channels {c}: expected 1 (greyscale) or 3 (RGB)");
-        }
-        if self.batch_size == 0 {
-            bail!("--batch-size 0: expected at least 1 (BatchNorm needs 2 or more)");
-        }
-        if self.batch_size == 1 {
-            bail!("--batch-size 1: BatchNorm needs at least 2 images per batch");
-        }
+        check_model_flags(self.image_size, self.channels, self.batch_size, [self.nz, self.ngf, self.ndf])?;
         if self.steps == Some(0) || self.epochs == Some(0) {
             bail!("--steps/--epochs 0: expected at least 1");
         }
-        for (flag, v) in
-            [("--nz", self.nz), ("--ngf", self.ngf), ("--ndf", self.ndf), ("--d-steps", self.d_steps)]
-        {
-            if v == 0 {
-                bail!("{flag} 0: expected at least 1");
-            }
+        if self.d_steps == 0 {
+            bail!("--d-steps 0: expected at least 1");
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bail!("--lr {}: expected a positive finite learning rate (DCGAN uses 2e-4)", self.lr);
