@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs what a GPU check needs into .dev/ (git-ignored) for a GPU machine that has no Rust
 # toolchain: stripped release builds of `dcgan` (bin/) and of every test binary with a
-# `cuda::` half (bin/tests/), NVRTC 12.9 and the cuda_fp16.h headers from the PyPI wheels the
+# `cuda::` half (bin/tests/) and of the cuda_gemm bench (bin/benches/), NVRTC 12.9 and the cuda_fp16.h headers from the PyPI wheels the
 # tests use, and scripts/gpu_run.sh. There, from a copy of this checkout:
 # `bash .dev/gpu_run.sh` (about two minutes on an H200). Under 40 MB.
 set -euo pipefail
@@ -24,6 +24,17 @@ for line in sys.stdin:
         strip -o "$out/bin/tests/$name" "$exe"
     fi
 done
+# The GPU gemm bench, beside cuBLAS where the machine has one (cudarc loads it at run time);
+# criterion's binary runs alone.
+mkdir -p "$out/bin/benches"
+cargo bench --no-run --bench cuda_gemm --features cublas --message-format=json 2>/dev/null |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    j = json.loads(line)
+    if j.get("reason") == "compiler-artifact" and j.get("executable") and j["target"]["kind"] == ["bench"]:
+        print(j["executable"])
+' | while read -r exe; do strip -o "$out/bin/benches/cuda_gemm" "$exe"; done
 strip -o "$out/bin/dcgan" target/release/dcgan
 tar -C "$out" -cJf "$out/bin.tar.xz" bin && rm -rf "$out/bin"
 tar -C "$DCGAN_CUDA_DIR/nvidia" -cf - cuda_nvrtc/lib/libnvrtc.so.12 cuda_nvrtc/lib/libnvrtc-builtins.so.12.9 \

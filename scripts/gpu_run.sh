@@ -2,8 +2,8 @@
 # The GPU check, from the bundle scripts/gpu_bundle.sh made (run from the checkout's root,
 # `bash .dev/gpu_run.sh`): the cuda:: half of every op test, then `dcgan bench --device cuda`
 # at the DCGAN shapes beside scripts/pytorch_reference.py (fp32 and TF32) when PyTorch is
-# there, then the default training run. Logs and a JSON line per run go to $OUT (default
-# /tmp/gpu_check); the last lines printed are the summary.
+# there, the cuda_gemm criterion bench, then the default training run. Logs and a JSON line
+# per run go to $OUT (default /tmp/gpu_check); the last lines printed are the summary.
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
@@ -42,6 +42,12 @@ done
 log "dcgan bench (text, with the breakdown)"
 timeout 120 "$tmp/bin/dcgan" bench --device cuda > "$OUT/bench.txt" 2>&1
 cat "$OUT/bench.txt"
+log "cuda_gemm bench (engine matmul beside cuBLAS)"
+# cuBLAS from PyTorch's wheels where the machine has them.
+cublas=$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null)
+(cd "$tmp" && LD_LIBRARY_PATH="${cublas:+$cublas:}$LD_LIBRARY_PATH" timeout 240 "$tmp/bin/benches/cuda_gemm" \
+    --bench --warm-up-time 1 --measurement-time 2) > "$OUT/cuda_gemm.txt" 2>&1
+grep -E '^cuda_gemm|time:|thrpt:' "$OUT/cuda_gemm.txt"
 log "default training run"
 timeout 300 "$tmp/bin/dcgan" train --device cuda --out "$tmp/run" --no-progress > "$OUT/train.log" 2>&1
 tail -2 "$OUT/train.log"
