@@ -209,6 +209,13 @@ struct SampleArgs {
     out: PathBuf,
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Walk the latent space: STEPS images from each of the noise vectors to the next, a grid
+    /// row each (--n 10 --walk 8: 9 rows of 8).
+    #[arg(long, value_name = "STEPS")]
+    walk: Option<usize>,
+    /// The walk's path between two noise vectors.
+    #[arg(long, value_enum, default_value = "slerp", requires = "walk")]
+    path: dcgan::gan::sample::LatentPath,
 }
 
 /// runs/YYYYmmdd-HHMMSS in UTC, from the system clock (no timezone database needed).
@@ -280,6 +287,7 @@ fn run_sample(a: SampleArgs) -> anyhow::Result<()> {
         z: a.z,
         out: a.out,
         device,
+        walk: a.walk.map(|steps| dcgan::gan::sample::Walk { steps, path: a.path }),
     })?;
     eprintln!("wrote {0}/samples.png and {0}/samples.safetensors", out.display());
     Ok(())

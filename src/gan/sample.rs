@@ -1,4 +1,5 @@
-//! `dcgan sample`: images from a checkpoint's generator, with the noise that made them.
+//! `dcgan sample`: images from a checkpoint's generator, with the noise that made them, or
+//! walks through its latent space (Radford et al. 2015, §6.1).
 
 use super::checkpoint;
 use super::models::generator;
@@ -20,6 +21,59 @@ pub struct SampleOptions {
     pub z: Option<PathBuf>,
     pub out: PathBuf,
     pub device: Device,
+    /// Walk the latent space instead: `steps` images from each noise vector to the next.
+    pub walk: Option<Walk>,
+}
+
+/// A walk through the n noise vectors in order: row i goes from z_i to z_(i+1) in `steps`
+/// images, both ends included, so the rows join up into one path.
+#[derive(Clone, Copy, Debug)]
+pub struct Walk {
+    pub steps: usize,
+    pub path: LatentPath,
+}
+
+/// How to go from one noise vector to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LatentPath {
+    /// Along the arc between the two (White 2016), which keeps the norm of two ends of equal
+    /// norm: a Gaussian z of dimension nz has a norm close to √nz, and the straight line's
+    /// midpoint between two such (nearly orthogonal) points is about √2 shorter, a z the
+    /// generator rarely saw in training.
+    Slerp,
+    /// The straight line, as in the DCGAN paper's walks.
+    Linear,
+}
+
+/// The point a fraction `t` of the way from `a` to `b` along `path`.
+pub fn latent_point(a: &[f32], b: &[f32], t: f64, path: LatentPath) -> Vec<f32> {
+    let linear =
+        |wa: f64, wb: f64| a.iter().zip(b).map(|(&x, &y)| (wa * x as f64 + wb * y as f64) as f32).collect();
+    let norm = |v: &[f32]| v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    let (na, nb) = (norm(a), norm(b));
+    let cos = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() / (na * nb);
+    let omega = cos.clamp(-1.0, 1.0).acos();
+    // Nearly parallel ends (or a zero vector): the two paths agree, and the line is exact.
+    let s = omega.sin();
+    if path == LatentPath::Linear || s.is_nan() || s < 1e-6 {
+        return linear(1.0 - t, t);
+    }
+    linear(((1.0 - t) * omega).sin() / s, (t * omega).sin() / s)
+}
+
+/// The walk's noise, [(n - 1)·steps, nz, 1, 1], from `z` [n, nz, 1, 1].
+fn walk_noise(z: &Tensor, walk: Walk) -> Tensor {
+    let [n, nz, _, _] = z.dims4("walk_noise");
+    let host = z.to_vec();
+    let row = |i: usize| &host[i * nz..(i + 1) * nz];
+    let mut out = Vec::with_capacity((n - 1) * walk.steps * nz);
+    for i in 0..n - 1 {
+        for s in 0..walk.steps {
+            let t = s as f64 / (walk.steps - 1) as f64;
+            out.extend(latent_point(row(i), row(i + 1), t, walk.path));
+        }
+    }
+    Tensor::from_vec(out, &[(n - 1) * walk.steps, nz, 1, 1], z.device())
 }
 
 fn read_z(path: &Path, nz: usize, device: Device) -> Result<Tensor> {
@@ -41,10 +95,16 @@ fn read_z(path: &Path, nz: usize, device: Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(values, &[n, nz, 1, 1], device))
 }
 
-/// Writes `samples.png` and `samples.safetensors` (images [n, c, h, w] in [-1, 1] and `z`).
+/// Writes `samples.png` and `samples.safetensors` (images [n, c, h, w] in [-1, 1] and `z`;
+/// for a walk, a row of the grid per leg, and every point's z).
 pub fn sample(opts: &SampleOptions) -> Result<PathBuf> {
     if opts.n == 0 {
         bail!("--n 0: expected at least 1 sample");
+    }
+    if let Some(walk) = opts.walk
+        && walk.steps < 2
+    {
+        bail!("--walk {}: expected at least 2 images a row (its two ends)", walk.steps);
     }
     let dir = checkpoint::resolve(&opts.checkpoint)?;
     let state = checkpoint::read_state(&dir)?;
@@ -56,10 +116,20 @@ pub fn sample(opts: &SampleOptions) -> Result<PathBuf> {
         Some(path) => read_z(path, model.nz, opts.device)?,
         None => noise(opts.n, model.nz, &mut Rng::new(opts.seed), opts.device),
     };
+    let (z, columns) = match opts.walk {
+        Some(walk) => {
+            let n = z.shape()[0];
+            if n < 2 {
+                bail!("--walk needs at least 2 noise vectors to walk between, got {n} (--n or --z)");
+            }
+            (walk_noise(&z, walk), walk.steps)
+        }
+        None => (z, 8),
+    };
     let images = crate::no_grad(|| g.forward(&z));
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| anyhow::anyhow!("--out {}: cannot create the directory: {e}", opts.out.display()))?;
-    save_grid(&opts.out.join("samples.png"), &images)?;
+    save_grid(&opts.out.join("samples.png"), &images, columns)?;
     let arrays = [("images", &images), ("z", &z)].map(|(name, t)| NamedArray {
         name: name.to_string(),
         shape: t.shape().to_vec(),
@@ -67,4 +137,47 @@ pub fn sample(opts: &SampleOptions) -> Result<PathBuf> {
     });
     io::write_safetensors(&opts.out.join("samples.safetensors"), &arrays, &BTreeMap::new())?;
     Ok(opts.out.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(v: &[f32]) -> f64 {
+        v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt()
+    }
+
+    #[test]
+    fn both_paths_start_and_end_exactly_on_the_ends() {
+        let (a, b) = ([0.3, -1.2, 2.0], [1.5, 0.25, -0.75]);
+        for path in [LatentPath::Slerp, LatentPath::Linear] {
+            assert_eq!(latent_point(&a, &b, 0.0, path), a, "{path:?} at 0");
+            assert_eq!(latent_point(&a, &b, 1.0, path), b, "{path:?} at 1");
+        }
+    }
+
+    #[test]
+    fn slerp_keeps_the_norm_where_the_line_cuts_the_corner() {
+        // Orthogonal ends of norm 5: the arc's midpoint has norm 5, the line's 5/√2.
+        let (a, b) = ([3.0, 4.0, 0.0], [0.0, 0.0, 5.0]);
+        let mid = latent_point(&a, &b, 0.5, LatentPath::Slerp);
+        assert!((norm(&mid) - 5.0).abs() < 1e-5, "slerp midpoint {mid:?}");
+        assert!(
+            (mid[2] - 5.0 / 2f32.sqrt()).abs() < 1e-5,
+            "the arc's midpoint is 45° from each end: {mid:?}"
+        );
+        let line = latent_point(&a, &b, 0.5, LatentPath::Linear);
+        assert_eq!(line, vec![1.5, 2.0, 2.5]);
+        assert!((norm(&line) - 5.0 / 2f64.sqrt()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn parallel_or_zero_ends_fall_back_to_the_line() {
+        let a = [1.0, 2.0];
+        for b in [[2.0, 4.0], [0.0, 0.0]] {
+            let p = latent_point(&a, &b, 0.25, LatentPath::Slerp);
+            assert_eq!(p, latent_point(&a, &b, 0.25, LatentPath::Linear), "b = {b:?}");
+            assert!(p.iter().all(|x| x.is_finite()));
+        }
+    }
 }

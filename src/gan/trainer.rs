@@ -121,9 +121,10 @@ pub fn sample_images(gan: &mut Gan, z: &Tensor) -> Tensor {
     images
 }
 
-pub fn save_grid(path: &Path, images: &Tensor) -> Result<()> {
+/// `images` [n, c, h, w] in [-1, 1] as a PNG grid, `columns` images a row.
+pub fn save_grid(path: &Path, images: &Tensor, columns: usize) -> Result<()> {
     let [n, c, h, w] = images.dims4("save_grid");
-    io::save_image_grid(path, &images.to_vec(), n, c, h, w, 8)?;
+    io::save_image_grid(path, &images.to_vec(), n, c, h, w, columns)?;
     Ok(())
 }
 
@@ -336,6 +337,7 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
             save_grid(
                 &out.join("samples").join(format!("{}.png", checkpoint::step_dir_name(step))),
                 &images,
+                8,
             )?;
         }
         interrupted = INTERRUPTED.load(Ordering::SeqCst);

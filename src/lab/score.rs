@@ -646,7 +646,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         let n = imgs.shape()[0].min(64);
         let per = imgs.numel() / imgs.shape()[0];
         let grid = Tensor::from_vec(imgs.to_vec()[..n * per].to_vec(), &[n, channels, size, size], DEV);
-        save_grid(&out.join("samples.png"), &grid)?;
+        save_grid(&out.join("samples.png"), &grid, 8)?;
     }
 
     let covered = present - last.missing.len();
