@@ -463,6 +463,15 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
     assert!(!err.contains("panicked"), "dcgan bench panicked on a closed pipe:\n{err}");
 }
 
+/// `dcgan bench --image-size 16 ... --json` with `args` after it: the JSON object it prints.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["bench", "--image-size", "16", "--json"];
+    all.extend_from_slice(args);
+    let o = dcgan(&all);
+    assert!(o.status.success(), "dcgan {all:?} failed:\n{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("bench --json prints one JSON object")
+}
+
 /// The convolutions' milliseconds a step, summed over a `dcgan bench --json` breakdown's rows.
 fn conv_ms_per_step(j: &serde_json::Value) -> f64 {
     j["breakdown"]
@@ -479,23 +488,7 @@ fn conv_ms_per_step(j: &serde_json::Value) -> f64 {
 /// it measures), with the time split by kernel and by convolution layer.
 #[test]
 fn bench_json_reports_rates_against_both_peaks() {
-    let o = dcgan(&[
-        "bench",
-        "--image-size",
-        "16",
-        "--batch-size",
-        "4",
-        "--steps",
-        "2",
-        "--warmup",
-        "1",
-        "--peak",
-        "50",
-        "--json",
-    ]);
-    assert!(o.status.success(), "dcgan bench failed:\n{}", stderr(&o));
-    let j: serde_json::Value =
-        serde_json::from_slice(&o.stdout).expect("bench --json prints one JSON object");
+    let j = bench_json(&["--batch-size", "4", "--steps", "2", "--warmup", "1", "--peak", "50"]);
     let num = |k: &str| j[k].as_f64().unwrap_or_else(|| panic!("bench --json lacks the number {k}: {j}"));
     let gflops = num("gflops");
     assert!(gflops > 0.0 && num("ms_per_step_median") > 0.0 && num("peak_rss_mib") > 0.0, "{j}");
@@ -530,21 +523,7 @@ fn bench_json_reports_rates_against_both_peaks() {
 /// above it means a miscounted product or a loop timed wrong.
 #[test]
 fn bench_measures_the_gemm_under_the_fma_ceiling() {
-    let o = dcgan(&[
-        "bench",
-        "--image-size",
-        "16",
-        "--batch-size",
-        "4",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--json",
-    ]);
-    assert!(o.status.success(), "dcgan bench failed:\n{}", stderr(&o));
-    let j: serde_json::Value =
-        serde_json::from_slice(&o.stdout).expect("bench --json prints one JSON object");
+    let j = bench_json(&["--batch-size", "4", "--steps", "1", "--warmup", "0"]);
     assert_eq!(j["peak_source"], "measured: engine gemm 2048³ on the CPU", "{j}");
     let peak = j["peak_gflops"].as_f64().expect("peak_gflops");
     assert!(peak > 1.0, "{j}");
@@ -560,13 +539,10 @@ fn bench_measures_the_gemm_under_the_fma_ceiling() {
 /// and the times are the device's (drained before and after each op).
 #[test]
 fn bench_profiles_the_gpu_backend_like_the_cpu() {
-    let run = |device: &str| -> serde_json::Value {
-        let o = dcgan(&[
-            "bench",
+    let run = |device: &str| {
+        bench_json(&[
             "--device",
             device,
-            "--image-size",
-            "16",
             "--batch-size",
             "2",
             "--steps",
@@ -575,10 +551,7 @@ fn bench_profiles_the_gpu_backend_like_the_cpu() {
             "0",
             "--peak",
             "50",
-            "--json",
-        ]);
-        assert!(o.status.success(), "dcgan bench --device {device} failed:\n{}", stderr(&o));
-        serde_json::from_slice(&o.stdout).expect("bench --json prints one JSON object")
+        ])
     };
     let (cpu, emu) = (run("cpu"), run("emu"));
     let flops = |j: &serde_json::Value| j["conv_gflop_per_step"].as_f64().expect("conv_gflop_per_step");
