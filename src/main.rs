@@ -29,13 +29,13 @@ enum Command {
     Bench(BenchArgs),
     /// Compile every CUDA kernel with NVRTC and print registers, shared memory and spills.
     Kernels(KernelsArgs),
-    /// The classic GAN experiments (shift1d, optimal-d, saturation, ring) and checkpoint scoring (score).
+    /// The classic GAN experiments (shift1d, optimal-d, saturation, ring, dirac) and checkpoint scoring (score).
     Lab(LabArgs),
 }
 
 #[derive(Args)]
 struct LabArgs {
-    /// shift1d, optimal-d, saturation, ring or score.
+    /// shift1d, optimal-d, saturation, ring, dirac or score.
     experiment: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,

@@ -76,3 +76,38 @@ fn ring_many_d_steps_at_high_lr_collapse() {
     eprintln!("{}", s.headline);
     assert!(s.json["modes_tail_max"].as_u64().unwrap() <= 4, "{}", s.headline);
 }
+
+/// The Dirac-GAN (Mescheder et al. 2018) at its defaults (from (1, 1), lr 0.1, 1000 steps):
+/// the minimax game spirals out under simultaneous steps and circles under alternating ones;
+/// the non-saturating loss creeps in without arriving; R1 brings either to the equilibrium.
+#[test]
+fn dirac_gan_converges_only_with_r1() {
+    let (_dir, o) = opts("dirac");
+    let s = run("dirac", &o).unwrap();
+    eprintln!("{}", s.headline);
+    let start = 2f64.sqrt();
+    let get = |loss: &str, schedule: &str, field: &str| {
+        let r = s.json["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["loss"] == loss && r["schedule"] == schedule);
+        r.unwrap_or_else(|| panic!("no {loss} {schedule} run: {}", s.json))[field].as_f64().unwrap()
+    };
+    assert!(get("minimax", "simultaneous", "final_distance") > 1.5 * start, "{}", s.headline);
+    // Alternating steps conserve the distance up to the discretisation's small wobble.
+    for field in ["last_quarter_min", "last_quarter_max"] {
+        let d = get("minimax", "alternating", field);
+        assert!((d - start).abs() < 0.1 * start, "minimax alternating {field} {d}: {}", s.headline);
+    }
+    // 1/√t: after 1000 steps still a fifth of the way out, far from converged.
+    let ns = get("non-saturating", "alternating", "final_distance");
+    assert!(ns < start && ns > 0.1, "{}", s.headline);
+    for loss in ["minimax", "non-saturating"] {
+        assert!(get(loss, "alternating + R1", "final_distance") < 1e-4, "{loss}: {}", s.headline);
+    }
+    for f in ["dirac_paths_minimax.png", "dirac_paths_non_saturating.png", "dirac_distance.png", "dirac.csv"]
+    {
+        assert!(o.out.join(f).exists(), "{f} missing");
+    }
+}

@@ -7,10 +7,14 @@
 //! * `saturation`: the minimax generator loss saturates when D wins; the non-saturating one
 //!   does not.
 //! * `ring`: 8 Gaussians on a circle, MLP G and D, modes covered over training.
+//! * `dirac`: the Dirac-GAN (Mescheder et al. 2018): simultaneous and alternating gradient
+//!   descent do not converge to its equilibrium (the non-saturating loss only creeps in, like
+//!   1/√t); an R1 penalty makes both losses converge exponentially.
 //! * `score`: a trainer checkpoint's samples against the real test images: Fréchet distance
 //!   in a small classifier's features (trained once with this engine, cached) and the
 //!   samples' class histogram.
 
+mod dirac;
 pub mod frechet;
 mod optimal_d;
 mod ring;
@@ -26,8 +30,8 @@ use anyhow::{Context, Result, bail};
 use crate::nn::{LeakyReLU, Linear, Module, ReLU, Sequential};
 use crate::{Device, Rng, Tensor, binary_cross_entropy_with_logits};
 
-/// The experiments `run` knows, in the order the issue lists them.
-pub const EXPERIMENTS: [&str; 5] = ["shift1d", "optimal-d", "saturation", "ring", "score"];
+/// The experiments `run` knows: the issue's, in its order, then the Dirac-GAN, then scoring.
+pub const EXPERIMENTS: [&str; 6] = ["shift1d", "optimal-d", "saturation", "ring", "dirac", "score"];
 
 /// The generator's loss: the trainer's own enum, so the lab and `dcgan train` mean the same.
 pub use crate::gan::GeneratorLoss as GenLoss;
@@ -38,11 +42,11 @@ pub struct LabOptions {
     pub seed: u64,
     /// Folder for the plots and the CSV (created when missing).
     pub out: PathBuf,
-    /// Generator loss (`shift1d`, `ring`; `saturation` always runs both).
+    /// Generator loss (`shift1d`, `ring`; `saturation` and `dirac` always run both).
     pub loss: GenLoss,
-    /// Discriminator steps per generator step (`shift1d`, `saturation`, `ring`).
+    /// Discriminator steps per generator step (`shift1d`, `saturation`, `ring`, `dirac`).
     pub d_steps: usize,
-    /// Learning rate of both players (`shift1d`: SGD; `ring`, `optimal-d`: Adam; `score`:
+    /// Learning rate of both players (`shift1d`, `dirac`: SGD; `ring`, `optimal-d`: Adam; `score`:
     /// the classifier's Adam).
     pub lr: Option<f32>,
     /// Training iterations (`score`: the classifier's; default one epoch).
@@ -106,6 +110,7 @@ pub fn run(experiment: &str, opts: &LabOptions) -> Result<LabSummary> {
         "optimal-d" => optimal_d::run(opts)?,
         "saturation" => saturation::run(opts)?,
         "ring" => ring::run(opts)?,
+        "dirac" => dirac::run(opts)?,
         "score" => score::run(opts)?,
         _ => unreachable!(),
     };
