@@ -576,4 +576,16 @@ fn bench_profiles_the_gpu_backend_like_the_cpu() {
     let mib = emu["device_memory_mib"].as_f64().expect("device_memory_mib on a GPU device");
     assert!(mib > 1.8, "device memory {mib} MiB: {emu}");
     assert!(cpu["device_memory_mib"].is_null(), "{cpu}");
+    // A step reads the device once per number it reports (2 losses, 3 mean D outputs, 2
+    // gradient norms), all at its end, whatever the depth of the networks: on a GPU every read
+    // waits for the device.
+    for j in [&cpu, &emu] {
+        let reads = j["breakdown"]
+            .as_array()
+            .expect("breakdown")
+            .iter()
+            .find(|b| b["kernel"] == "device reads")
+            .unwrap_or_else(|| panic!("no device reads in the breakdown: {j}"));
+        assert_eq!(reads["calls_per_step"].as_f64(), Some(7.0), "{j}");
+    }
 }

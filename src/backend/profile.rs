@@ -18,6 +18,7 @@ pub const CATEGORIES: &[&str] = &[
     "loss",
     "adam",
     "matmul",
+    "device reads",
     "other",
 ];
 
@@ -90,7 +91,9 @@ const ACTIVATIONS: usize = 4;
 const LOSS: usize = 5;
 const ADAM: usize = 6;
 const MATMUL: usize = 7;
-const OTHER: usize = 8;
+/// Downloads to the host: on a GPU each waits for the device to finish what was queued.
+const READS: usize = 8;
+const OTHER: usize = 9;
 
 /// A device's backend with every call timed; [`profiled`] hands out one per device.
 pub struct Profiled(&'static dyn Backend);
@@ -151,7 +154,7 @@ impl Backend for Profiled {
         self.record(OTHER, 0.0, || self.0.upload(data))
     }
     fn download(&self, s: &Storage) -> Vec<f32> {
-        self.record(OTHER, 0.0, || self.0.download(s))
+        self.record(READS, 0.0, || self.0.download(s))
     }
     fn copy(&self, s: &Storage) -> Storage {
         self.record(OTHER, 0.0, || self.0.copy(s))

@@ -70,17 +70,16 @@ pub struct Gan {
     pub loss: GeneratorLoss,
 }
 
-fn mean_probability(logits: &Tensor) -> f32 {
-    let v = logits.to_vec();
-    v.iter().map(|&l| crate::backend::cpu::activation::sigmoid(l) as f64).sum::<f64>() as f32 / v.len() as f32
+/// Mean D = σ(logit) over the batch, left on the logits' device.
+fn mean_probability(logits: &Tensor) -> Tensor {
+    crate::no_grad(|| logits.sigmoid().mean())
 }
 
-/// √(Σ‖grad‖²) over a model's parameters.
-fn grad_norm(model: &Sequential) -> f32 {
+/// Σ‖grad‖² over a model's parameters, left on their device.
+fn grad_sq_norm(model: &Sequential) -> Tensor {
     crate::no_grad(|| {
-        let sq: f64 =
-            model.parameters().iter().filter_map(|p| p.grad()).map(|g| g.mul(&g).sum().item() as f64).sum();
-        sq.sqrt() as f32
+        let squares = model.parameters().into_iter().filter_map(|p| p.grad()).map(|g| g.mul(&g).sum());
+        squares.reduce(|a, b| a.add(&b)).expect("a step's model has gradients")
     })
 }
 
@@ -110,7 +109,10 @@ impl Gan {
         let dev = reals[0].device();
         let ones = Tensor::ones(&[n], dev);
         let zeros = Tensor::zeros(&[n], dev);
-        let mut m = StepMetrics::default();
+        // Every number the step reports stays on the device until the end, where all are
+        // read at once: a read in the middle would make the host wait for the device there
+        // (on a GPU, a synchronisation per read) before it could queue the rest of the step.
+        let mut d_numbers = None;
 
         // D steps: maximise log D(x) + log(1 − D(G(z))).
         let mut fake = None;
@@ -133,14 +135,13 @@ impl Gan {
                 (fake_logits.detach(), loss_fake.detach())
             };
             let loss_d = loss_real.add(&loss_fake);
-            m.grad_norm_d = grad_norm(&self.discriminator);
+            let grad_sq_d = grad_sq_norm(&self.discriminator);
             self.opt_d.step();
             // Gradients live only from backward to update: every step then starts with the
             // same memory free as the last (no allocation after warm-up), and the peak is lower.
             self.opt_d.zero_grad();
-            m.loss_d = loss_d.item();
-            m.d_real = mean_probability(&real_logits);
-            m.d_fake_before = mean_probability(&fake_logits);
+            d_numbers =
+                Some([loss_d, grad_sq_d, mean_probability(&real_logits), mean_probability(&fake_logits)]);
             fake = Some(f);
         }
         let fake = fake.expect("at least one D step");
@@ -152,11 +153,20 @@ impl Gan {
         let loss_g = self.loss.loss(&fake_logits_after);
         loss_g.backward();
         set_requires_grad(&self.discriminator, true);
-        m.grad_norm_g = grad_norm(&self.generator);
+        let grad_sq_g = grad_sq_norm(&self.generator);
         self.opt_g.step();
         self.opt_g.zero_grad();
-        m.loss_g = loss_g.item();
-        m.d_fake_after = mean_probability(&fake_logits_after);
+        let d_fake_after = mean_probability(&fake_logits_after);
+        let [loss_d, grad_sq_d, d_real, d_fake_before] = d_numbers.expect("at least one D step");
+        let m = StepMetrics {
+            loss_d: loss_d.item(),
+            loss_g: loss_g.item(),
+            d_real: d_real.item(),
+            d_fake_before: d_fake_before.item(),
+            d_fake_after: d_fake_after.item(),
+            grad_norm_d: grad_sq_d.item().sqrt(),
+            grad_norm_g: grad_sq_g.item().sqrt(),
+        };
         // Buffers no op of this step asked for (a sample grid's, say) go back to the OS.
         crate::backend::cpu::pool::trim();
         m
