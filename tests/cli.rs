@@ -126,7 +126,7 @@ fn sample_walks_the_latent_space_from_each_noise_vector_to_the_next() {
     assert!(train(&run, &["--steps", "3"]).status.success());
     let (plain, walk) = (scratch("walk-plain"), scratch("walk"));
     let sample = |out: &Path, extra: &[&str]| {
-        let mut args = vec!["sample", "--checkpoint", run.to_str().unwrap(), "--n", "3", "--seed", "4"];
+        let mut args = vec!["sample", "--checkpoint", run.to_str().unwrap(), "--n", "10", "--seed", "4"];
         args.extend_from_slice(&["--out", out.to_str().unwrap()]);
         args.extend_from_slice(extra);
         let o = dcgan(&args);
@@ -137,26 +137,29 @@ fn sample_walks_the_latent_space_from_each_noise_vector_to_the_next() {
         let a = v.iter().find(|x| x.name == name).unwrap();
         (a.shape.clone(), a.data.to_f32().unwrap())
     };
-    let (p, w) = (sample(&plain, &[]), sample(&walk, &["--walk", "4"]));
+    // 9 legs of 8 points: 72 images, generated 64 at a time.
+    let (p, w) = (sample(&plain, &[]), sample(&walk, &["--walk", "8"]));
     let ((_, pz), (wz_shape, wz)) = (get(&p, "z"), get(&w, "z"));
     let ((_, pi), (wi_shape, wi)) = (get(&p, "images"), get(&w, "images"));
-    assert_eq!(wz_shape, vec![8, 16, 1, 1], "two legs of 4 points, nz 16");
-    assert_eq!(wi_shape, vec![8, 3, 16, 16]);
+    assert_eq!(wz_shape, vec![72, 16, 1, 1], "nine legs of 8 points, nz 16");
+    assert_eq!(wi_shape, vec![72, 3, 16, 16]);
     let (zr, ir) = (16, 3 * 16 * 16);
-    // Leg 0 is points 0..4 (z0 → z1), leg 1 points 4..8 (z1 → z2).
-    for (walk_row, plain_row) in [(0, 0), (3, 1), (4, 1), (7, 2)] {
-        assert_eq!(wz[walk_row * zr..][..zr], pz[plain_row * zr..][..zr], "walk point {walk_row}");
-        let (a, b) = (&wi[walk_row * ir..][..ir], &pi[plain_row * ir..][..ir]);
-        let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(diff < 1e-4, "walk image {walk_row} differs from sample {plain_row} by {diff}");
+    // Leg i is points 8i..8i + 8, from z_i to z_(i+1); leg 8 lies in the second batch of 64.
+    for leg in [0, 4, 8] {
+        for (walk_row, plain_row) in [(8 * leg, leg), (8 * leg + 7, leg + 1)] {
+            assert_eq!(wz[walk_row * zr..][..zr], pz[plain_row * zr..][..zr], "walk point {walk_row}");
+            let (a, b) = (&wi[walk_row * ir..][..ir], &pi[plain_row * ir..][..ir]);
+            let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(diff < 1e-4, "walk image {walk_row} differs from sample {plain_row} by {diff}");
+        }
     }
     // Inner points lie between: not equal to either end.
     assert_ne!(wz[zr..2 * zr], pz[..zr]);
     assert_ne!(wz[zr..2 * zr], pz[zr..2 * zr]);
-    // The grid has a row per leg, 4 images wide: 4·(16 + 2) + 2 by 2·(16 + 2) + 2 pixels.
+    // The grid has a row per leg, 8 images wide: 8·(16 + 2) + 2 by 9·(16 + 2) + 2 pixels.
     let png = std::fs::read(walk.join("samples.png")).unwrap();
     let be = |i: usize| u32::from_be_bytes(png[i..i + 4].try_into().unwrap());
-    assert_eq!((be(16), be(20)), (74, 38), "samples.png width × height");
+    assert_eq!((be(16), be(20)), (146, 164), "samples.png width × height");
 
     assert_fails(&["sample", "--checkpoint", run.to_str().unwrap(), "--walk", "1"], &["--walk 1"]);
     assert_fails(

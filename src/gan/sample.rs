@@ -6,7 +6,7 @@ use super::models::generator;
 use super::trainer::{noise, save_grid};
 use crate::backend::Device;
 use crate::io::{self, ArrayData, NamedArray};
-use crate::nn::Module;
+use crate::nn::{Module, Sequential};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use anyhow::{Result, bail};
@@ -76,6 +76,30 @@ fn walk_noise(z: &Tensor, walk: Walk) -> Tensor {
     Tensor::from_vec(out, &[(n - 1) * walk.steps, nz, 1, 1], z.device())
 }
 
+/// G (in eval mode, where BatchNorm treats every image alone) on `z`, at most
+/// [`GENERATE_BATCH`] images a forward pass: a walk of hundreds of images needs no more
+/// memory than a plain grid.
+fn generate(g: &Sequential, z: &Tensor) -> Tensor {
+    let [n, nz, _, _] = z.dims4("generate");
+    if n <= GENERATE_BATCH {
+        return crate::no_grad(|| g.forward(z));
+    }
+    let host = z.to_vec();
+    let mut images = Vec::new();
+    let mut shape = Vec::new();
+    for chunk in host.chunks(GENERATE_BATCH * nz) {
+        let zc = Tensor::from_vec(chunk.to_vec(), &[chunk.len() / nz, nz, 1, 1], z.device());
+        let out = crate::no_grad(|| g.forward(&zc));
+        shape = out.shape().to_vec();
+        images.extend(out.to_vec());
+    }
+    shape[0] = n;
+    Tensor::from_vec(images, &shape, z.device())
+}
+
+/// Images a forward pass of `dcgan sample` (a default grid is 64).
+const GENERATE_BATCH: usize = 64;
+
 fn read_z(path: &Path, nz: usize, device: Device) -> Result<Tensor> {
     let arrays = io::read_safetensors(path)?;
     let Some(z) = arrays.iter().find(|a| a.name == "z") else {
@@ -126,7 +150,7 @@ pub fn sample(opts: &SampleOptions) -> Result<PathBuf> {
         }
         None => (z, 8),
     };
-    let images = crate::no_grad(|| g.forward(&z));
+    let images = generate(&g, &z);
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| anyhow::anyhow!("--out {}: cannot create the directory: {e}", opts.out.display()))?;
     save_grid(&opts.out.join("samples.png"), &images, columns)?;
