@@ -186,6 +186,10 @@ struct TrainArgs {
     /// Storage type of the weights files (the optimizer file keeps f32 masters).
     #[arg(long, value_enum, default_value = "f32")]
     save_dtype: WeightDtype,
+    /// Keep an exponential moving average of G's weights with this decay (e.g. 0.999): the
+    /// sample grids and `dcgan sample` then use the average, checkpoints keep both.
+    #[arg(long, value_name = "DECAY")]
+    ema: Option<f32>,
     /// Plain log lines instead of a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -213,6 +217,10 @@ struct SampleArgs {
     /// row each (--n 10 --walk 8: 9 rows of 8).
     #[arg(long, value_name = "STEPS")]
     walk: Option<usize>,
+    /// G's own weights, where the run also kept their running average (`train --ema`, which
+    /// sampling uses by default).
+    #[arg(long)]
+    no_ema: bool,
     /// The walk's path between two noise vectors.
     #[arg(long, value_enum, default_value = "slerp", requires = "walk")]
     path: dcgan::gan::sample::LatentPath,
@@ -265,6 +273,7 @@ fn run_train(a: TrainArgs) -> anyhow::Result<()> {
         checkpoint_every: a.checkpoint_every,
         log_every: a.log_every,
         save_dtype: a.save_dtype,
+        ema: a.ema,
     };
     let out = match (a.out, &a.resume) {
         (Some(out), _) => out,
@@ -288,8 +297,10 @@ fn run_sample(a: SampleArgs) -> anyhow::Result<()> {
         out: a.out,
         device,
         walk: a.walk.map(|steps| dcgan::gan::sample::Walk { steps, path: a.path }),
+        no_ema: a.no_ema,
     })?;
-    eprintln!("wrote {0}/samples.png and {0}/samples.safetensors", out.display());
+    let which = if out.ema { " (G's running average; --no-ema for G itself)" } else { "" };
+    eprintln!("wrote {0}/samples.png and {0}/samples.safetensors{which}", out.out.display());
     Ok(())
 }
 

@@ -96,26 +96,37 @@ fn trains_on_the_fashion_mnist_fixture_and_writes_every_output() {
 
 #[test]
 fn resume_continues_bit_for_bit() {
-    let (a, b) = (scratch("resume-a"), scratch("resume-b"));
-    let data = fixture();
-    let common = ["--data", data.as_str(), "--checkpoint-every", "500"];
-    let straight: Vec<&str> = common.iter().copied().chain(["--steps", "24"]).collect();
-    let half: Vec<&str> = common.iter().copied().chain(["--steps", "12"]).collect();
-    assert!(train(&a, &straight).status.success());
-    assert!(train(&b, &half).status.success());
-    let o = dcgan(&["train", "--resume", b.to_str().unwrap(), "--steps", "24", "--no-progress"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["generator.safetensors", "discriminator.safetensors", "optimizer.safetensors"] {
-        let x = std::fs::read(a.join("checkpoints/step_000024").join(f)).unwrap();
-        let y = std::fs::read(b.join("checkpoints/step_000024").join(f)).unwrap();
-        assert!(x == y, "{f} differs between 24 straight steps and 12 + 12 resumed");
+    // bf16 weights files resume from the f32 masters the optimizer file keeps, G's running
+    // average's included.
+    for dtype in ["f32", "bf16"] {
+        let (a, b) = (scratch(&format!("resume-a-{dtype}")), scratch(&format!("resume-b-{dtype}")));
+        let data = fixture();
+        let common =
+            ["--data", data.as_str(), "--checkpoint-every", "500", "--ema", "0.9", "--save-dtype", dtype];
+        let straight: Vec<&str> = common.iter().copied().chain(["--steps", "24"]).collect();
+        let half: Vec<&str> = common.iter().copied().chain(["--steps", "12"]).collect();
+        assert!(train(&a, &straight).status.success());
+        assert!(train(&b, &half).status.success());
+        let o = dcgan(&["train", "--resume", b.to_str().unwrap(), "--steps", "24", "--no-progress"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for f in [
+            "generator.safetensors",
+            "discriminator.safetensors",
+            "generator_ema.safetensors",
+            "optimizer.safetensors",
+        ] {
+            let x = std::fs::read(a.join("checkpoints/step_000024").join(f)).unwrap();
+            let y = std::fs::read(b.join("checkpoints/step_000024").join(f)).unwrap();
+            assert!(x == y, "{dtype}: {f} differs between 24 straight steps and 12 + 12 resumed");
+        }
+        let metrics = |d: &Path| std::fs::read(d.join("metrics.csv")).unwrap();
+        assert_eq!(metrics(&a), metrics(&b), "{dtype}");
+        // Asking for no more steps than the checkpoint has is explained, not silently ignored.
+        assert_fails(
+            &["train", "--resume", b.to_str().unwrap(), "--steps", "24"],
+            &["already at step 24", "--steps"],
+        );
     }
-    assert_eq!(std::fs::read(a.join("metrics.csv")).unwrap(), std::fs::read(b.join("metrics.csv")).unwrap());
-    // Asking for no more steps than the checkpoint has is explained, not silently ignored.
-    assert_fails(
-        &["train", "--resume", b.to_str().unwrap(), "--steps", "24"],
-        &["already at step 24", "--steps"],
-    );
 }
 
 /// `sample --walk`: the rows of the grid join the noise vectors one after another, ends
@@ -167,6 +178,27 @@ fn sample_walks_the_latent_space_from_each_noise_vector_to_the_next() {
         &["--walk", "2"],
     );
     assert_fails(&["sample", "--checkpoint", run.to_str().unwrap(), "--path", "linear"], &["--walk"]);
+}
+
+/// A run trained with `--ema` samples from G's running average unless told `--no-ema`.
+#[test]
+fn sample_uses_the_running_average_when_the_run_kept_one() {
+    let run = scratch("ema-run");
+    assert!(train(&run, &["--steps", "3", "--ema", "0.5"]).status.success());
+    let sample = |name: &str, extra: &[&str]| {
+        let out = scratch(name);
+        let mut args =
+            vec!["sample", "--checkpoint", run.to_str().unwrap(), "--n", "4", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = dcgan(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let images = dcgan::io::read_safetensors(&out.join("samples.safetensors")).unwrap();
+        (stderr(&o), images.into_iter().find(|a| a.name == "images").unwrap())
+    };
+    let ((said_avg, avg), (said_raw, raw)) = (sample("ema-avg", &[]), sample("ema-raw", &["--no-ema"]));
+    assert!(said_avg.contains("running average"), "{said_avg}");
+    assert!(!said_raw.contains("running average"), "{said_raw}");
+    assert_ne!(avg, raw, "the average after 3 steps at decay 0.5 is not G");
 }
 
 #[test]
@@ -221,6 +253,8 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--beta1", "1.5", "--beta1"),
         ("--channels", "2", "--channels 2"),
         ("--device", "tpu", "--device tpu"),
+        ("--ema", "1", "--ema 1"),
+        ("--ema", "0", "--ema 0"),
     ] {
         assert_fails(&["train", flag, value, "--steps", "1", "--out", never], &[needle]);
     }

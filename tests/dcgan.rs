@@ -3,7 +3,7 @@
 
 #[macro_use]
 mod common;
-use dcgan::gan::{DcganConfig, Gan, GeneratorLoss, StepMetrics, discriminator, generator};
+use dcgan::gan::{DcganConfig, Gan, GeneratorEma, GeneratorLoss, StepMetrics, discriminator, generator};
 use dcgan::nn::Module;
 use dcgan::optim::Adam;
 use dcgan::{Device, Rng, Tensor};
@@ -18,7 +18,7 @@ fn build(cfg: &DcganConfig, seed: u64, dev: Device) -> Gan {
     let discriminator = discriminator(cfg, &mut rng, dev);
     let opt_g = Adam::new(generator.parameters(), 2e-4, (0.5, 0.999));
     let opt_d = Adam::new(discriminator.parameters(), 2e-4, (0.5, 0.999));
-    Gan { generator, discriminator, opt_g, opt_d, loss: GeneratorLoss::NonSaturating }
+    Gan { generator, discriminator, opt_g, opt_d, loss: GeneratorLoss::NonSaturating, ema: None }
 }
 
 fn shapes_follow_the_image_size(dev: Device) {
@@ -130,10 +130,47 @@ fn same_seed_same_bits_at_any_thread_count(dev: Device) {
     }
 }
 
+/// `--ema`: after each G step every tensor of the average (weights and BatchNorm statistics)
+/// is decay · average + (1 − decay) · G, starting from G itself, and keeping it changes
+/// nothing in the training.
+fn generator_ema_averages_every_tensor_and_leaves_training_alone(dev: Device) {
+    let cfg = config(16);
+    let decay = 0.75;
+    let mut with = build(&cfg, 5, dev);
+    with.ema = Some(GeneratorEma::new(decay, &with.generator, generator(&cfg, &mut Rng::new(9), dev)));
+    let mut without = build(&cfg, 5, dev);
+    let state = |m: &dcgan::nn::Sequential| -> Vec<(String, Vec<f32>)> {
+        m.named_tensors().into_iter().map(|(n, t)| (n, t.to_vec())).collect()
+    };
+    let mut expected = state(&with.generator);
+    assert_eq!(state(&with.ema.as_ref().unwrap().generator), expected, "the average starts at G");
+    let mut rng = Rng::new(6);
+    let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
+    let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+    for step in 0..3 {
+        assert_eq!(
+            with.step(&real, &z),
+            without.step(&real, &z),
+            "step {step}: the average changed training"
+        );
+        for ((name, avg), (_, g)) in expected.iter_mut().zip(state(&with.generator)) {
+            for (a, x) in avg.iter_mut().zip(&g) {
+                *a = decay * *a + (1.0 - decay) * x;
+            }
+            let got =
+                &state(&with.ema.as_ref().unwrap().generator).into_iter().find(|(n, _)| n == name).unwrap().1;
+            let err = got.iter().zip(avg.iter()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(err <= 1e-6, "step {step}, {name}: the average is off by {err}");
+        }
+    }
+    assert_eq!(with.ema.as_ref().unwrap().generator.counters(), with.generator.counters());
+}
+
 device_tests!(
     shapes_follow_the_image_size,
     state_names_match_pytorch,
     initialisation_statistics,
     discriminator_loss_falls,
-    same_seed_same_bits_at_any_thread_count
+    same_seed_same_bits_at_any_thread_count,
+    generator_ema_averages_every_tensor_and_leaves_training_alone
 );

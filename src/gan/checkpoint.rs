@@ -105,6 +105,19 @@ fn load_optimizer(
     Ok(())
 }
 
+/// The weights files of a checkpoint and the networks they hold: G, D, and G's running
+/// average when the run keeps one.
+fn networks(gan: &Gan) -> Vec<(&'static str, &Sequential)> {
+    let mut v = vec![("generator", &gan.generator), ("discriminator", &gan.discriminator)];
+    if let Some(ema) = &gan.ema {
+        v.push((EMA_FILE, &ema.generator));
+    }
+    v
+}
+
+/// The weights file of G's running average (`--ema`).
+pub const EMA_FILE: &str = "generator_ema";
+
 /// Writes checkpoints/step_NNNNNN and points checkpoints/latest at it. Returns its path.
 pub fn save(run_dir: &Path, state: &RunState, gan: &Gan) -> Result<PathBuf> {
     let root = run_dir.join("checkpoints");
@@ -118,7 +131,8 @@ pub fn save(run_dir: &Path, state: &RunState, gan: &Gan) -> Result<PathBuf> {
 
     let dtype = save_dtype(state.config.save_dtype);
     let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
-    for (file, model) in [("generator", &gan.generator), ("discriminator", &gan.discriminator)] {
+    let models = networks(gan);
+    for &(file, model) in &models {
         let arrays = io::module_state("main", model, dtype);
         io::write_safetensors(&tmp.join(format!("{file}.safetensors")), &arrays, &meta)?;
     }
@@ -127,7 +141,7 @@ pub fn save(run_dir: &Path, state: &RunState, gan: &Gan) -> Result<PathBuf> {
     optimizer_arrays("discriminator", &gan.opt_d, &mut opt);
     if dtype != SaveDtype::F32 {
         // Reduced-precision weights files cannot resume exactly: keep f32 masters here.
-        for (file, model) in [("generator", &gan.generator), ("discriminator", &gan.discriminator)] {
+        for &(file, model) in &models {
             for mut a in io::module_state("main", model, SaveDtype::F32) {
                 a.name = format!("master.{file}.{}", a.name);
                 opt.push(a);
@@ -239,7 +253,7 @@ pub fn load_model(dir: &Path, file: &str, model: &Sequential) -> Result<()> {
 pub fn load_into(dir: &Path, gan: &mut Gan) -> Result<()> {
     let opt_path = dir.join("optimizer.safetensors");
     let opt = io::read_safetensors(&opt_path)?;
-    for (file, model) in [("generator", &gan.generator), ("discriminator", &gan.discriminator)] {
+    for (file, model) in networks(gan) {
         let prefix = format!("master.{file}.");
         let masters: Vec<NamedArray> = opt
             .iter()

@@ -32,6 +32,9 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     pub log_every: u64,
     pub save_dtype: WeightDtype,
+    /// Keep a running average of G with this decay (`--ema`); None: no average.
+    #[serde(default)]
+    pub ema: Option<f32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -134,6 +137,11 @@ impl TrainConfig {
             if v == 0 {
                 bail!("{flag} 0: expected at least 1");
             }
+        }
+        if let Some(d) = self.ema
+            && !(d > 0.0 && d < 1.0)
+        {
+            bail!("--ema {d}: expected a decay between 0 and 1 (0.999 is usual)");
         }
         if self.threads == Some(0) {
             bail!("--threads 0: expected at least 1");

@@ -9,7 +9,7 @@ pub mod trainer;
 
 pub use config::TrainConfig;
 pub use models::{DcganConfig, discriminator, generator};
-pub use step::{Gan, GeneratorLoss, StepMetrics};
+pub use step::{Gan, GeneratorEma, GeneratorLoss, StepMetrics};
 
 use crate::backend::Device;
 

@@ -23,6 +23,15 @@ pub struct SampleOptions {
     pub device: Device,
     /// Walk the latent space instead: `steps` images from each noise vector to the next.
     pub walk: Option<Walk>,
+    /// G's own weights even where the checkpoint keeps their running average (`--ema`).
+    pub no_ema: bool,
+}
+
+/// Where `dcgan sample` wrote, and which generator made the images.
+pub struct Sampled {
+    pub out: PathBuf,
+    /// The running average of G (a run trained with `--ema`), not G itself.
+    pub ema: bool,
 }
 
 /// A walk through the n noise vectors in order: row i goes from z_i to z_(i+1) in `steps`
@@ -121,7 +130,7 @@ fn read_z(path: &Path, nz: usize, device: Device) -> Result<Tensor> {
 
 /// Writes `samples.png` and `samples.safetensors` (images [n, c, h, w] in [-1, 1] and `z`;
 /// for a walk, a row of the grid per leg, and every point's z).
-pub fn sample(opts: &SampleOptions) -> Result<PathBuf> {
+pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
     if opts.n == 0 {
         bail!("--n 0: expected at least 1 sample");
     }
@@ -134,7 +143,8 @@ pub fn sample(opts: &SampleOptions) -> Result<PathBuf> {
     let state = checkpoint::read_state(&dir)?;
     let model = state.config.model(state.channels);
     let mut g = generator(&model, &mut Rng::new(0), opts.device);
-    checkpoint::load_model(&dir, "generator", &g)?;
+    let ema = !opts.no_ema && dir.join(format!("{}.safetensors", checkpoint::EMA_FILE)).is_file();
+    checkpoint::load_model(&dir, if ema { checkpoint::EMA_FILE } else { "generator" }, &g)?;
     g.set_training(false);
     let z = match &opts.z {
         Some(path) => read_z(path, model.nz, opts.device)?,
@@ -160,7 +170,7 @@ pub fn sample(opts: &SampleOptions) -> Result<PathBuf> {
         data: ArrayData::F32(t.to_vec()),
     });
     io::write_safetensors(&opts.out.join("samples.safetensors"), &arrays, &BTreeMap::new())?;
-    Ok(opts.out.clone())
+    Ok(Sampled { out: opts.out.clone(), ema })
 }
 
 #[cfg(test)]

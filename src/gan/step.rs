@@ -68,6 +68,46 @@ pub struct Gan {
     pub opt_g: Adam,
     pub opt_d: Adam,
     pub loss: GeneratorLoss,
+    /// A running average of G, updated after every G step, when the run keeps one.
+    pub ema: Option<GeneratorEma>,
+}
+
+/// An exponential moving average of the generator (Yazıcı et al. 2019, "The Unusual
+/// Effectiveness of Averaging in GAN Training"): after every G step each tensor of G's state,
+/// BatchNorm's running statistics included (as timm's ModelEmaV2 does), moves to
+/// decay · average + (1 − decay) · G. The average only samples (eval mode); it never trains.
+pub struct GeneratorEma {
+    pub decay: f32,
+    pub generator: Sequential,
+}
+
+impl GeneratorEma {
+    /// Starts the average at `g`'s current state, in `average`, a network of `g`'s
+    /// architecture (its own values are overwritten).
+    pub fn new(decay: f32, g: &Sequential, mut average: Sequential) -> Self {
+        average.set_training(false);
+        let ema = GeneratorEma { decay, generator: average };
+        ema.blend(g, 1.0);
+        ema
+    }
+
+    /// average ← (1 − w) · average + w · g, and g's BatchNorm counters.
+    fn blend(&self, g: &Sequential, w: f32) {
+        let (theirs, ours) = (g.named_tensors(), self.generator.named_tensors());
+        assert_eq!(theirs.len(), ours.len(), "GeneratorEma: the average and G differ in architecture");
+        for ((name, t), (avg_name, avg)) in theirs.iter().zip(&ours) {
+            assert_eq!(name, avg_name, "GeneratorEma: the average and G differ in architecture");
+            t.backend().axpby(w, &t.storage(), 1.0 - w, &mut avg.storage_mut());
+        }
+        for (name, v) in g.counters() {
+            self.generator.set_counter(&name, v);
+        }
+    }
+
+    /// One step of the average after a G update.
+    pub fn update(&self, g: &Sequential) {
+        self.blend(g, 1.0 - self.decay);
+    }
 }
 
 /// Mean D = σ(logit) over the batch, left on the logits' device.
@@ -156,6 +196,9 @@ impl Gan {
         let grad_sq_g = grad_sq_norm(&self.generator);
         self.opt_g.step();
         self.opt_g.zero_grad();
+        if let Some(ema) = &self.ema {
+            ema.update(&self.generator);
+        }
         let d_fake_after = mean_probability(&fake_logits_after);
         let [loss_d, grad_sq_d, d_real, d_fake_before] = d_numbers.expect("at least one D step");
         let m = StepMetrics {

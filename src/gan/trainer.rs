@@ -4,7 +4,7 @@
 use super::checkpoint::{self, RunState};
 use super::config::{DataFormatArg, TrainConfig};
 use super::models::{discriminator, generator};
-use super::step::{Gan, StepMetrics};
+use super::step::{Gan, GeneratorEma, StepMetrics};
 use crate::backend::Device;
 use crate::data::{self, DataFormat, Dataset, Loader};
 use crate::io::{self, MetricsCsv};
@@ -198,7 +198,10 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     let d = discriminator(&model, &mut rng, device);
     let opt_g = Adam::new(g.parameters(), cfg.lr, (cfg.beta1, cfg.beta2));
     let opt_d = Adam::new(d.parameters(), cfg.lr, (cfg.beta1, cfg.beta2));
-    let mut gan = Gan { generator: g, discriminator: d, opt_g, opt_d, loss: cfg.loss.into() };
+    // The average's own initial values are overwritten: a generator of its own stream, so
+    // the run's draws are the same with or without --ema.
+    let ema = cfg.ema.map(|decay| GeneratorEma::new(decay, &g, generator(&model, &mut Rng::new(0), device)));
+    let mut gan = Gan { generator: g, discriminator: d, opt_g, opt_d, loss: cfg.loss.into(), ema };
     // Fixed noise for the sample grids: its own stream, so it is the same on resume.
     let fixed_z = noise(GRID_SAMPLES, cfg.nz, &mut Rng::new(cfg.seed ^ 0xF1CED), device);
 
@@ -333,7 +336,10 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
             say(&log_line(step, total, epoch, &m, secs * 1e3, img_s));
         }
         if step % cfg.sample_every == 0 || step == total {
-            let images = sample_images(&mut gan, &fixed_z);
+            let images = match &gan.ema {
+                Some(ema) => crate::no_grad(|| ema.generator.forward(&fixed_z)),
+                None => sample_images(&mut gan, &fixed_z),
+            };
             save_grid(
                 &out.join("samples").join(format!("{}.png", checkpoint::step_dir_name(step))),
                 &images,
