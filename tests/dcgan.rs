@@ -130,9 +130,9 @@ fn same_seed_same_bits_at_any_thread_count(dev: Device) {
     }
 }
 
-/// `--ema`: after each G step every tensor of the average (weights and BatchNorm statistics)
-/// is decay · average + (1 − decay) · G, starting from G itself, and keeping it changes
-/// nothing in the training.
+/// `--ema`: after G's t-th step every tensor of the average (weights and BatchNorm statistics)
+/// is d · average + (1 − d) · G with d = min(decay, (1 + t) / (10 + t)), starting from G
+/// itself, and keeping it changes nothing in the training.
 fn generator_ema_averages_every_tensor_and_leaves_training_alone(dev: Device) {
     let cfg = config(16);
     let decay = 0.75;
@@ -153,9 +153,13 @@ fn generator_ema_averages_every_tensor_and_leaves_training_alone(dev: Device) {
             without.step(&real, &z),
             "step {step}: the average changed training"
         );
+        // The decay ramps up as (1 + t) / (10 + t) over G's updates t = 1, 2, ...
+        let t = step as f32 + 1.0;
+        let d = decay.min((1.0 + t) / (10.0 + t));
+        assert_eq!(with.ema.as_ref().unwrap().decay_at(step + 1), d);
         for ((name, avg), (_, g)) in expected.iter_mut().zip(state(&with.generator)) {
             for (a, x) in avg.iter_mut().zip(&g) {
-                *a = decay * *a + (1.0 - decay) * x;
+                *a = d * *a + (1.0 - d) * x;
             }
             let got =
                 &state(&with.ema.as_ref().unwrap().generator).into_iter().find(|(n, _)| n == name).unwrap().1;

@@ -75,7 +75,8 @@ pub struct Gan {
 /// An exponential moving average of the generator (Yazıcı et al. 2019, "The Unusual
 /// Effectiveness of Averaging in GAN Training"): after every G step each tensor of G's state,
 /// BatchNorm's running statistics included (as timm's ModelEmaV2 does), moves to
-/// decay · average + (1 − decay) · G. The average only samples (eval mode); it never trains.
+/// d · average + (1 − d) · G, with d ramping up to `decay` ([`GeneratorEma::decay_at`]). The
+/// average only samples (eval mode); it never trains.
 pub struct GeneratorEma {
     pub decay: f32,
     pub generator: Sequential,
@@ -104,9 +105,18 @@ impl GeneratorEma {
         }
     }
 
-    /// One step of the average after a G update.
-    pub fn update(&self, g: &Sequential) {
-        self.blend(g, 1.0 - self.decay);
+    /// The decay after G's `t`-th update (from 1): it ramps up as (1 + t) / (10 + t) until it
+    /// reaches `decay`, as TensorFlow's ExponentialMovingAverage does given its update count,
+    /// so the random initial G leaves the average within a few hundred steps rather than over
+    /// 1 / (1 − decay) of them (at 0.999, a fifth of the average would still be the random
+    /// initial G after 1500 steps).
+    pub fn decay_at(&self, t: u64) -> f32 {
+        self.decay.min((1.0 + t as f32) / (10.0 + t as f32))
+    }
+
+    /// One step of the average after G's `t`-th update.
+    pub fn update(&self, g: &Sequential, t: u64) {
+        self.blend(g, 1.0 - self.decay_at(t));
     }
 }
 
@@ -197,7 +207,8 @@ impl Gan {
         self.opt_g.step();
         self.opt_g.zero_grad();
         if let Some(ema) = &self.ema {
-            ema.update(&self.generator);
+            // G's update count lives in Adam's state, so a resumed run continues the ramp.
+            ema.update(&self.generator, self.opt_g.steps.first().copied().unwrap_or(1));
         }
         let d_fake_after = mean_probability(&fake_logits_after);
         let [loss_d, grad_sq_d, d_real, d_fake_before] = d_numbers.expect("at least one D step");

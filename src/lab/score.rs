@@ -467,6 +467,8 @@ struct CheckpointScore {
     step: u64,
     dir: PathBuf,
     frechet: f64,
+    /// The Fréchet distance of G's running average, when the run kept one (`train --ema`).
+    frechet_ema: Option<f64>,
     hist: Vec<usize>,
     missing: Vec<usize>,
 }
@@ -559,31 +561,51 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let mut last_images = None;
     for (k, (dir, state)) in dirs.iter().zip(&states).enumerate() {
         let model = state.config.model(state.channels);
-        let mut g = generator(&model, &mut Rng::new(0), DEV);
-        checkpoint::load_model(dir, "generator", &g)?;
-        g.set_training(false);
-        // The same noise for every checkpoint.
-        let mut zrng = Rng::new(opts.seed ^ 0x5c0e_5a3b);
-        let mut ev = Eval::default();
-        let mut left = samples;
-        while left > 0 {
-            let n = left.min(EVAL_BATCH);
-            let imgs = no_grad(|| g.forward(&noise(n, model.nz, &mut zrng, DEV)));
-            clf.eval_batch(&imgs, &mut ev);
-            if k + 1 == dirs.len() && last_images.is_none() {
-                last_images = Some(imgs);
+        // The same noise for every checkpoint and for both of its generators. Returns the
+        // features' statistics and the first batch of images.
+        let eval_generator = |file: &str| -> Result<(Eval, Tensor)> {
+            let mut g = generator(&model, &mut Rng::new(0), DEV);
+            checkpoint::load_model(dir, file, &g)?;
+            g.set_training(false);
+            let mut zrng = Rng::new(opts.seed ^ 0x5c0e_5a3b);
+            let mut ev = Eval::default();
+            let mut first = None;
+            let mut left = samples;
+            while left > 0 {
+                let n = left.min(EVAL_BATCH);
+                let imgs = no_grad(|| g.forward(&noise(n, model.nz, &mut zrng, DEV)));
+                clf.eval_batch(&imgs, &mut ev);
+                first.get_or_insert(imgs);
+                left -= n;
             }
-            left -= n;
+            Ok((ev, first.expect("at least one sample")))
+        };
+        let (ev, first_batch) = eval_generator("generator")?;
+        if k + 1 == dirs.len() {
+            last_images = Some(first_batch);
         }
+        let frechet_ema = if dir.join(format!("{}.safetensors", checkpoint::EMA_FILE)).is_file() {
+            Some(frechet_distance(&test_gauss, &eval_generator(checkpoint::EMA_FILE)?.0.gaussian()))
+        } else {
+            None
+        };
         let frechet = frechet_distance(&test_gauss, &ev.gaussian());
         let hist = ev.histogram(classes);
         let missing = missing_classes(&hist, &test_share);
+        let avg = frechet_ema.map_or(String::new(), |f| format!(" (running average {f:.2})"));
         eprintln!(
-            "score: step {}: Fréchet {frechet:.2}, classes {}/{present}",
+            "score: step {}: Fréchet {frechet:.2}{avg}, classes {}/{present}",
             state.step,
             present - missing.len()
         );
-        scores.push(CheckpointScore { step: state.step, dir: dir.clone(), frechet, hist, missing });
+        scores.push(CheckpointScore {
+            step: state.step,
+            dir: dir.clone(),
+            frechet,
+            frechet_ema,
+            hist,
+            missing,
+        });
     }
 
     // ---- outputs ----
@@ -592,18 +614,20 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     for c in 0..classes {
         write!(csv, ",class_{c}").unwrap();
     }
-    csv.push_str(",classes_covered,missing_classes\n");
+    csv.push_str(",classes_covered,missing_classes,frechet_ema\n");
     for s in &scores {
         write!(csv, "{},{},{floor},{accuracy},{samples}", s.step, s.frechet).unwrap();
         for h in &s.hist {
             write!(csv, ",{h}").unwrap();
         }
         let missing: Vec<String> = s.missing.iter().map(|m| m.to_string()).collect();
-        writeln!(csv, ",{},{}", present - s.missing.len(), missing.join(";")).unwrap();
+        let ema = s.frechet_ema.map_or(String::new(), |f| f.to_string());
+        writeln!(csv, ",{},{},{ema}", present - s.missing.len(), missing.join(";")).unwrap();
     }
     io::write_atomic(&out.join("score.csv"), csv.as_bytes())?;
     let steps: Vec<f64> = scores.iter().map(|s| s.step as f64).collect();
     let fds: Vec<f64> = scores.iter().map(|s| s.frechet).collect();
+    let fds_ema: Vec<f64> = scores.iter().map(|s| s.frechet_ema.unwrap_or(f64::NAN)).collect();
     let floors = vec![floor; scores.len()];
     plot_series(
         &out.join("frechet.png"),
@@ -616,7 +640,15 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             "Fréchet distance",
         ),
         &steps,
-        &[("generated vs test", &fds), ("real vs test (floor)", &floors)],
+        &if scores.iter().any(|s| s.frechet_ema.is_some()) {
+            vec![
+                ("G vs test", &fds[..]),
+                ("G's running average vs test", &fds_ema[..]),
+                ("real vs test (floor)", &floors[..]),
+            ]
+        } else {
+            vec![("generated vs test", &fds[..]), ("real vs test (floor)", &floors[..])]
+        },
     )?;
     let last = scores.last().expect("at least one checkpoint");
     let classes_x: Vec<f64> = (0..classes).map(|c| c as f64).collect();
@@ -656,6 +688,10 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         if last.missing.is_empty() { String::new() } else { format!(" (missing {:?})", last.missing) },
         100.0 * accuracy
     );
+    let tail = match last.frechet_ema {
+        Some(f) => format!("{tail}; G's running average Fréchet {f:.2} at step {}", last.step),
+        None => tail,
+    };
     let headline = if scores.len() == 1 {
         format!(
             "score: step {} Fréchet {:.2} ({} test images vs {samples} samples; {tail}",
@@ -682,7 +718,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         .iter()
         .map(|s| {
             json!({
-                "step": s.step, "checkpoint": s.dir.display().to_string(), "frechet": s.frechet,
+                "step": s.step, "checkpoint": s.dir.display().to_string(), "frechet": s.frechet, "frechet_ema": s.frechet_ema,
                 "class_counts": s.hist, "classes_covered": present - s.missing.len(), "missing_classes": s.missing,
             })
         })
@@ -691,6 +727,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         "checkpoints": per,
         "step": last.step,
         "frechet": last.frechet,
+        "frechet_ema": last.frechet_ema,
         "frechet_first": scores[0].frechet,
         "floor": floor,
         "floor_samples": pool_n,
