@@ -106,6 +106,7 @@ fn fashion_mnist_score_separates_real_from_untrained() {
     let accuracy = j["classifier"]["test_accuracy"].as_f64().unwrap();
     let floor = j["floor"].as_f64().unwrap();
     let fd = j["frechet"].as_f64().unwrap();
+    assert!(j["frechet_ema"].is_null(), "a run without --ema has no average to score: {j}");
     assert!(!j["classifier"]["cached"].as_bool().unwrap());
     assert!(accuracy >= 0.82, "classifier test accuracy {accuracy}: {}", s.headline);
     assert!(floor > 0.0 && floor < 5.0, "real-vs-real floor {floor}: {}", s.headline);
@@ -132,7 +133,8 @@ fn fashion_mnist_score_separates_real_from_untrained() {
 fn scores_every_checkpoint_of_a_run_on_the_fixture() {
     let dir = scratch("fixture");
     let run_dir = dir.join("run");
-    tiny_run(&run_dir, &fixture(), "2", &[]);
+    // With G's running average, which is scored beside G.
+    tiny_run(&run_dir, &fixture(), "2", &["--ema", "0.5"]);
     let out = dir.join("out");
     let cache = dir.join("cache");
     let args = [
@@ -167,11 +169,14 @@ fn scores_every_checkpoint_of_a_run_on_the_fixture() {
     for c in j["checkpoints"].as_array().unwrap() {
         let counts: u64 = c["class_counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
         assert_eq!(counts, 100);
-        assert!(c["frechet"].as_f64().unwrap().is_finite());
+        let (fd, fd_avg) = (c["frechet"].as_f64().unwrap(), c["frechet_ema"].as_f64().unwrap());
+        assert!(fd.is_finite() && fd_avg.is_finite(), "{c}");
+        assert_ne!(fd, fd_avg, "the average after 1 or 2 steps is not G: {c}");
     }
     let csv = std::fs::read_to_string(out.join("score.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(csv.starts_with("step,frechet,floor,classifier_accuracy,samples,class_0,"), "{csv}");
+    assert!(csv.lines().next().unwrap().ends_with(",frechet_ema"), "{csv}");
     for f in ["frechet.png", "class_histogram.png", "samples.png"] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
