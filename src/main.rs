@@ -1,7 +1,7 @@
 //! The `dcgan` command line. Each subcommand parses its flags here and calls the library;
 //! errors print as one message (with their causes) and exit 1, never as a panic.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use dcgan::gan::config::{DataFormatArg, LossKind, TrainConfig, WeightDtype};
 use dcgan::gan::sample::{SampleOptions, sample};
 use dcgan::gan::trainer::{TrainOptions, train};
@@ -180,7 +180,9 @@ struct TrainArgs {
     /// Print a log line every N steps.
     #[arg(long, default_value_t = 20)]
     log_every: u64,
-    /// Continue a run from a checkpoint or run directory, bit for bit (CPU).
+    /// Continue a run from a checkpoint or run directory, bit for bit (CPU). It keeps its own
+    /// settings: only its length, device, threads, reporting intervals and --save-dtype may
+    /// change; any other flag must match the run's.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Storage type of the weights files (the optimizer file keeps f32 masters).
@@ -249,7 +251,7 @@ fn default_run_dir() -> PathBuf {
     ))
 }
 
-fn run_train(a: TrainArgs) -> anyhow::Result<()> {
+fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
     let cfg = TrainConfig {
         image_size: a.image_size.unwrap_or(if a.data == "synthetic" { 16 } else { 64 }),
         data: a.data,
@@ -281,7 +283,7 @@ fn run_train(a: TrainArgs) -> anyhow::Result<()> {
         (None, Some(resume)) => dcgan::gan::checkpoint::run_dir_of(resume)?,
         (None, None) => default_run_dir(),
     };
-    let summary = train(cfg, &TrainOptions { out, resume: a.resume, no_progress: a.no_progress })?;
+    let summary = train(cfg, &TrainOptions { out, resume: a.resume, no_progress: a.no_progress, given })?;
     let verb = if summary.interrupted { "stopped" } else { "finished" };
     eprintln!("{verb} at step {}; outputs in {}", summary.steps, summary.out.display());
     Ok(())
@@ -403,9 +405,22 @@ fn default_sigpipe() {
 fn main() -> ExitCode {
     default_sigpipe();
     dcgan::backend::cpu::pool::pin_mmap_threshold();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
-        Command::Train(a) => run_train(a),
+        Command::Train(a) => {
+            // The flags typed on the command line, which --resume must not drop silently.
+            let m = matches.subcommand_matches("train").expect("the train subcommand's matches");
+            let given = m
+                .ids()
+                .filter(|id| m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+                .map(|id| id.as_str().to_string())
+                .collect();
+            run_train(a, given)
+        }
         Command::Sample(a) => run_sample(a),
         Command::Bench(a) => run_bench(a),
         Command::Kernels(a) => run_kernels(a),

@@ -45,6 +45,52 @@ pub struct TrainOptions {
     pub resume: Option<PathBuf>,
     /// Plain log lines even on a terminal.
     pub no_progress: bool,
+    /// The [`TrainConfig`] fields the user set on the command line: with `resume`, the
+    /// run-time ones among them replace the run's, and any other that differs from the run's
+    /// is an error rather than silently dropped.
+    pub given: Vec<String>,
+}
+
+/// Settings a resumed run may change: where and how it runs and reports, not what it learns
+/// (the thread count leaves the bits alone; another device is the user's call).
+const RUNTIME_FIELDS: [&str; 6] =
+    ["device", "threads", "sample_every", "checkpoint_every", "log_every", "save_dtype"];
+
+/// The run's own settings with the run-time ones the user gave replaced, for `--resume`. Any
+/// other field the user gave must match the run's.
+fn resumed_config(run: &TrainConfig, cli: &TrainConfig, given: &[String]) -> Result<TrainConfig> {
+    let (run_json, cli_json) = (serde_json::to_value(run)?, serde_json::to_value(cli)?);
+    let mut merged = run_json.clone();
+    for field in given {
+        let (Some(theirs), Some(ours)) = (run_json.get(field), cli_json.get(field)) else { continue };
+        if RUNTIME_FIELDS.contains(&field.as_str()) {
+            merged[field] = ours.clone();
+        } else if !matches!(field.as_str(), "steps" | "epochs") && theirs != ours {
+            // As typed: the f32 settings in their shortest f32 form, not JSON's f64 expansion.
+            let show = |v: &serde_json::Value| match v {
+                serde_json::Value::Null => "none".to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) if !n.is_u64() && !n.is_i64() => {
+                    (n.as_f64().unwrap_or(f64::NAN) as f32).to_string()
+                }
+                v => v.to_string(),
+            };
+            bail!(
+                "--{} {}: the run being resumed has {}, and a resumed run keeps what it was trained \
+                 with (drop the flag, or start a new run)",
+                field.replace('_', "-"),
+                show(ours),
+                show(theirs)
+            );
+        }
+    }
+    let mut cfg: TrainConfig = serde_json::from_value(merged)?;
+    // Only the length may be extended.
+    if cli.steps.is_some() || cli.epochs.is_some() {
+        cfg.steps = cli.steps;
+        cfg.epochs = cli.epochs;
+    }
+    Ok(cfg)
 }
 
 pub struct Summary {
@@ -159,13 +205,7 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
     let resumed: Option<RunState> = resume_dir.as_deref().map(checkpoint::read_state).transpose()?;
     if let Some(state) = &resumed {
-        // The run's own settings win; only the length may be extended.
-        let (steps, epochs) = (cfg.steps, cfg.epochs);
-        cfg = state.config.clone();
-        if steps.is_some() || epochs.is_some() {
-            cfg.steps = steps;
-            cfg.epochs = epochs;
-        }
+        cfg = resumed_config(&state.config, &cfg, &opts.given)?;
     }
     cfg.validate()?;
     let device = crate::gan::parse_device(&cfg.device)?;
