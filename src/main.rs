@@ -148,8 +148,13 @@ struct TrainArgs {
     /// Discriminator width (channels of its first layer).
     #[arg(long, default_value_t = 64)]
     ndf: usize,
+    /// Adam's learning rate, G's and (without --lr-d) D's.
     #[arg(long, default_value_t = 2e-4, allow_negative_numbers = true)]
     lr: f32,
+    /// D's own learning rate: the two time-scale update rule (Heusel et al. 2017) gives D a
+    /// larger one than G, e.g. --lr 1e-4 --lr-d 4e-4.
+    #[arg(long, allow_negative_numbers = true)]
+    lr_d: Option<f32>,
     #[arg(long, default_value_t = 0.5)]
     beta1: f32,
     #[arg(long, default_value_t = 0.999)]
@@ -264,6 +269,7 @@ fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
         ngf: a.ngf,
         ndf: a.ndf,
         lr: a.lr,
+        lr_d: a.lr_d,
         beta1: a.beta1,
         beta2: a.beta2,
         d_steps: a.d_steps,

@@ -136,6 +136,36 @@ fn resume_continues_bit_for_bit() {
     }
 }
 
+/// `--lr-d` is D's learning rate alone: at 1e-30 D's parameters stay put from one step to the
+/// next (its BatchNorm statistics still move) while G's move at `--lr`; D's would move as much
+/// at `--lr` (the test fails if D's optimizer took `--lr`).
+#[test]
+fn lr_d_sets_the_discriminators_learning_rate_alone() {
+    let run = scratch("lr-d");
+    assert!(train(&run, &["--steps", "2", "--checkpoint-every", "1", "--lr-d", "1e-30"]).status.success());
+    let state = |step: &str, file: &str| -> Vec<(String, Vec<f32>)> {
+        let p = run.join("checkpoints").join(step).join(format!("{file}.safetensors"));
+        dcgan::io::read_safetensors(&p)
+            .unwrap()
+            .into_iter()
+            .filter(|a| !a.name.contains("running_") && !a.name.contains("num_batches"))
+            .map(|a| (a.name.clone(), a.data.to_f32().unwrap()))
+            .collect()
+    };
+    // The largest change of any parameter between the two steps. (Biases that start at 0 do
+    // move, by about 1e-30.)
+    let moved = |file: &str| {
+        let (a, b) = (state("step_000001", file), state("step_000002", file));
+        a.iter()
+            .zip(&b)
+            .flat_map(|(x, y)| x.1.iter().zip(&y.1).map(|(p, q)| (p - q).abs()))
+            .fold(0.0f32, f32::max)
+    };
+    let (d, g) = (moved("discriminator"), moved("generator"));
+    assert!(d < 1e-20, "D's parameters moved by {d} at --lr-d 1e-30");
+    assert!(g > 1e-6, "G's parameters moved by only {g} at --lr 2e-4");
+}
+
 /// `sample --walk`: the rows of the grid join the noise vectors one after another, ends
 /// included, and the ends are the plain samples of the same noise.
 #[test]
@@ -260,6 +290,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--beta1", "1.5", "--beta1"),
         ("--channels", "2", "--channels 2"),
         ("--device", "tpu", "--device tpu"),
+        ("--lr-d", "0", "--lr-d 0"),
         ("--ema", "1", "--ema 1"),
         ("--ema", "0", "--ema 0"),
     ] {

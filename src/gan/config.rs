@@ -21,6 +21,9 @@ pub struct TrainConfig {
     pub ngf: usize,
     pub ndf: usize,
     pub lr: f32,
+    /// D's learning rate when it differs from G's (`--lr-d`).
+    #[serde(default)]
+    pub lr_d: Option<f32>,
     pub beta1: f32,
     pub beta2: f32,
     pub d_steps: usize,
@@ -107,6 +110,11 @@ pub fn check_model_flags(
 }
 
 impl TrainConfig {
+    /// D's learning rate: `--lr-d`, else G's.
+    pub fn lr_d(&self) -> f32 {
+        self.lr_d.unwrap_or(self.lr)
+    }
+
     pub fn model(&self, channels: usize) -> DcganConfig {
         DcganConfig { image_size: self.image_size, channels, nz: self.nz, ngf: self.ngf, ndf: self.ndf }
     }
@@ -121,8 +129,12 @@ impl TrainConfig {
         if self.d_steps == 0 {
             bail!("--d-steps 0: expected at least 1");
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            bail!("--lr {}: expected a positive finite learning rate (DCGAN uses 2e-4)", self.lr);
+        for (flag, lr) in [("--lr", Some(self.lr)), ("--lr-d", self.lr_d)] {
+            if let Some(lr) = lr
+                && !(lr > 0.0 && lr.is_finite())
+            {
+                bail!("{flag} {lr}: expected a positive finite learning rate (DCGAN uses 2e-4)");
+            }
         }
         for (flag, b) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
             if !(0.0..1.0).contains(&b) {

@@ -237,7 +237,7 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     let g = generator(&model, &mut rng, device);
     let d = discriminator(&model, &mut rng, device);
     let opt_g = Adam::new(g.parameters(), cfg.lr, (cfg.beta1, cfg.beta2));
-    let opt_d = Adam::new(d.parameters(), cfg.lr, (cfg.beta1, cfg.beta2));
+    let opt_d = Adam::new(d.parameters(), cfg.lr_d(), (cfg.beta1, cfg.beta2));
     // The average's own initial values are overwritten: a generator of its own stream, so
     // the run's draws are the same with or without --ema.
     let ema = cfg.ema.map(|decay| GeneratorEma::new(decay, &g, generator(&model, &mut Rng::new(0), device)));
