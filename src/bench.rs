@@ -267,8 +267,15 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     let d = discriminator(&cfg, &mut rng, dev);
     let opt_g = Adam::new(g.parameters(), 2e-4, (0.5, 0.999));
     let opt_d = Adam::new(d.parameters(), 2e-4, (0.5, 0.999));
-    let mut gan =
-        Gan { generator: g, discriminator: d, opt_g, opt_d, loss: GeneratorLoss::NonSaturating, ema: None };
+    let mut gan = Gan {
+        generator: g,
+        discriminator: d,
+        opt_g,
+        opt_d,
+        loss: GeneratorLoss::NonSaturating,
+        ema: None,
+        real_label: 1.0,
+    };
     let real = Tensor::rand_uniform(
         &[opts.batch_size, cfg.channels, cfg.image_size, cfg.image_size],
         -1.0,

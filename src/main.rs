@@ -155,6 +155,9 @@ struct TrainArgs {
     /// larger one than G, e.g. --lr 1e-4 --lr-d 4e-4.
     #[arg(long, allow_negative_numbers = true)]
     lr_d: Option<f32>,
+    /// D's target for real images; 0.9 is one-sided label smoothing (Salimans et al. 2016).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    real_label: f32,
     #[arg(long, default_value_t = 0.5)]
     beta1: f32,
     #[arg(long, default_value_t = 0.999)]
@@ -270,6 +273,7 @@ fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
         ndf: a.ndf,
         lr: a.lr,
         lr_d: a.lr_d,
+        real_label: a.real_label,
         beta1: a.beta1,
         beta2: a.beta2,
         d_steps: a.d_steps,

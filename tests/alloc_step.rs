@@ -61,8 +61,15 @@ fn steady_state_allocations_per_step() {
     let d = discriminator(&cfg, &mut rng, dev);
     let (opt_g, opt_d) =
         (Adam::new(g.parameters(), 2e-4, (0.5, 0.999)), Adam::new(d.parameters(), 2e-4, (0.5, 0.999)));
-    let mut gan =
-        Gan { generator: g, discriminator: d, opt_g, opt_d, loss: GeneratorLoss::NonSaturating, ema: None };
+    let mut gan = Gan {
+        generator: g,
+        discriminator: d,
+        opt_g,
+        opt_d,
+        loss: GeneratorLoss::NonSaturating,
+        ema: None,
+        real_label: 1.0,
+    };
     let real = Tensor::rand_uniform(&[batch, 3, 32, 32], -1.0, 1.0, &mut rng, dev);
     let z = Tensor::randn(&[batch, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
     // Warm-up: the conv workspace pool grows until it has held a buffer for every pattern of

@@ -291,6 +291,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--channels", "2", "--channels 2"),
         ("--device", "tpu", "--device tpu"),
         ("--lr-d", "0", "--lr-d 0"),
+        ("--real-label", "0.3", "--real-label 0.3"),
         ("--ema", "1", "--ema 1"),
         ("--ema", "0", "--ema 0"),
     ] {

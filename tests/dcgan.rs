@@ -18,7 +18,15 @@ fn build(cfg: &DcganConfig, seed: u64, dev: Device) -> Gan {
     let discriminator = discriminator(cfg, &mut rng, dev);
     let opt_g = Adam::new(generator.parameters(), 2e-4, (0.5, 0.999));
     let opt_d = Adam::new(discriminator.parameters(), 2e-4, (0.5, 0.999));
-    Gan { generator, discriminator, opt_g, opt_d, loss: GeneratorLoss::NonSaturating, ema: None }
+    Gan {
+        generator,
+        discriminator,
+        opt_g,
+        opt_d,
+        loss: GeneratorLoss::NonSaturating,
+        ema: None,
+        real_label: 1.0,
+    }
 }
 
 fn shapes_follow_the_image_size(dev: Device) {
@@ -170,7 +178,34 @@ fn generator_ema_averages_every_tensor_and_leaves_training_alone(dev: Device) {
     assert_eq!(with.ema.as_ref().unwrap().generator.counters(), with.generator.counters());
 }
 
+/// `--real-label`: D's loss on the real batch takes the given target (fakes keep 0). The loss
+/// the step reports equals BCE against 0.9 on the logits D gives before its update, and
+/// differs from BCE against 1 by far more than the tolerance.
+fn real_label_is_the_discriminators_target_for_real_images(dev: Device) {
+    let cfg = config(16);
+    let mut gan = build(&cfg, 7, dev);
+    gan.real_label = 0.9;
+    let mut rng = Rng::new(8);
+    let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
+    let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+    // As the step sees them: training mode, BatchNorm on the batch's own statistics.
+    let (real_logits, fake_logits) = dcgan::no_grad(|| {
+        let fake = gan.generator.forward(&z);
+        (gan.discriminator.forward(&real).reshape(&[8]), gan.discriminator.forward(&fake).reshape(&[8]))
+    });
+    let loss_d = |target: f32| {
+        let bce = dcgan::binary_cross_entropy_with_logits;
+        let real_term = bce(&real_logits, &Tensor::full(&[8], target, dev)).item();
+        real_term + bce(&fake_logits, &Tensor::zeros(&[8], dev)).item()
+    };
+    let (smoothed, hard) = (loss_d(0.9), loss_d(1.0));
+    assert!((smoothed - hard).abs() > 1e-3, "targets 0.9 and 1 give {smoothed} and {hard}");
+    let m = gan.step(&real, &z);
+    assert!((m.loss_d - smoothed).abs() < 1e-5, "loss_D {} against BCE with target 0.9 {smoothed}", m.loss_d);
+}
+
 device_tests!(
+    real_label_is_the_discriminators_target_for_real_images,
     shapes_follow_the_image_size,
     state_names_match_pytorch,
     initialisation_statistics,

@@ -24,8 +24,15 @@ fn steps_after_warm_up_allocate_nothing_from_the_driver() {
     let d = discriminator(&cfg, &mut rng, dev);
     let (opt_g, opt_d) =
         (Adam::new(g.parameters(), 2e-4, (0.5, 0.999)), Adam::new(d.parameters(), 2e-4, (0.5, 0.999)));
-    let mut gan =
-        Gan { generator: g, discriminator: d, opt_g, opt_d, loss: GeneratorLoss::NonSaturating, ema: None };
+    let mut gan = Gan {
+        generator: g,
+        discriminator: d,
+        opt_g,
+        opt_d,
+        loss: GeneratorLoss::NonSaturating,
+        ema: None,
+        real_label: 1.0,
+    };
     let real = Tensor::rand_uniform(&[4, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
     let z = Tensor::randn(&[4, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
 

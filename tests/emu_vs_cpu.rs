@@ -349,7 +349,15 @@ fn gan(cfg: &DcganConfig, dev: Device) -> Gan {
     let d = discriminator(cfg, &mut rng, dev);
     let opt_g = Adam::new(g.parameters(), 2e-4, (0.5, 0.999));
     let opt_d = Adam::new(d.parameters(), 2e-4, (0.5, 0.999));
-    Gan { generator: g, discriminator: d, opt_g, opt_d, loss: GeneratorLoss::NonSaturating, ema: None }
+    Gan {
+        generator: g,
+        discriminator: d,
+        opt_g,
+        opt_d,
+        loss: GeneratorLoss::NonSaturating,
+        ema: None,
+        real_label: 1.0,
+    }
 }
 
 /// Three training steps of a small DCGAN: losses, D outputs and every weight and running

@@ -24,6 +24,9 @@ pub struct TrainConfig {
     /// D's learning rate when it differs from G's (`--lr-d`).
     #[serde(default)]
     pub lr_d: Option<f32>,
+    /// D's target for real images (`--real-label`; below 1: one-sided label smoothing).
+    #[serde(default = "one")]
+    pub real_label: f32,
     pub beta1: f32,
     pub beta2: f32,
     pub d_steps: usize,
@@ -73,6 +76,10 @@ impl From<LossKind> for GeneratorLoss {
             LossKind::Minimax => GeneratorLoss::Minimax,
         }
     }
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// The largest image side accepted: a 2048² DCGAN already needs ~10 GiB of activations at
@@ -149,6 +156,12 @@ impl TrainConfig {
             if v == 0 {
                 bail!("{flag} 0: expected at least 1");
             }
+        }
+        if !(self.real_label > 0.5 && self.real_label <= 1.0) {
+            bail!(
+                "--real-label {}: expected a target in (0.5, 1] (0.9 is the usual smoothing)",
+                self.real_label
+            );
         }
         if let Some(d) = self.ema
             && !(d > 0.0 && d < 1.0)

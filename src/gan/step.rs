@@ -70,6 +70,10 @@ pub struct Gan {
     pub loss: GeneratorLoss,
     /// A running average of G, updated after every G step, when the run keeps one.
     pub ema: Option<GeneratorEma>,
+    /// D's target for real images: 1, or less for one-sided label smoothing (Salimans et al.
+    /// 2016, "Improved Techniques for Training GANs"), which stops D from pushing its logits
+    /// on real images ever higher. Fakes stay at 0 and G's targets at 1.
+    pub real_label: f32,
 }
 
 /// An exponential moving average of the generator (Yazıcı et al. 2019, "The Unusual
@@ -157,7 +161,7 @@ impl Gan {
         );
         let n = reals[0].shape()[0];
         let dev = reals[0].device();
-        let ones = Tensor::ones(&[n], dev);
+        let real_targets = Tensor::full(&[n], self.real_label, dev);
         let zeros = Tensor::zeros(&[n], dev);
         // Every number the step reports stays on the device until the end, where all are
         // read at once: a read in the middle would make the host wait for the device there
@@ -173,7 +177,7 @@ impl Gan {
             // the fake batch's is built, which halves D's share of the peak memory.
             let (real_logits, loss_real) = {
                 let real_logits = self.discriminator.forward(real).reshape(&[n]);
-                let loss_real = bce(&real_logits, &ones);
+                let loss_real = bce(&real_logits, &real_targets);
                 loss_real.backward();
                 (real_logits.detach(), loss_real.detach())
             };
