@@ -85,7 +85,7 @@ fn resumed_config(run: &TrainConfig, cli: &TrainConfig, given: &[String]) -> Res
         }
     }
     let mut cfg: TrainConfig = serde_json::from_value(merged)?;
-    // Only the length may be extended.
+    // The length comes from the command line whenever it gives one (a total to reach).
     if cli.steps.is_some() || cli.epochs.is_some() {
         cfg.steps = cli.steps;
         cfg.epochs = cli.epochs;
