@@ -2,9 +2,7 @@
 //! one G update) on random data, and say where the time goes.
 
 use crate::backend::{Device, profile};
-use crate::gan::{DcganConfig, Gan, GeneratorLoss, discriminator, generator};
-use crate::nn::Module;
-use crate::optim::Adam;
+use crate::gan::{DcganConfig, Gan};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use serde::Serialize;
@@ -263,19 +261,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     let cfg = opts.model;
     let dev = opts.device;
     let mut rng = Rng::new(0);
-    let g = generator(&cfg, &mut rng, dev);
-    let d = discriminator(&cfg, &mut rng, dev);
-    let opt_g = Adam::new(g.parameters(), 2e-4, (0.5, 0.999));
-    let opt_d = Adam::new(d.parameters(), 2e-4, (0.5, 0.999));
-    let mut gan = Gan {
-        generator: g,
-        discriminator: d,
-        opt_g,
-        opt_d,
-        loss: GeneratorLoss::NonSaturating,
-        ema: None,
-        real_label: 1.0,
-    };
+    let mut gan = Gan::dcgan(&cfg, &mut rng, dev);
     let real = Tensor::rand_uniform(
         &[opts.batch_size, cfg.channels, cfg.image_size, cfg.image_size],
         -1.0,

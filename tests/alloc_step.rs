@@ -5,9 +5,7 @@
 //! leaked graphs), and the whole heap — parameters, optimizer state and the pool's idle
 //! buffers — stays within a fixed budget.
 
-use dcgan::gan::{DcganConfig, Gan, GeneratorLoss, discriminator, generator};
-use dcgan::nn::Module;
-use dcgan::optim::Adam;
+use dcgan::gan::{DcganConfig, Gan};
 use dcgan::{Device, Rng, Tensor};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -57,19 +55,7 @@ fn steady_state_allocations_per_step() {
     let cfg = DcganConfig { image_size: 32, channels: 3, nz: 32, ngf: 16, ndf: 16 };
     let batch = 16;
     let mut rng = Rng::new(3);
-    let g = generator(&cfg, &mut rng, dev);
-    let d = discriminator(&cfg, &mut rng, dev);
-    let (opt_g, opt_d) =
-        (Adam::new(g.parameters(), 2e-4, (0.5, 0.999)), Adam::new(d.parameters(), 2e-4, (0.5, 0.999)));
-    let mut gan = Gan {
-        generator: g,
-        discriminator: d,
-        opt_g,
-        opt_d,
-        loss: GeneratorLoss::NonSaturating,
-        ema: None,
-        real_label: 1.0,
-    };
+    let mut gan = Gan::dcgan(&cfg, &mut rng, dev);
     let real = Tensor::rand_uniform(&[batch, 3, 32, 32], -1.0, 1.0, &mut rng, dev);
     let z = Tensor::randn(&[batch, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
     // Warm-up: the conv workspace pool grows until it has held a buffer for every pattern of

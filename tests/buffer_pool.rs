@@ -3,9 +3,8 @@
 //! visibly different result.
 
 use dcgan::backend::cpu::pool;
-use dcgan::gan::{DcganConfig, Gan, GeneratorLoss, discriminator, generator};
+use dcgan::gan::{DcganConfig, Gan};
 use dcgan::nn::Module;
-use dcgan::optim::Adam;
 use dcgan::{Device, Rng, Tensor};
 use std::sync::{Mutex, MutexGuard};
 
@@ -22,19 +21,7 @@ fn three_steps() -> (Vec<u32>, Vec<u32>) {
     let dev = Device::Cpu;
     let cfg = DcganConfig { image_size: 16, channels: 3, nz: 16, ngf: 8, ndf: 8 };
     let mut rng = Rng::new(11);
-    let g = generator(&cfg, &mut rng, dev);
-    let d = discriminator(&cfg, &mut rng, dev);
-    let (opt_g, opt_d) =
-        (Adam::new(g.parameters(), 2e-4, (0.5, 0.999)), Adam::new(d.parameters(), 2e-4, (0.5, 0.999)));
-    let mut gan = Gan {
-        generator: g,
-        discriminator: d,
-        opt_g,
-        opt_d,
-        loss: GeneratorLoss::NonSaturating,
-        ema: None,
-        real_label: 1.0,
-    };
+    let mut gan = Gan::dcgan(&cfg, &mut rng, dev);
     let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
     let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
     let mut losses = Vec::new();

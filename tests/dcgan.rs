@@ -3,9 +3,8 @@
 
 #[macro_use]
 mod common;
-use dcgan::gan::{DcganConfig, Gan, GeneratorEma, GeneratorLoss, StepMetrics, discriminator, generator};
+use dcgan::gan::{DcganConfig, Gan, GeneratorEma, StepMetrics, generator};
 use dcgan::nn::Module;
-use dcgan::optim::Adam;
 use dcgan::{Device, Rng, Tensor};
 
 fn config(image_size: usize) -> DcganConfig {
@@ -13,20 +12,7 @@ fn config(image_size: usize) -> DcganConfig {
 }
 
 fn build(cfg: &DcganConfig, seed: u64, dev: Device) -> Gan {
-    let mut rng = Rng::new(seed);
-    let generator = generator(cfg, &mut rng, dev);
-    let discriminator = discriminator(cfg, &mut rng, dev);
-    let opt_g = Adam::new(generator.parameters(), 2e-4, (0.5, 0.999));
-    let opt_d = Adam::new(discriminator.parameters(), 2e-4, (0.5, 0.999));
-    Gan {
-        generator,
-        discriminator,
-        opt_g,
-        opt_d,
-        loss: GeneratorLoss::NonSaturating,
-        ema: None,
-        real_label: 1.0,
-    }
+    Gan::dcgan(cfg, &mut Rng::new(seed), dev)
 }
 
 fn shapes_follow_the_image_size(dev: Device) {

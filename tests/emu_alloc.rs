@@ -10,9 +10,7 @@
 //! scalar); from then on every step is served from the free lists.
 
 use dcgan::backend::emu;
-use dcgan::gan::{DcganConfig, Gan, GeneratorLoss, discriminator, generator};
-use dcgan::nn::Module;
-use dcgan::optim::Adam;
+use dcgan::gan::{DcganConfig, Gan};
 use dcgan::{Device, Rng, Tensor};
 
 #[test]
@@ -20,19 +18,7 @@ fn steps_after_warm_up_allocate_nothing_from_the_driver() {
     let dev = Device::Emu;
     let cfg = DcganConfig { image_size: 16, channels: 3, nz: 8, ngf: 4, ndf: 4 };
     let mut rng = Rng::new(1);
-    let g = generator(&cfg, &mut rng, dev);
-    let d = discriminator(&cfg, &mut rng, dev);
-    let (opt_g, opt_d) =
-        (Adam::new(g.parameters(), 2e-4, (0.5, 0.999)), Adam::new(d.parameters(), 2e-4, (0.5, 0.999)));
-    let mut gan = Gan {
-        generator: g,
-        discriminator: d,
-        opt_g,
-        opt_d,
-        loss: GeneratorLoss::NonSaturating,
-        ema: None,
-        real_label: 1.0,
-    };
+    let mut gan = Gan::dcgan(&cfg, &mut rng, dev);
     let real = Tensor::rand_uniform(&[4, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
     let z = Tensor::randn(&[4, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
 

@@ -12,9 +12,8 @@
 use dcgan::backend::cuda::{CudaBackend, forward_splits, weight_grad_splits};
 use dcgan::backend::emu::{self, EmuDriver};
 use dcgan::backend::{AdamParams, Backend, Binary, ChannelShape, ConvGeom, Storage, Unary};
-use dcgan::gan::{DcganConfig, Gan, GeneratorLoss, discriminator, generator};
+use dcgan::gan::{DcganConfig, Gan};
 use dcgan::nn::Module;
-use dcgan::optim::Adam;
 use dcgan::{Device, Rng, Tensor};
 
 fn cpu() -> &'static dyn Backend {
@@ -344,20 +343,7 @@ fn half_precision_conversions_round_like_the_half_crate() {
 }
 
 fn gan(cfg: &DcganConfig, dev: Device) -> Gan {
-    let mut rng = Rng::new(11);
-    let g = generator(cfg, &mut rng, dev);
-    let d = discriminator(cfg, &mut rng, dev);
-    let opt_g = Adam::new(g.parameters(), 2e-4, (0.5, 0.999));
-    let opt_d = Adam::new(d.parameters(), 2e-4, (0.5, 0.999));
-    Gan {
-        generator: g,
-        discriminator: d,
-        opt_g,
-        opt_d,
-        loss: GeneratorLoss::NonSaturating,
-        ema: None,
-        real_label: 1.0,
-    }
+    Gan::dcgan(cfg, &mut Rng::new(11), dev)
 }
 
 /// Three training steps of a small DCGAN: losses, D outputs and every weight and running

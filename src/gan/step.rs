@@ -1,9 +1,12 @@
 //! One DCGAN training step (Goodfellow et al.'s Algorithm 1 with the DCGAN settings):
 //! D on real + detached fake, then G through a frozen D.
 
+use super::models::{DcganConfig, discriminator, generator};
+use crate::backend::Device;
 use crate::nn::{Module, Sequential};
 use crate::ops::binary_cross_entropy_with_logits as bce;
 use crate::optim::{Adam, Optimizer};
+use crate::rng::Rng;
 use crate::tensor::Tensor;
 
 /// Which generator loss to minimise.
@@ -144,6 +147,25 @@ fn set_requires_grad(model: &Sequential, on: bool) {
 }
 
 impl Gan {
+    /// The DCGAN paper's setup for `cfg`: G and then D initialised from `rng`, Adam at 2e-4
+    /// with β = (0.5, 0.999) for both, the non-saturating loss, hard labels, no average of G.
+    /// (`dcgan train` builds its own from the run's settings.)
+    pub fn dcgan(cfg: &DcganConfig, rng: &mut Rng, dev: Device) -> Gan {
+        let generator = generator(cfg, rng, dev);
+        let discriminator = discriminator(cfg, rng, dev);
+        let opt_g = Adam::new(generator.parameters(), 2e-4, (0.5, 0.999));
+        let opt_d = Adam::new(discriminator.parameters(), 2e-4, (0.5, 0.999));
+        Gan {
+            generator,
+            discriminator,
+            opt_g,
+            opt_d,
+            loss: GeneratorLoss::NonSaturating,
+            ema: None,
+            real_label: 1.0,
+        }
+    }
+
     /// One D update on `real` and G(z), then one G update with the same z.
     pub fn step(&mut self, real: &Tensor, z: &Tensor) -> StepMetrics {
         self.step_k(std::slice::from_ref(real), std::slice::from_ref(z))
