@@ -87,24 +87,34 @@ pub struct Gan {
 pub struct GeneratorEma {
     pub decay: f32,
     pub generator: Sequential,
+    /// (G's tensor, the average's) for every tensor of the state, paired by name once.
+    pairs: Vec<(Tensor, Tensor)>,
 }
 
 impl GeneratorEma {
     /// Starts the average at `g`'s current state, in `average`, a network of `g`'s
-    /// architecture (its own values are overwritten).
+    /// architecture (its own values are overwritten). The average follows `g`'s tensors from
+    /// then on (loading a checkpoint into `g` fills them in place).
     pub fn new(decay: f32, g: &Sequential, mut average: Sequential) -> Self {
         average.set_training(false);
-        let ema = GeneratorEma { decay, generator: average };
+        let (theirs, ours) = (g.named_tensors(), average.named_tensors());
+        assert_eq!(theirs.len(), ours.len(), "GeneratorEma: the average and G differ in architecture");
+        let pairs = theirs
+            .into_iter()
+            .zip(ours)
+            .map(|((name, t), (avg_name, avg))| {
+                assert_eq!(name, avg_name, "GeneratorEma: the average and G differ in architecture");
+                (t, avg)
+            })
+            .collect();
+        let ema = GeneratorEma { decay, generator: average, pairs };
         ema.blend(g, 1.0);
         ema
     }
 
     /// average ← (1 − w) · average + w · g, and g's BatchNorm counters.
     fn blend(&self, g: &Sequential, w: f32) {
-        let (theirs, ours) = (g.named_tensors(), self.generator.named_tensors());
-        assert_eq!(theirs.len(), ours.len(), "GeneratorEma: the average and G differ in architecture");
-        for ((name, t), (avg_name, avg)) in theirs.iter().zip(&ours) {
-            assert_eq!(name, avg_name, "GeneratorEma: the average and G differ in architecture");
+        for (t, avg) in &self.pairs {
             t.backend().axpby(w, &t.storage(), 1.0 - w, &mut avg.storage_mut());
         }
         for (name, v) in g.counters() {
