@@ -2,7 +2,8 @@
 //! errors print as one message (with their causes) and exit 1, never as a panic.
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use dcgan::gan::config::{DataFormatArg, LossKind, TrainConfig, WeightDtype};
+use dcgan::gan::GanLoss;
+use dcgan::gan::config::{DataFormatArg, TrainConfig, WeightDtype};
 use dcgan::gan::sample::{SampleOptions, sample};
 use dcgan::gan::trainer::{TrainOptions, train};
 use std::path::PathBuf;
@@ -45,9 +46,9 @@ struct LabArgs {
     /// Print one JSON object instead of the summary line.
     #[arg(long)]
     json: bool,
-    /// Generator loss (shift1d, ring).
+    /// The game's losses (shift1d: non-saturating or minimax; ring: any).
     #[arg(long, value_enum, default_value = "non-saturating")]
-    loss: LossKind,
+    loss: GanLoss,
     /// Discriminator steps per generator step.
     #[arg(long, default_value_t = 1)]
     d_steps: usize,
@@ -165,9 +166,10 @@ struct TrainArgs {
     /// Discriminator updates per generator update (k in Goodfellow et al.'s Algorithm 1).
     #[arg(long, default_value_t = 1)]
     d_steps: usize,
-    /// Generator loss: non-saturating −log D(G(z)) or minimax log(1 − D(G(z))).
+    /// The losses D and G minimise: non-saturating (G: −log D(G(z))), minimax (G: log(1 −
+    /// D(G(z)))), least-squares (LSGAN, Mao et al. 2017) or hinge (as SN-GAN and BigGAN).
     #[arg(long, value_enum, default_value = "non-saturating")]
-    loss: LossKind,
+    loss: GanLoss,
     /// auto, cpu, cuda, cuda:N, or emu (the CUDA kernels emulated on the CPU, for testing).
     #[arg(long, default_value = "auto")]
     device: String,
@@ -378,7 +380,7 @@ fn run_lab(a: LabArgs) -> anyhow::Result<()> {
     let opts = dcgan::lab::LabOptions {
         seed: a.seed,
         out,
-        loss: a.loss.into(),
+        loss: a.loss,
         d_steps: a.d_steps,
         lr: a.lr,
         steps: a.steps,

@@ -309,6 +309,11 @@ fn bad_flags_are_refused_with_the_flag_named() {
         assert_fails(&["bench", flag, value], &[needle]);
     }
     assert_fails(&["train", "--format", "tiff"], &["tiff"]);
+    assert_fails(&["train", "--loss", "wasserstein", "--out", never], &["wasserstein", "hinge"]);
+    assert_fails(
+        &["train", "--loss", "hinge", "--real-label", "0.9", "--steps", "1", "--out", never],
+        &["--real-label 0.9", "hinge"],
+    );
     assert_fails(&["train", "--steps", "1", "--epochs", "1"], &["--epochs"]);
     assert_fails(&["train", "--epochs", "1", "--out", never], &["--epochs", "synthetic"]);
     assert!(!Path::new(never).exists(), "a refused run created its --out directory")

@@ -3,7 +3,7 @@
 
 #[macro_use]
 mod common;
-use dcgan::gan::{DcganConfig, Gan, GeneratorEma, StepMetrics, generator};
+use dcgan::gan::{DcganConfig, Gan, GanLoss, GeneratorEma, StepMetrics, generator};
 use dcgan::nn::Module;
 use dcgan::{Device, Rng, Tensor};
 
@@ -164,34 +164,64 @@ fn generator_ema_averages_every_tensor_and_leaves_training_alone(dev: Device) {
     assert_eq!(with.ema.as_ref().unwrap().generator.counters(), with.generator.counters());
 }
 
-/// `--real-label`: D's loss on the real batch takes the given target (fakes keep 0). The loss
-/// the step reports equals BCE against 0.9 on the logits D gives before its update, and
-/// differs from BCE against 1 by far more than the tolerance.
-fn real_label_is_the_discriminators_target_for_real_images(dev: Device) {
+/// Each loss, with `--real-label` 0.9 where it has a target: the loss_D a step reports is that
+/// loss on the outputs D gives before its update (computed here from the formulas, not from
+/// `GanLoss`), and the reported D(x) is in the loss's units (a probability or a raw score).
+/// For the cross-entropy losses, the smoothed target gives a loss far from the hard one.
+fn each_loss_is_the_discriminators_objective(dev: Device) {
     let cfg = config(16);
-    let mut gan = build(&cfg, 7, dev);
-    gan.real_label = 0.9;
-    let mut rng = Rng::new(8);
-    let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
-    let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
-    // As the step sees them: training mode, BatchNorm on the batch's own statistics.
-    let (real_logits, fake_logits) = dcgan::no_grad(|| {
-        let fake = gan.generator.forward(&z);
-        (gan.discriminator.forward(&real).reshape(&[8]), gan.discriminator.forward(&fake).reshape(&[8]))
-    });
-    let loss_d = |target: f32| {
-        let bce = dcgan::binary_cross_entropy_with_logits;
-        let real_term = bce(&real_logits, &Tensor::full(&[8], target, dev)).item();
-        real_term + bce(&fake_logits, &Tensor::zeros(&[8], dev)).item()
-    };
-    let (smoothed, hard) = (loss_d(0.9), loss_d(1.0));
-    assert!((smoothed - hard).abs() > 1e-3, "targets 0.9 and 1 give {smoothed} and {hard}");
-    let m = gan.step(&real, &z);
-    assert!((m.loss_d - smoothed).abs() < 1e-5, "loss_D {} against BCE with target 0.9 {smoothed}", m.loss_d);
+    for loss in GanLoss::ALL {
+        let mut gan = build(&cfg, 7, dev);
+        gan.loss = loss;
+        gan.real_label = if loss.has_real_target() { 0.9 } else { 1.0 };
+        let mut rng = Rng::new(8);
+        let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
+        let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+        // As the step sees them: training mode, BatchNorm on the batch's own statistics.
+        let (real_out, fake_out) = dcgan::no_grad(|| {
+            let fake = gan.generator.forward(&z);
+            let d = |x: &Tensor| gan.discriminator.forward(x).to_vec();
+            (d(&real), d(&fake))
+        });
+        let mean = |v: &[f32], f: &dyn Fn(f64) -> f64| v.iter().map(|&x| f(f64::from(x))).sum::<f64>() / 8.0;
+        let softplus = |x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p();
+        let want = |target: f64| match loss {
+            // BCE(l, t) = softplus(l) − t·l
+            GanLoss::NonSaturating | GanLoss::Minimax => {
+                mean(&real_out, &|l| softplus(l) - target * l) + mean(&fake_out, &softplus)
+            }
+            GanLoss::LeastSquares => {
+                mean(&real_out, &|l| 0.5 * (l - target).powi(2)) + mean(&fake_out, &|l| 0.5 * l * l)
+            }
+            GanLoss::Hinge => {
+                mean(&real_out, &|l| (1.0 - l).max(0.0)) + mean(&fake_out, &|l| (1.0 + l).max(0.0))
+            }
+        };
+        let sigmoid = |l: f64| 1.0 / (1.0 + (-l).exp());
+        let d_real =
+            if loss.is_probabilistic() { mean(&real_out, &sigmoid) } else { mean(&real_out, &|l| l) };
+        let (target, hard) = (f64::from(gan.real_label), want(1.0));
+        let m = gan.step(&real, &z);
+        let name = loss.name();
+        assert!(
+            (f64::from(m.loss_d) - want(target)).abs() < 1e-5,
+            "{name}: loss_D {} against {}",
+            m.loss_d,
+            want(target)
+        );
+        assert!((f64::from(m.d_real) - d_real).abs() < 1e-5, "{name}: D(x) {} against {d_real}", m.d_real);
+        if loss.is_probabilistic() {
+            assert!(
+                (want(target) - hard).abs() > 1e-3,
+                "{name}: targets 0.9 and 1 give {} and {hard}",
+                want(target)
+            );
+        }
+    }
 }
 
 device_tests!(
-    real_label_is_the_discriminators_target_for_real_images,
+    each_loss_is_the_discriminators_objective,
     shapes_follow_the_image_size,
     state_names_match_pytorch,
     initialisation_statistics,

@@ -2,7 +2,7 @@
 
 mod common;
 use common::TempDir;
-use dcgan::lab::{GenLoss, LabOptions, run};
+use dcgan::lab::{GanLoss, LabOptions, run};
 
 /// Options writing into a fresh directory, which the returned guard removes after the test.
 fn opts(name: &str) -> (TempDir, LabOptions) {
@@ -20,7 +20,16 @@ fn shift1d_theta_reaches_mu() {
     assert!(err < 0.1, "{}", s.headline);
     assert!(o.out.join("shift1d_theta.png").exists());
     assert!(o.out.join("shift1d.csv").exists());
-    let _ = GenLoss::Minimax;
+}
+
+/// The toy reads D as a probability, so the score-valued losses are refused by name.
+#[test]
+fn shift1d_refuses_the_losses_whose_d_is_not_a_probability() {
+    for loss in [GanLoss::LeastSquares, GanLoss::Hinge] {
+        let (_dir, o) = opts("shift1d_refused");
+        let e = run("shift1d", &LabOptions { loss, ..o }).unwrap_err().to_string();
+        assert!(e.contains(&format!("--loss {}", loss.name())) && e.contains("non-saturating"), "{e}");
+    }
 }
 
 #[test]

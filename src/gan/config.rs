@@ -1,8 +1,8 @@
 //! Everything that defines a training run. Saved as `config.json` in the run directory and
 //! inside every checkpoint's `state.json`, so a run can be resumed or sampled from alone.
 
+use super::loss::GanLoss;
 use super::models::DcganConfig;
-use super::step::GeneratorLoss;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,7 +30,7 @@ pub struct TrainConfig {
     pub beta1: f32,
     pub beta2: f32,
     pub d_steps: usize,
-    pub loss: LossKind,
+    pub loss: GanLoss,
     pub device: String,
     pub threads: Option<usize>,
     pub seed: u64,
@@ -60,22 +60,6 @@ pub enum WeightDtype {
     F32,
     F16,
     Bf16,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossKind {
-    NonSaturating,
-    Minimax,
-}
-
-impl From<LossKind> for GeneratorLoss {
-    fn from(k: LossKind) -> Self {
-        match k {
-            LossKind::NonSaturating => GeneratorLoss::NonSaturating,
-            LossKind::Minimax => GeneratorLoss::Minimax,
-        }
-    }
 }
 
 fn one() -> f32 {
@@ -161,6 +145,13 @@ impl TrainConfig {
             bail!(
                 "--real-label {}: expected a target in (0.5, 1] (0.9 is the usual smoothing)",
                 self.real_label
+            );
+        }
+        if self.real_label != 1.0 && !self.loss.has_real_target() {
+            bail!(
+                "--real-label {}: the {} loss has a margin, not a target, for real images; label smoothing applies to the non-saturating, minimax and least-squares losses",
+                self.real_label,
+                self.loss.name()
             );
         }
         if let Some(d) = self.ema

@@ -2,14 +2,16 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod loss;
 pub mod models;
 pub mod sample;
 pub mod step;
 pub mod trainer;
 
 pub use config::TrainConfig;
+pub use loss::GanLoss;
 pub use models::{DcganConfig, discriminator, generator};
-pub use step::{Gan, GeneratorEma, GeneratorLoss, StepMetrics};
+pub use step::{Gan, GeneratorEma, StepMetrics};
 
 use crate::backend::Device;
 

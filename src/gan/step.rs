@@ -1,61 +1,23 @@
 //! One DCGAN training step (Goodfellow et al.'s Algorithm 1 with the DCGAN settings):
 //! D on real + detached fake, then G through a frozen D.
 
+use super::loss::GanLoss;
 use super::models::{DcganConfig, discriminator, generator};
 use crate::backend::Device;
 use crate::nn::{Module, Sequential};
-use crate::ops::binary_cross_entropy_with_logits as bce;
 use crate::optim::{Adam, Optimizer};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
-
-/// Which generator loss to minimise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GeneratorLoss {
-    /// −log D(G(z)): strong gradients while D still rejects the fakes (the DCGAN default).
-    NonSaturating,
-    /// log(1 − D(G(z))): the original minimax objective; saturates when D wins.
-    Minimax,
-}
-
-impl GeneratorLoss {
-    pub fn name(self) -> &'static str {
-        match self {
-            GeneratorLoss::NonSaturating => "non-saturating",
-            GeneratorLoss::Minimax => "minimax",
-        }
-    }
-
-    /// The generator's loss on D's logits for generated samples (mean over the batch).
-    pub fn loss(self, fake_logits: &Tensor) -> Tensor {
-        let dev = fake_logits.device();
-        match self {
-            GeneratorLoss::NonSaturating => bce(fake_logits, &Tensor::ones(fake_logits.shape(), dev)),
-            // log(1 − σ(l)) = −bce(l, 0)
-            GeneratorLoss::Minimax => bce(fake_logits, &Tensor::zeros(fake_logits.shape(), dev)).scale(-1.0),
-        }
-    }
-}
-
-impl std::str::FromStr for GeneratorLoss {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "non-saturating" => Ok(GeneratorLoss::NonSaturating),
-            "minimax" => Ok(GeneratorLoss::Minimax),
-            _ => anyhow::bail!("unknown generator loss {s:?}; expected non-saturating or minimax"),
-        }
-    }
-}
 
 /// Every number of the minimax game for one step.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepMetrics {
     pub loss_d: f32,
     pub loss_g: f32,
-    /// Mean D(x) on the real batch.
+    /// Mean D(x) on the real batch: a probability under the cross-entropy losses, D's raw
+    /// score under least squares and the hinge ([`GanLoss::d_output`]).
     pub d_real: f32,
-    /// Mean D(G(z)) before the D update.
+    /// Mean D(G(z)) before the D update, in the same units.
     pub d_fake_before: f32,
     /// Mean D(G(z)) after the D update (as seen by the G step).
     pub d_fake_after: f32,
@@ -70,12 +32,13 @@ pub struct Gan {
     pub discriminator: Sequential,
     pub opt_g: Adam,
     pub opt_d: Adam,
-    pub loss: GeneratorLoss,
+    pub loss: GanLoss,
     /// A running average of G, updated after every G step, when the run keeps one.
     pub ema: Option<GeneratorEma>,
     /// D's target for real images: 1, or less for one-sided label smoothing (Salimans et al.
     /// 2016, "Improved Techniques for Training GANs"), which stops D from pushing its logits
-    /// on real images ever higher. Fakes stay at 0 and G's targets at 1.
+    /// on real images ever higher. Fakes stay at 0 and G's targets at 1. The hinge loss has
+    /// no target and ignores it.
     pub real_label: f32,
 }
 
@@ -137,11 +100,6 @@ impl GeneratorEma {
     }
 }
 
-/// Mean D = σ(logit) over the batch, left on the logits' device.
-fn mean_probability(logits: &Tensor) -> Tensor {
-    crate::no_grad(|| logits.sigmoid().mean())
-}
-
 /// Σ‖grad‖² over a model's parameters, left on their device.
 fn grad_sq_norm(model: &Sequential) -> Tensor {
     crate::no_grad(|| {
@@ -170,7 +128,7 @@ impl Gan {
             discriminator,
             opt_g,
             opt_d,
-            loss: GeneratorLoss::NonSaturating,
+            loss: GanLoss::NonSaturating,
             ema: None,
             real_label: 1.0,
         }
@@ -192,15 +150,12 @@ impl Gan {
             zs.len()
         );
         let n = reals[0].shape()[0];
-        let dev = reals[0].device();
-        let real_targets = Tensor::full(&[n], self.real_label, dev);
-        let zeros = Tensor::zeros(&[n], dev);
         // Every number the step reports stays on the device until the end, where all are
         // read at once: a read in the middle would make the host wait for the device there
         // (on a GPU, a synchronisation per read) before it could queue the rest of the step.
         let mut d_numbers = None;
 
-        // D steps: maximise log D(x) + log(1 − D(G(z))).
+        // D steps: for the cross-entropy losses, maximise log D(x) + log(1 − D(G(z))).
         let mut fake = None;
         for (real, z) in reals.iter().zip(zs) {
             self.opt_d.zero_grad();
@@ -209,14 +164,14 @@ impl Gan {
             // the fake batch's is built, which halves D's share of the peak memory.
             let (real_logits, loss_real) = {
                 let real_logits = self.discriminator.forward(real).reshape(&[n]);
-                let loss_real = bce(&real_logits, &real_targets);
+                let loss_real = self.loss.d_real(&real_logits, self.real_label);
                 loss_real.backward();
                 (real_logits.detach(), loss_real.detach())
             };
             let f = self.generator.forward(z);
             let (fake_logits, loss_fake) = {
                 let fake_logits = self.discriminator.forward(&f.detach()).reshape(&[n]);
-                let loss_fake = bce(&fake_logits, &zeros);
+                let loss_fake = self.loss.d_fake(&fake_logits);
                 loss_fake.backward();
                 (fake_logits.detach(), loss_fake.detach())
             };
@@ -227,7 +182,7 @@ impl Gan {
             // same memory free as the last (no allocation after warm-up), and the peak is lower.
             self.opt_d.zero_grad();
             d_numbers =
-                Some([loss_d, grad_sq_d, mean_probability(&real_logits), mean_probability(&fake_logits)]);
+                Some([loss_d, grad_sq_d, self.loss.d_output(&real_logits), self.loss.d_output(&fake_logits)]);
             fake = Some(f);
         }
         let fake = fake.expect("at least one D step");
@@ -236,7 +191,7 @@ impl Gan {
         self.opt_g.zero_grad();
         set_requires_grad(&self.discriminator, false);
         let fake_logits_after = self.discriminator.forward(&fake).reshape(&[n]);
-        let loss_g = self.loss.loss(&fake_logits_after);
+        let loss_g = self.loss.g_loss(&fake_logits_after);
         loss_g.backward();
         set_requires_grad(&self.discriminator, true);
         let grad_sq_g = grad_sq_norm(&self.generator);
@@ -246,7 +201,7 @@ impl Gan {
             // G's update count lives in Adam's state, so a resumed run continues the ramp.
             ema.update(&self.generator, self.opt_g.steps.first().copied().unwrap_or(1));
         }
-        let d_fake_after = mean_probability(&fake_logits_after);
+        let d_fake_after = self.loss.d_output(&fake_logits_after);
         let [loss_d, grad_sq_d, d_real, d_fake_before] = d_numbers.expect("at least one D step");
         let m = StepMetrics {
             loss_d: loss_d.item(),

@@ -241,15 +241,8 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     // The average's own initial values are overwritten: a generator of its own stream, so
     // the run's draws are the same with or without --ema.
     let ema = cfg.ema.map(|decay| GeneratorEma::new(decay, &g, generator(&model, &mut Rng::new(0), device)));
-    let mut gan = Gan {
-        generator: g,
-        discriminator: d,
-        opt_g,
-        opt_d,
-        loss: cfg.loss.into(),
-        ema,
-        real_label: cfg.real_label,
-    };
+    let mut gan =
+        Gan { generator: g, discriminator: d, opt_g, opt_d, loss: cfg.loss, ema, real_label: cfg.real_label };
     // Fixed noise for the sample grids: its own stream, so it is the same on resume.
     let fixed_z = noise(GRID_SAMPLES, cfg.nz, &mut Rng::new(cfg.seed ^ 0xF1CED), device);
 

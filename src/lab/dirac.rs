@@ -16,7 +16,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{DEV, GenLoss, LabOptions, d_loss, write_csv};
+use super::{DEV, GanLoss, LabOptions, write_csv};
 use crate::io::{PALETTE, PlotOptions, ScatterGroup, plot_series, scatter_plot};
 use crate::optim::{Optimizer, Sgd};
 use crate::{Tensor, linear};
@@ -57,7 +57,7 @@ impl Schedule {
 }
 
 /// (θ, ψ) after every generator step, the start first.
-fn train(loss: GenLoss, schedule: Schedule, d_steps: usize, steps: usize, lr: f32) -> Vec<(f64, f64)> {
+fn train(loss: GanLoss, schedule: Schedule, d_steps: usize, steps: usize, lr: f32) -> Vec<(f64, f64)> {
     let theta = Tensor::from_vec(vec![START.0 as f32], &[1, 1], DEV);
     let psi = Tensor::from_vec(vec![START.1 as f32], &[1, 1], DEV);
     theta.set_requires_grad(true);
@@ -68,14 +68,14 @@ fn train(loss: GenLoss, schedule: Schedule, d_steps: usize, steps: usize, lr: f3
     let disc = |x: &Tensor| linear(x, &psi, None);
     // G's sample is θ itself: the point mass needs no noise.
     let d_objective = || {
-        let l = d_loss(&disc(&real), &disc(&theta.detach()));
+        let l = loss.d_loss(&disc(&real), &disc(&theta.detach()));
         match schedule {
             // ∇ₓD(x) = ψ wherever x is, the real point included.
             Schedule::AlternatingR1 => l.add(&psi.mul(&psi).sum().scale(GAMMA / 2.0)),
             _ => l,
         }
     };
-    let g_objective = || loss.loss(&disc(&theta));
+    let g_objective = || loss.g_loss(&disc(&theta));
     let point = || (f64::from(theta.item()), f64::from(psi.item()));
     let mut path = vec![point()];
     for _ in 0..steps {
@@ -104,7 +104,7 @@ fn train(loss: GenLoss, schedule: Schedule, d_steps: usize, steps: usize, lr: f3
 
 /// One loss's three runs: the paths, and their distances from the equilibrium.
 struct LossRuns {
-    loss: GenLoss,
+    loss: GanLoss,
     paths: Vec<Vec<(f64, f64)>>,
     distances: Vec<Vec<f64>>,
 }
@@ -114,7 +114,7 @@ const SCHEDULES: [Schedule; 3] = [Schedule::Simultaneous, Schedule::Alternating,
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let steps = opts.steps.unwrap_or(1000);
     let lr = opts.lr.unwrap_or(0.1);
-    let runs: Vec<LossRuns> = [GenLoss::Minimax, GenLoss::NonSaturating]
+    let runs: Vec<LossRuns> = [GanLoss::Minimax, GanLoss::NonSaturating]
         .into_iter()
         .map(|loss| {
             let paths: Vec<_> = SCHEDULES.iter().map(|&s| train(loss, s, opts.d_steps, steps, lr)).collect();

@@ -33,8 +33,8 @@ use crate::{Device, Rng, Tensor, binary_cross_entropy_with_logits};
 /// The experiments `run` knows: the issue's, in its order, then the Dirac-GAN, then scoring.
 pub const EXPERIMENTS: [&str; 6] = ["shift1d", "optimal-d", "saturation", "ring", "dirac", "score"];
 
-/// The generator's loss: the trainer's own enum, so the lab and `dcgan train` mean the same.
-pub use crate::gan::GeneratorLoss as GenLoss;
+/// The players' losses: the trainer's own enum, so the lab and `dcgan train` mean the same.
+pub use crate::gan::GanLoss;
 
 /// Knobs shared by the experiments. `None` means the experiment's own default.
 #[derive(Clone, Debug)]
@@ -42,8 +42,9 @@ pub struct LabOptions {
     pub seed: u64,
     /// Folder for the plots and the CSV (created when missing).
     pub out: PathBuf,
-    /// Generator loss (`shift1d`, `ring`; `saturation` and `dirac` always run both).
-    pub loss: GenLoss,
+    /// The game's losses (`shift1d`: the two cross-entropy ones, whose D is a probability;
+    /// `ring`: any; `saturation` and `dirac` always run both cross-entropy ones).
+    pub loss: GanLoss,
     /// Discriminator steps per generator step (`shift1d`, `saturation`, `ring`, `dirac`).
     pub d_steps: usize,
     /// Learning rate of both players (`shift1d`, `dirac`: SGD; `ring`, `optimal-d`: Adam; `score`:
@@ -67,7 +68,7 @@ impl Default for LabOptions {
         LabOptions {
             seed: 0,
             out: PathBuf::from("lab"),
-            loss: GenLoss::NonSaturating,
+            loss: GanLoss::NonSaturating,
             d_steps: 1,
             lr: None,
             steps: None,
@@ -161,7 +162,8 @@ pub(crate) fn mlp(widths: &[usize], leaky: bool, rng: &mut Rng) -> Sequential {
     s
 }
 
-/// D's loss: BCE on real logits against 1 plus BCE on fake logits against 0.
+/// D's cross-entropy loss: BCE on real logits against 1 plus BCE on fake logits against 0
+/// (`optimal-d` studies the D that minimises it).
 pub(crate) fn d_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {
     let ones = Tensor::ones(real_logits.shape(), DEV);
     let zeros = Tensor::zeros(fake_logits.shape(), DEV);

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{LabOptions, d_loss, mlp, write_csv};
+use super::{LabOptions, mlp, write_csv};
 use crate::io::{PALETTE, PlotOptions, plot_series, scatter_plot};
 use crate::nn::{Module, Sequential};
 use crate::optim::{Adam, Optimizer};
@@ -176,13 +176,13 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             let real = to_tensor(&sample_data(&mut rng, BATCH));
             let fake = g.forward(&noise(&mut rng, BATCH)).detach();
             opt_d.zero_grad();
-            let l = d_loss(&d.forward(&real), &d.forward(&fake));
+            let l = opts.loss.d_loss(&d.forward(&real), &d.forward(&fake));
             l.backward();
             opt_d.step();
             last_d = f64::from(l.item());
         }
         opt_g.zero_grad();
-        let l = opts.loss.loss(&d.forward(&g.forward(&noise(&mut rng, BATCH))));
+        let l = opts.loss.g_loss(&d.forward(&g.forward(&noise(&mut rng, BATCH))));
         l.backward();
         opt_g.step();
         // D's parameters got gradients from G's backward; D's next zero_grad clears them.

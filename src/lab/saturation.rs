@@ -6,24 +6,24 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::shift1d::{MU, train};
-use super::{GenLoss, LabOptions, sigmoid64, write_csv};
+use super::{GanLoss, LabOptions, sigmoid64, write_csv};
 use crate::io::{PlotOptions, plot_series};
 use crate::{Device, Rng, Tensor};
 
 /// d loss / d logit for each loss at each logit, by backward through the engine's loss.
-fn logit_grads(loss: GenLoss, logits: &[f64]) -> Vec<f64> {
+fn logit_grads(loss: GanLoss, logits: &[f64]) -> Vec<f64> {
     let a = Tensor::from_vec(logits.iter().map(|&x| x as f32).collect(), &[logits.len(), 1], Device::Cpu);
     a.set_requires_grad(true);
     // The loss is a batch mean: scale back to the per-sample derivative.
-    loss.loss(&a).scale(logits.len() as f32).backward();
+    loss.g_loss(&a).scale(logits.len() as f32).backward();
     a.grad().expect("gradient").to_vec().into_iter().map(f64::from).collect()
 }
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     // Part 1: gradients against the logit.
     let logits: Vec<f64> = (0..=160).map(|k| -12.0 + 0.1 * k as f64).collect();
-    let g_mm = logit_grads(GenLoss::Minimax, &logits);
-    let g_ns = logit_grads(GenLoss::NonSaturating, &logits);
+    let g_mm = logit_grads(GanLoss::Minimax, &logits);
+    let g_ns = logit_grads(GanLoss::NonSaturating, &logits);
     let mag = |g: &[f64]| g.iter().map(|v| v.abs()).collect::<Vec<f64>>();
     let log_mag = |g: &[f64]| g.iter().map(|v| v.abs().max(1e-30).log10()).collect::<Vec<f64>>();
     plot_series(
@@ -47,8 +47,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         .map(|k| {
             let d = 10f64.powi(-k);
             let a = (d / (1.0 - d)).ln();
-            let mm = logit_grads(GenLoss::Minimax, &[a])[0];
-            let ns = logit_grads(GenLoss::NonSaturating, &[a])[0];
+            let mm = logit_grads(GanLoss::Minimax, &[a])[0];
+            let ns = logit_grads(GanLoss::NonSaturating, &[a])[0];
             json!({"d": d, "logit": a, "minimax_grad": mm, "non_saturating_grad": ns})
         })
         .collect();
@@ -59,7 +59,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let theta0 = MU - 6.0;
     let mut results = Vec::new();
     let mut curves = Vec::new();
-    for loss in [GenLoss::NonSaturating, GenLoss::Minimax] {
+    for loss in [GanLoss::NonSaturating, GanLoss::Minimax] {
         let mut rng = Rng::new(opts.seed);
         let toy = train(&mut rng, theta0, loss, steps, opts.d_steps, lr, 1000, 0.1, &[], |_, _, _, _| {});
         let (p0, p1) = toy.phis[0];
@@ -87,7 +87,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         &grad_rows,
     )?;
 
-    let describe = |(loss, conv, th, _): &(GenLoss, Option<usize>, f64, f64)| match conv {
+    let describe = |(loss, conv, th, _): &(GanLoss, Option<usize>, f64, f64)| match conv {
         Some(s) => format!("{} reaches |θ − μ| < 0.25 in {s} steps (θ_final {th:.3})", loss.name()),
         None => {
             format!("{} stalls (θ {theta0:.2} → {th:.3} in {steps} steps, never within 0.25)", loss.name())

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{GenLoss, LabOptions, column, d_loss, sigmoid64, write_csv};
+use super::{GanLoss, LabOptions, column, sigmoid64, write_csv};
 use crate::io::{PlotOptions, plot_series};
 use crate::optim::{Optimizer, Sgd};
 use crate::{Rng, Tensor, linear};
@@ -29,7 +29,7 @@ pub(crate) struct Toy {
 pub(crate) fn train(
     rng: &mut Rng,
     theta0: f64,
-    loss: GenLoss,
+    loss: GanLoss,
     steps: usize,
     d_steps: usize,
     lr: f32,
@@ -58,7 +58,7 @@ pub(crate) fn train(
         let x = sample(rng, MU);
         let fake = gen_(&sample(rng, 0.0)).detach();
         opt_d.zero_grad();
-        d_loss(&disc(&x), &disc(&fake)).backward();
+        loss.d_loss(&disc(&x), &disc(&fake)).backward();
         opt_d.step();
     };
     for _ in 0..pretrain_d {
@@ -79,7 +79,7 @@ pub(crate) fn train(
         }
         let z = sample(rng, 0.0);
         opt_g.zero_grad();
-        loss.loss(&disc(&gen_(&z))).backward();
+        loss.g_loss(&disc(&gen_(&z))).backward();
         opt_g.step();
         let th = read(&theta);
         toy.thetas.push(th);
@@ -95,6 +95,12 @@ pub(crate) fn train(
 }
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
+    if !opts.loss.is_probabilistic() {
+        anyhow::bail!(
+            "lab shift1d --loss {}: the toy draws D as the probability σ(φ₀ + φ₁x) and measures it against the optimal D; expected non-saturating or minimax",
+            opts.loss.name()
+        );
+    }
     let steps = opts.steps.unwrap_or(1500);
     let lr = opts.lr.unwrap_or(0.1);
     let theta0 = MU - 3.0;
