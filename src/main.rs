@@ -202,6 +202,15 @@ struct TrainArgs {
     /// sample grids and `dcgan sample` then use the average, checkpoints keep both.
     #[arg(long, value_name = "DECAY")]
     ema: Option<f32>,
+    /// Add N(0, σ²) noise to every image D sees, real and generated, with σ falling linearly
+    /// from SIGMA to 0 over --instance-noise-steps (instance noise, Sønderby et al. 2016),
+    /// e.g. 0.3.
+    #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
+    instance_noise: Option<f32>,
+    /// Steps over which the instance noise falls to 0 (default: the run's length when it
+    /// starts; a resumed run keeps its schedule).
+    #[arg(long, value_name = "STEPS", requires = "instance_noise")]
+    instance_noise_steps: Option<u64>,
     /// Plain log lines instead of a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -288,6 +297,8 @@ fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
         log_every: a.log_every,
         save_dtype: a.save_dtype,
         ema: a.ema,
+        instance_noise: a.instance_noise,
+        instance_noise_steps: a.instance_noise_steps,
     };
     let out = match (a.out, &a.resume) {
         (Some(out), _) => out,

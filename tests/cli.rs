@@ -97,12 +97,15 @@ fn trains_on_the_fashion_mnist_fixture_and_writes_every_output() {
 #[test]
 fn resume_continues_bit_for_bit() {
     // bf16 weights files resume from the f32 masters the optimizer file keeps, G's running
-    // average's included.
+    // average's included. Instance noise is drawn per step, so it needs no state to resume.
     for dtype in ["f32", "bf16"] {
         let (a, b) = (scratch(&format!("resume-a-{dtype}")), scratch(&format!("resume-b-{dtype}")));
         let data = fixture();
-        let common =
-            ["--data", data.as_str(), "--checkpoint-every", "500", "--ema", "0.9", "--save-dtype", dtype];
+        let common = [
+            ["--data", data.as_str(), "--checkpoint-every", "500", "--ema", "0.9"].as_slice(),
+            &["--save-dtype", dtype, "--instance-noise", "0.2", "--instance-noise-steps", "20"],
+        ]
+        .concat();
         let straight: Vec<&str> = common.iter().copied().chain(["--steps", "24"]).collect();
         let half: Vec<&str> = common.iter().copied().chain(["--steps", "12"]).collect();
         assert!(train(&a, &straight).status.success());
@@ -294,6 +297,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--real-label", "0.3", "--real-label 0.3"),
         ("--ema", "1", "--ema 1"),
         ("--ema", "0", "--ema 0"),
+        ("--instance-noise", "-0.1", "--instance-noise -0.1"),
     ] {
         assert_fails(&["train", flag, value, "--steps", "1", "--out", never], &[needle]);
     }

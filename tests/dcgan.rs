@@ -3,7 +3,7 @@
 
 #[macro_use]
 mod common;
-use dcgan::gan::{DcganConfig, Gan, GanLoss, GeneratorEma, StepMetrics, generator};
+use dcgan::gan::{DcganConfig, Gan, GanLoss, GeneratorEma, InstanceNoise, StepMetrics, generator};
 use dcgan::nn::Module;
 use dcgan::{Device, Rng, Tensor};
 
@@ -220,8 +220,45 @@ fn each_loss_is_the_discriminators_objective(dev: Device) {
     }
 }
 
+/// `--instance-noise`: D sees noisy images in its step (real and fake, each its own draw) and
+/// in G's. The reported loss_D is the loss on D's outputs for the noisy batches, and loss_G the
+/// loss of the updated D on G's fakes plus their own noise; both differ from the noise-free
+/// values by far more than the tolerance.
+fn instance_noise_reaches_every_image_d_sees(dev: Device) {
+    let cfg = config(16);
+    let mut gan = build(&cfg, 7, dev);
+    let noise = InstanceNoise { sigma: 0.5, anneal_steps: 4, seed: 3 };
+    gan.instance_noise = Some(noise);
+    let mut rng = Rng::new(8);
+    let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
+    let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+    let noisy =
+        |x: &Tensor, which: u64| x.add(&noise.sample(x.shape(), 0, which, dev).expect("σ > 0 at t = 0"));
+    let softplus = |x: f32| f64::from(x.max(0.0) + (-x.abs()).exp().ln_1p());
+    let mean = |v: Vec<f32>, f: &dyn Fn(f32) -> f64| v.into_iter().map(f).sum::<f64>() / 8.0;
+    // BCE against 1 and against 0, from the logits.
+    let (bce1, bce0) = (|l: Vec<f32>| mean(l, &|x| softplus(-x)), |l: Vec<f32>| mean(l, &softplus));
+    let (fake, want_d, clean_d) = dcgan::no_grad(|| {
+        let fake = gan.generator.forward(&z);
+        let d = |x: &Tensor| gan.discriminator.forward(x).to_vec();
+        let want = bce1(d(&noisy(&real, 0))) + bce0(d(&noisy(&fake, 1)));
+        let clean = bce1(d(&real)) + bce0(d(&fake));
+        (fake, want, clean)
+    });
+    let m = gan.step(&real, &z);
+    assert!((f64::from(m.loss_d) - want_d).abs() < 1e-5, "loss_D {} against {want_d}", m.loss_d);
+    assert!((want_d - clean_d).abs() > 1e-3, "the noise moved loss_D only from {clean_d} to {want_d}");
+    let (want_g, clean_g) = dcgan::no_grad(|| {
+        let d = |x: &Tensor| gan.discriminator.forward(x).to_vec();
+        (bce1(d(&noisy(&fake, InstanceNoise::G_BATCH))), bce1(d(&fake)))
+    });
+    assert!((f64::from(m.loss_g) - want_g).abs() < 1e-5, "loss_G {} against {want_g}", m.loss_g);
+    assert!((want_g - clean_g).abs() > 1e-3, "the noise moved loss_G only from {clean_g} to {want_g}");
+}
+
 device_tests!(
     each_loss_is_the_discriminators_objective,
+    instance_noise_reaches_every_image_d_sees,
     shapes_follow_the_image_size,
     state_names_match_pytorch,
     initialisation_statistics,

@@ -41,6 +41,13 @@ pub struct TrainConfig {
     /// Keep a running average of G with this decay (`--ema`); None: no average.
     #[serde(default)]
     pub ema: Option<f32>,
+    /// σ of the instance noise on D's inputs at the start (`--instance-noise`); None: none.
+    #[serde(default)]
+    pub instance_noise: Option<f32>,
+    /// Steps over which it falls to 0 (`--instance-noise-steps`; by default the run's length
+    /// when it started, fixed then so that a run resumed to a larger --steps keeps its schedule).
+    #[serde(default)]
+    pub instance_noise_steps: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -158,6 +165,16 @@ impl TrainConfig {
             && !(d > 0.0 && d < 1.0)
         {
             bail!("--ema {d}: expected a decay between 0 and 1 (0.999 is usual)");
+        }
+        if let Some(sigma) = self.instance_noise
+            && !(sigma > 0.0 && sigma.is_finite())
+        {
+            bail!(
+                "--instance-noise {sigma}: expected a positive standard deviation (images span [-1, 1]; 0.1 to 1 is usual)"
+            );
+        }
+        if self.instance_noise_steps == Some(0) {
+            bail!("--instance-noise-steps 0: expected at least 1");
         }
         if self.threads == Some(0) {
             bail!("--threads 0: expected at least 1");

@@ -40,6 +40,51 @@ pub struct Gan {
     /// on real images ever higher. Fakes stay at 0 and G's targets at 1. The hinge loss has
     /// no target and ignores it.
     pub real_label: f32,
+    /// Gaussian noise on every image D sees, when the run adds it.
+    pub instance_noise: Option<InstanceNoise>,
+}
+
+/// Instance noise (Sønderby et al. 2016; Arjovsky & Bottou 2017): every image D sees, real or
+/// generated, in D's steps and in G's, gets independent N(0, σₜ²) noise per pixel, σₜ falling
+/// linearly from `sigma` at G's update t = 0 to 0 at t = `anneal_steps`. Blurring both
+/// distributions makes them overlap, so D cannot separate them perfectly early on and G's
+/// gradient stays informative. The noise of step t is drawn from a generator seeded by (seed,
+/// t, which batch), not from a running stream: a resumed run draws the same without storing
+/// any state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InstanceNoise {
+    pub sigma: f32,
+    pub anneal_steps: u64,
+    pub seed: u64,
+}
+
+impl InstanceNoise {
+    /// The noise's standard deviation before G's update `t` (from 0).
+    pub fn sigma_at(&self, t: u64) -> f32 {
+        self.sigma * (1.0 - t as f32 / self.anneal_steps.max(1) as f32).max(0.0)
+    }
+
+    /// The noise for batch `which` of step `t`, `None` once annealed away. Which batch: 2k for
+    /// the real images of the k-th D update, 2k + 1 for its fakes, [`Self::G_BATCH`] for G's.
+    pub fn sample(&self, shape: &[usize], t: u64, which: u64, dev: Device) -> Option<Tensor> {
+        let sigma = self.sigma_at(t);
+        let key = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ t.wrapping_mul(0xD1B5_4A32_D192_ED03)
+            ^ which.wrapping_mul(0xAEF1_7502_108E_F2D9)
+            ^ 0x1457_A9CE;
+        (sigma > 0.0).then(|| Tensor::randn(shape, 0.0, sigma, &mut Rng::new(key), dev))
+    }
+
+    /// `which` for the batch G's step shows D.
+    pub const G_BATCH: u64 = u64::MAX;
+
+    /// x plus its noise (x itself once annealed away); the gradient passes through unchanged.
+    fn add(&self, x: &Tensor, t: u64, which: u64) -> Tensor {
+        match self.sample(x.shape(), t, which, x.device()) {
+            Some(noise) => x.add(&noise),
+            None => x.clone(),
+        }
+    }
 }
 
 /// An exponential moving average of the generator (Yazıcı et al. 2019, "The Unusual
@@ -131,6 +176,7 @@ impl Gan {
             loss: GanLoss::NonSaturating,
             ema: None,
             real_label: 1.0,
+            instance_noise: None,
         }
     }
 
@@ -150,6 +196,13 @@ impl Gan {
             zs.len()
         );
         let n = reals[0].shape()[0];
+        // G's updates so far (Adam counts them, and a checkpoint keeps the count).
+        let t = self.opt_g.steps.first().copied().unwrap_or(0);
+        let noise = self.instance_noise;
+        let seen_by_d = |x: &Tensor, which: u64| match noise {
+            Some(noise) => noise.add(x, t, which),
+            None => x.clone(),
+        };
         // Every number the step reports stays on the device until the end, where all are
         // read at once: a read in the middle would make the host wait for the device there
         // (on a GPU, a synchronisation per read) before it could queue the rest of the step.
@@ -157,20 +210,21 @@ impl Gan {
 
         // D steps: for the cross-entropy losses, maximise log D(x) + log(1 − D(G(z))).
         let mut fake = None;
-        for (real, z) in reals.iter().zip(zs) {
+        for (k, (real, z)) in (0u64..).zip(reals.iter().zip(zs)) {
             self.opt_d.zero_grad();
             // Real and fake terms are backpropagated one after the other (as pytorch/examples
             // does): the gradients sum the same, and the real batch's graph is freed before
             // the fake batch's is built, which halves D's share of the peak memory.
             let (real_logits, loss_real) = {
-                let real_logits = self.discriminator.forward(real).reshape(&[n]);
+                let real_logits = self.discriminator.forward(&seen_by_d(real, 2 * k)).reshape(&[n]);
                 let loss_real = self.loss.d_real(&real_logits, self.real_label);
                 loss_real.backward();
                 (real_logits.detach(), loss_real.detach())
             };
             let f = self.generator.forward(z);
             let (fake_logits, loss_fake) = {
-                let fake_logits = self.discriminator.forward(&f.detach()).reshape(&[n]);
+                let fake_logits =
+                    self.discriminator.forward(&seen_by_d(&f.detach(), 2 * k + 1)).reshape(&[n]);
                 let loss_fake = self.loss.d_fake(&fake_logits);
                 loss_fake.backward();
                 (fake_logits.detach(), loss_fake.detach())
@@ -190,7 +244,8 @@ impl Gan {
         // G step through a frozen D: its weight gradients are neither needed nor computed.
         self.opt_g.zero_grad();
         set_requires_grad(&self.discriminator, false);
-        let fake_logits_after = self.discriminator.forward(&fake).reshape(&[n]);
+        let fake_logits_after =
+            self.discriminator.forward(&seen_by_d(&fake, InstanceNoise::G_BATCH)).reshape(&[n]);
         let loss_g = self.loss.g_loss(&fake_logits_after);
         loss_g.backward();
         set_requires_grad(&self.discriminator, true);
@@ -215,5 +270,39 @@ impl Gan {
         // Buffers no op of this step asked for (a sample grid's, say) go back to the OS.
         crate::backend::cpu::pool::trim();
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InstanceNoise;
+    use crate::backend::Device;
+
+    /// σ falls linearly to 0 at `anneal_steps` and stays there; each (step, batch) draws its
+    /// own noise, the same every time it is asked for, with the standard deviation of its step.
+    #[test]
+    fn instance_noise_anneals_and_each_batch_draws_its_own() {
+        let noise = InstanceNoise { sigma: 0.4, anneal_steps: 100, seed: 5 };
+        assert_eq!(noise.sigma_at(0), 0.4);
+        assert!((noise.sigma_at(25) - 0.3).abs() < 1e-6);
+        assert_eq!(noise.sigma_at(100), 0.0);
+        assert_eq!(noise.sigma_at(1000), 0.0);
+        assert!(noise.sample(&[4], 100, 0, Device::Cpu).is_none());
+        let draw = |t: u64, which: u64| noise.sample(&[64, 64], t, which, Device::Cpu).unwrap().to_vec();
+        for (t, sigma) in [(0, 0.4), (50, 0.2)] {
+            let v = draw(t, 0);
+            let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+            let std = (v.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+            assert!(
+                mean.abs() < 0.02 && (std - sigma).abs() < 0.02 * sigma / 0.2,
+                "t {t}: mean {mean}, std {std}"
+            );
+        }
+        assert_eq!(draw(3, 1), draw(3, 1));
+        assert_ne!(draw(3, 1), draw(3, 0));
+        assert_ne!(draw(3, 1), draw(4, 1));
+        assert_ne!(draw(3, 1), draw(3, InstanceNoise::G_BATCH));
+        let other_seed = InstanceNoise { seed: 6, ..noise };
+        assert_ne!(other_seed.sample(&[64], 3, 1, Device::Cpu).unwrap().to_vec(), draw(3, 1)[..64].to_vec());
     }
 }

@@ -4,7 +4,7 @@
 use super::checkpoint::{self, RunState};
 use super::config::{DataFormatArg, TrainConfig};
 use super::models::{discriminator, generator};
-use super::step::{Gan, GeneratorEma, StepMetrics};
+use super::step::{Gan, GeneratorEma, InstanceNoise, StepMetrics};
 use crate::backend::Device;
 use crate::data::{self, DataFormat, Dataset, Loader};
 use crate::io::{self, MetricsCsv};
@@ -226,6 +226,9 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
         );
     }
     let total = total_steps(&cfg, dataset.as_ref())?;
+    if cfg.instance_noise.is_some() && cfg.instance_noise_steps.is_none() {
+        cfg.instance_noise_steps = Some(total);
+    }
     // Only now, with every setting and the data checked: a rejected run leaves no directory.
     let out = opts.out.clone();
     check_writable(&out)?;
@@ -241,8 +244,21 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     // The average's own initial values are overwritten: a generator of its own stream, so
     // the run's draws are the same with or without --ema.
     let ema = cfg.ema.map(|decay| GeneratorEma::new(decay, &g, generator(&model, &mut Rng::new(0), device)));
-    let mut gan =
-        Gan { generator: g, discriminator: d, opt_g, opt_d, loss: cfg.loss, ema, real_label: cfg.real_label };
+    let instance_noise = cfg.instance_noise.map(|sigma| InstanceNoise {
+        sigma,
+        anneal_steps: cfg.instance_noise_steps.expect("set above"),
+        seed: cfg.seed,
+    });
+    let mut gan = Gan {
+        generator: g,
+        discriminator: d,
+        opt_g,
+        opt_d,
+        loss: cfg.loss,
+        ema,
+        real_label: cfg.real_label,
+        instance_noise,
+    };
     // Fixed noise for the sample grids: its own stream, so it is the same on resume.
     let fixed_z = noise(GRID_SAMPLES, cfg.nz, &mut Rng::new(cfg.seed ^ 0xF1CED), device);
 
