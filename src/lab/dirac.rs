@@ -10,6 +10,9 @@
 //!   the distance creeps in like 1/√t, no exponential convergence.
 //! * An R1 penalty (γ/2)·‖∇ₓD(x)‖² on the real data, here (γ/2)·ψ², damps the rotation
 //!   (eigenvalues −γ/2 ± √(γ²/4 − 1/4)) and either loss converges exponentially.
+//! * So does instance noise N(0, σ²) on every point D sees (`train --instance-noise`): it
+//!   turns the eigenvalues into f″(0)σ² ± √(f″(0)²σ⁴ − f′(0)²) = −σ²/4 ± √(σ⁴/16 − 1/4),
+//!   a damped rotation again (the paper's Lemma 3.3).
 //!
 //! Every gradient comes from the engine's autograd through its BCE loss.
 
@@ -26,6 +29,14 @@ const START: (f64, f64) = (1.0, 1.0);
 /// The R1 weight: with γ < 1 the damped run still turns as it closes in, so the plot shows
 /// the spiral.
 pub(crate) const GAMMA: f32 = 0.3;
+/// The instance noise's σ: damping −σ²/4 ≈ −0.12, so the run closes in about as fast as R1's
+/// (−γ/2 = −0.15) and the plot shows the same kind of spiral.
+pub(crate) const SIGMA: f32 = 0.7;
+/// Noise draws per batch. The expectation over the noise is taken over one fixed set of
+/// antithetic draws (±ε) with a second moment of exactly σ², the same every step, so the run
+/// stays deterministic and follows the expected gradient near the equilibrium, not a random
+/// walk.
+const NOISE_DRAWS: usize = 64;
 
 /// How the two players take their steps.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -36,6 +47,8 @@ enum Schedule {
     Alternating,
     /// Alternating, with the R1 penalty in D's loss.
     AlternatingR1,
+    /// Alternating, with instance noise on every point D sees.
+    AlternatingNoise,
 }
 
 impl Schedule {
@@ -44,6 +57,7 @@ impl Schedule {
             Schedule::Simultaneous => "simultaneous",
             Schedule::Alternating => "alternating",
             Schedule::AlternatingR1 => "alternating + R1",
+            Schedule::AlternatingNoise => "alternating + instance noise",
         }
     }
 
@@ -51,6 +65,7 @@ impl Schedule {
     fn tag(self) -> &'static str {
         match self {
             Schedule::AlternatingR1 => "alternating_r1",
+            Schedule::AlternatingNoise => "alternating_noise",
             s => s.name(),
         }
     }
@@ -64,18 +79,31 @@ fn train(loss: GanLoss, schedule: Schedule, d_steps: usize, steps: usize, lr: f3
     psi.set_requires_grad(true);
     let mut opt_g = Sgd::new(vec![theta.clone()], lr, 0.0);
     let mut opt_d = Sgd::new(vec![psi.clone()], lr, 0.0);
-    let real = Tensor::zeros(&[1, 1], DEV);
     let disc = |x: &Tensor| linear(x, &psi, None);
-    // G's sample is θ itself: the point mass needs no noise.
+    // The real point 0 and G's point θ, each as D sees it: itself, or a column of noisy copies.
+    let noise = (schedule == Schedule::AlternatingNoise).then(|| {
+        let mut rng = crate::Rng::new(0);
+        let half: Vec<f64> = (0..NOISE_DRAWS / 2).map(|_| rng.normal()).collect();
+        // Scaled to a second moment of exactly σ², the one moment the damping depends on.
+        let scale = f64::from(SIGMA) / (half.iter().map(|e| e * e).sum::<f64>() / half.len() as f64).sqrt();
+        let draws: Vec<f32> = half.iter().flat_map(|&e| [(scale * e) as f32, -(scale * e) as f32]).collect();
+        (Tensor::from_vec(draws, &[NOISE_DRAWS, 1], DEV), Tensor::ones(&[NOISE_DRAWS, 1], DEV))
+    });
+    let real = noise.as_ref().map_or_else(|| Tensor::zeros(&[1, 1], DEV), |(eps, _)| eps.clone());
+    let seen = |point: &Tensor| match &noise {
+        // θ·1 + ε, with the gradient reaching θ through the product.
+        Some((eps, ones)) => linear(ones, point, None).add(eps),
+        None => point.clone(),
+    };
     let d_objective = || {
-        let l = loss.d_loss(&disc(&real), &disc(&theta.detach()));
+        let l = loss.d_loss(&disc(&real), &disc(&seen(&theta.detach())));
         match schedule {
             // ∇ₓD(x) = ψ wherever x is, the real point included.
             Schedule::AlternatingR1 => l.add(&psi.mul(&psi).sum().scale(GAMMA / 2.0)),
             _ => l,
         }
     };
-    let g_objective = || loss.g_loss(&disc(&theta));
+    let g_objective = || loss.g_loss(&disc(&seen(&theta)));
     let point = || (f64::from(theta.item()), f64::from(psi.item()));
     let mut path = vec![point()];
     for _ in 0..steps {
@@ -102,14 +130,15 @@ fn train(loss: GanLoss, schedule: Schedule, d_steps: usize, steps: usize, lr: f3
     path
 }
 
-/// One loss's three runs: the paths, and their distances from the equilibrium.
+/// One loss's runs, one a schedule: the paths, and their distances from the equilibrium.
 struct LossRuns {
     loss: GanLoss,
     paths: Vec<Vec<(f64, f64)>>,
     distances: Vec<Vec<f64>>,
 }
 
-const SCHEDULES: [Schedule; 3] = [Schedule::Simultaneous, Schedule::Alternating, Schedule::AlternatingR1];
+const SCHEDULES: [Schedule; 4] =
+    [Schedule::Simultaneous, Schedule::Alternating, Schedule::AlternatingR1, Schedule::AlternatingNoise];
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let steps = opts.steps.unwrap_or(1000);
@@ -201,12 +230,12 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let headline = format!(
         "dirac: from distance {start:.3}, {steps} steps at lr {lr}; minimax: simultaneous {:.3}, alternating \
          circles at {mm_lo:.3}–{mm_hi:.3}; non-saturating: simultaneous {:.3}, alternating {ns_lo:.3}–{ns_hi:.3}; \
-         with R1 (γ = {GAMMA}) {:.1e} and {:.1e}",
-        mm[0][steps], ns[0][steps], mm[2][steps], ns[2][steps],
+         with R1 (γ = {GAMMA}) {:.1e} and {:.1e}, with instance noise (σ = {SIGMA}) {:.1e} and {:.1e}",
+        mm[0][steps], ns[0][steps], mm[2][steps], ns[2][steps], mm[3][steps], ns[3][steps],
     );
     let json = json!({
         "start": [START.0, START.1], "steps": steps, "lr": lr, "d_steps": opts.d_steps,
-        "gamma": GAMMA, "runs": json_runs,
+        "gamma": GAMMA, "sigma": SIGMA, "runs": json_runs,
     });
     Ok((headline, json))
 }
