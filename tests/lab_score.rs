@@ -107,6 +107,7 @@ fn fashion_mnist_score_separates_real_from_untrained() {
     let floor = j["floor"].as_f64().unwrap();
     let fd = j["frechet"].as_f64().unwrap();
     assert!(j["frechet_ema"].is_null(), "a run without --ema has no average to score: {j}");
+    assert!(j["checkpoints"][0]["class_counts_ema"].is_null(), "{j}");
     assert!(!j["classifier"]["cached"].as_bool().unwrap());
     assert!(accuracy >= 0.82, "classifier test accuracy {accuracy}: {}", s.headline);
     assert!(floor > 0.0 && floor < 5.0, "real-vs-real floor {floor}: {}", s.headline);
@@ -172,11 +173,14 @@ fn scores_every_checkpoint_of_a_run_on_the_fixture() {
         let (fd, fd_avg) = (c["frechet"].as_f64().unwrap(), c["frechet_ema"].as_f64().unwrap());
         assert!(fd.is_finite() && fd_avg.is_finite(), "{c}");
         assert_ne!(fd, fd_avg, "the average after 1 or 2 steps is not G: {c}");
+        // The average's samples are classified too: its histogram counts every one of them.
+        let counts: u64 = c["class_counts_ema"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(counts, 100, "{c}");
     }
     let csv = std::fs::read_to_string(out.join("score.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(csv.starts_with("step,frechet,floor,classifier_accuracy,samples,class_0,"), "{csv}");
-    assert!(csv.lines().next().unwrap().ends_with(",frechet_ema"), "{csv}");
+    assert!(csv.lines().next().unwrap().ends_with(",frechet_ema,classes_covered_ema"), "{csv}");
     for f in ["frechet.png", "class_histogram.png", "samples.png"] {
         assert!(out.join(f).is_file(), "missing {f}");
     }

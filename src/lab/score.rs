@@ -471,6 +471,9 @@ struct CheckpointScore {
     frechet_ema: Option<f64>,
     hist: Vec<usize>,
     missing: Vec<usize>,
+    /// The average's class histogram and missing classes, beside its distance.
+    hist_ema: Option<Vec<usize>>,
+    missing_ema: Option<Vec<usize>>,
 }
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
@@ -584,15 +587,23 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         if k + 1 == dirs.len() {
             last_images = Some(first_batch);
         }
-        let frechet_ema = if dir.join(format!("{}.safetensors", checkpoint::EMA_FILE)).is_file() {
-            Some(frechet_distance(&test_gauss, &eval_generator(checkpoint::EMA_FILE)?.0.gaussian()))
+        let ema = if dir.join(format!("{}.safetensors", checkpoint::EMA_FILE)).is_file() {
+            Some(eval_generator(checkpoint::EMA_FILE)?.0)
         } else {
             None
         };
+        let frechet_ema = ema.as_ref().map(|ev| frechet_distance(&test_gauss, &ev.gaussian()));
+        let hist_ema = ema.as_ref().map(|ev| ev.histogram(classes));
+        let missing_ema = hist_ema.as_ref().map(|h| missing_classes(h, &test_share));
         let frechet = frechet_distance(&test_gauss, &ev.gaussian());
         let hist = ev.histogram(classes);
         let missing = missing_classes(&hist, &test_share);
-        let avg = frechet_ema.map_or(String::new(), |f| format!(" (running average {f:.2})"));
+        let avg = match (frechet_ema, &missing_ema) {
+            (Some(f), Some(m)) => {
+                format!(" (running average {f:.2}, classes {}/{present})", present - m.len())
+            }
+            _ => String::new(),
+        };
         eprintln!(
             "score: step {}: Fréchet {frechet:.2}{avg}, classes {}/{present}",
             state.step,
@@ -605,6 +616,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             frechet_ema,
             hist,
             missing,
+            hist_ema,
+            missing_ema,
         });
     }
 
@@ -614,7 +627,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     for c in 0..classes {
         write!(csv, ",class_{c}").unwrap();
     }
-    csv.push_str(",classes_covered,missing_classes,frechet_ema\n");
+    csv.push_str(",classes_covered,missing_classes,frechet_ema,classes_covered_ema\n");
     for s in &scores {
         write!(csv, "{},{},{floor},{accuracy},{samples}", s.step, s.frechet).unwrap();
         for h in &s.hist {
@@ -622,7 +635,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         }
         let missing: Vec<String> = s.missing.iter().map(|m| m.to_string()).collect();
         let ema = s.frechet_ema.map_or(String::new(), |f| f.to_string());
-        writeln!(csv, ",{},{},{ema}", present - s.missing.len(), missing.join(";")).unwrap();
+        let covered_ema = s.missing_ema.as_ref().map_or(String::new(), |m| (present - m.len()).to_string());
+        writeln!(csv, ",{},{},{ema},{covered_ema}", present - s.missing.len(), missing.join(";")).unwrap();
     }
     io::write_atomic(&out.join("score.csv"), csv.as_bytes())?;
     let steps: Vec<f64> = scores.iter().map(|s| s.step as f64).collect();
@@ -657,7 +671,15 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         h.iter().map(|&c| c as f64 / n.max(1) as f64).collect()
     };
     let gen_share = share(&last.hist);
-    let ymax = gen_share.iter().chain(&test_share).fold(0.0f64, |a, &b| a.max(b));
+    let ema_share = last.hist_ema.as_deref().map(share);
+    let ymax =
+        gen_share.iter().chain(&test_share).chain(ema_share.iter().flatten()).fold(0.0f64, |a, &b| a.max(b));
+    let gen_label = format!("generated (step {})", last.step);
+    let mut histograms = vec![(gen_label.as_str(), &gen_share[..])];
+    if let Some(ema_share) = &ema_share {
+        histograms.push(("G's running average", &ema_share[..]));
+    }
+    histograms.push(("real test set", &test_share[..]));
     plot_series(
         &out.join("class_histogram.png"),
         &PlotOptions {
@@ -672,7 +694,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             )
         },
         &classes_x,
-        &[(&format!("generated (step {})", last.step), &gen_share), ("real test set", &test_share)],
+        &histograms,
     )?;
     if let Some(imgs) = &last_images {
         let n = imgs.shape()[0].min(64);
@@ -688,9 +710,13 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         if last.missing.is_empty() { String::new() } else { format!(" (missing {:?})", last.missing) },
         100.0 * accuracy
     );
-    let tail = match last.frechet_ema {
-        Some(f) => format!("{tail}; G's running average Fréchet {f:.2} at step {}", last.step),
-        None => tail,
+    let tail = match (last.frechet_ema, &last.missing_ema) {
+        (Some(f), Some(m)) => format!(
+            "{tail}; G's running average Fréchet {f:.2}, classes {}/{present} at step {}",
+            present - m.len(),
+            last.step
+        ),
+        _ => tail,
     };
     let headline = if scores.len() == 1 {
         format!(
@@ -720,6 +746,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             json!({
                 "step": s.step, "checkpoint": s.dir.display().to_string(), "frechet": s.frechet, "frechet_ema": s.frechet_ema,
                 "class_counts": s.hist, "classes_covered": present - s.missing.len(), "missing_classes": s.missing,
+                "class_counts_ema": s.hist_ema, "classes_covered_ema": s.missing_ema.as_ref().map(|m| present - m.len()),
+                "missing_classes_ema": s.missing_ema,
             })
         })
         .collect();
