@@ -4,6 +4,9 @@
 //! only on the seed and the order of draws — never on the thread count. The state is four
 //! words, so a checkpoint can store it and a resumed run continues the same stream.
 
+/// Values per independently seeded chunk of [`Rng::par_fill_normal`].
+pub const PAR_NORMAL_CHUNK: usize = 1 << 14;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rng {
     s: [u64; 4],
@@ -76,6 +79,26 @@ impl Rng {
         }
     }
 
+    /// N(mean, std²) draws for a large buffer, filled in parallel: chunk c of
+    /// [`PAR_NORMAL_CHUNK`] values comes from its own generator seeded by (seed, c), so the
+    /// values depend on the seed alone, never on the thread count. Each Box–Muller pair gives
+    /// both its halves, twice the draws per logarithm of [`Rng::fill_normal`] (whose stream
+    /// existing seeds pin, so it keeps one draw per pair).
+    pub fn par_fill_normal(seed: u64, out: &mut [f32], mean: f32, std: f32) {
+        use rayon::prelude::*;
+        out.par_chunks_mut(PAR_NORMAL_CHUNK).enumerate().for_each(|(c, chunk)| {
+            let mut rng = Rng::new(seed ^ (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            for pair in chunk.chunks_mut(2) {
+                let u1 = 1.0 - rng.uniform_f64();
+                let (sin, cos) = (std::f64::consts::TAU * rng.uniform_f64()).sin_cos();
+                let r = (-2.0 * u1.ln()).sqrt();
+                for (v, z) in pair.iter_mut().zip([r * cos, r * sin]) {
+                    *v = (mean as f64 + std as f64 * z) as f32;
+                }
+            }
+        });
+    }
+
     pub fn fill_uniform(&mut self, out: &mut [f32], lo: f32, hi: f32) {
         for v in out {
             *v = self.uniform(lo, hi);
@@ -107,6 +130,35 @@ mod tests {
         assert!(mean.abs() < 0.03, "mean {mean}");
         assert!((var - 1.0).abs() < 0.05, "var {var}");
         assert_ne!(Rng::new(8).next_u64(), Rng::new(7).next_u64());
+    }
+
+    /// The parallel fill gives the same bits on one thread as on two, the moments of its
+    /// N(mean, std²) in every chunk, and chunks that are not copies of each other.
+    #[test]
+    fn par_fill_normal_is_the_same_on_any_thread_count() {
+        let fill = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut v = vec![0.0f32; 5 * PAR_NORMAL_CHUNK + 3];
+            pool.install(|| Rng::par_fill_normal(11, &mut v, 0.5, 2.0));
+            v
+        };
+        let v = fill(1);
+        assert_eq!(v, fill(2));
+        for chunk in v.chunks(PAR_NORMAL_CHUNK) {
+            let n = chunk.len() as f64;
+            let mean = chunk.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+            let var = chunk.iter().map(|&x| (f64::from(x) - mean).powi(2)).sum::<f64>() / n;
+            if n > 1000.0 {
+                assert!(
+                    (mean - 0.5).abs() < 0.05 && (var.sqrt() - 2.0).abs() < 0.05,
+                    "mean {mean}, var {var}"
+                );
+            }
+        }
+        assert_ne!(v[..64], v[PAR_NORMAL_CHUNK..PAR_NORMAL_CHUNK + 64]);
+        let mut w = vec![0.0f32; 64];
+        Rng::par_fill_normal(12, &mut w, 0.5, 2.0);
+        assert_ne!(v[..64], w[..]);
     }
 
     #[test]
