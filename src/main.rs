@@ -211,6 +211,10 @@ struct TrainArgs {
     /// starts; a resumed run keeps its schedule).
     #[arg(long, value_name = "STEPS", requires = "instance_noise")]
     instance_noise_steps: Option<u64>,
+    /// Flip each real image left to right with probability ½ every time it is drawn (mirror
+    /// augmentation, for data whose mirror image is as plausible: faces, scenes, not text).
+    #[arg(long)]
+    mirror: bool,
     /// Plain log lines instead of a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -299,6 +303,7 @@ fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
         ema: a.ema,
         instance_noise: a.instance_noise,
         instance_noise_steps: a.instance_noise_steps,
+        mirror: a.mirror,
     };
     let out = match (a.out, &a.resume) {
         (Some(out), _) => out,

@@ -752,3 +752,49 @@ fn the_fixture_trains_through_the_loader() {
     assert_eq!(out.len(), 128 * 32 * 32);
     assert!(out.iter().all(|v| (-1.0..=1.0).contains(v)));
 }
+
+/// `with_mirror`: every image of a batch is its dataset image or that image's left-right
+/// mirror, both happen, the choice comes from the seed, epoch and position alone (a restored
+/// loader flips the same images), and without it nothing is flipped.
+#[test]
+fn mirror_flips_about_half_the_images_and_resumes_the_same() {
+    let dataset: Arc<dyn Dataset> = Arc::from(data::synthetic(3, 16));
+    let (side, per) = (16, 3 * 16 * 16);
+    let mirror =
+        |img: &[f32]| -> Vec<f32> { img.chunks(side).flat_map(|row| row.iter().rev().copied()).collect() };
+    let mut loader = Loader::new(dataset.clone(), 64, 5).unwrap().with_mirror(true);
+    let mut plain = Loader::new(dataset.clone(), 64, 5).unwrap();
+    let (mut flipped, mut kept) = (0, 0);
+    let (mut out, mut out_plain) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        let indices = loader.peek_indices();
+        assert_eq!(indices, plain.peek_indices(), "mirroring leaves the order alone");
+        loader.next_batch(&mut out);
+        plain.next_batch(&mut out_plain);
+        for ((img, img_plain), &i) in out.chunks(per).zip(out_plain.chunks(per)).zip(&indices) {
+            let mut original = vec![0.0; per];
+            dataset.image(i, &mut original);
+            assert_eq!(img_plain, &original[..], "without --mirror nothing is flipped");
+            let mirrored = mirror(&original);
+            if mirrored == original {
+                continue; // a symmetric image says nothing
+            }
+            if img == &mirrored[..] {
+                flipped += 1;
+            } else {
+                assert_eq!(img, &original[..], "image {i} is neither itself nor its mirror");
+                kept += 1;
+            }
+        }
+    }
+    let n = flipped + kept;
+    assert!(n > 100 && flipped > n / 3 && kept > n / 3, "{flipped} flipped, {kept} kept");
+    // Restored mid-run, the loader flips the same images.
+    let state = loader.state();
+    let mut next = Vec::new();
+    loader.next_batch(&mut next);
+    let mut restored = Loader::restore(dataset, 64, 5, state).unwrap().with_mirror(true);
+    let mut again = Vec::new();
+    restored.next_batch(&mut again);
+    assert_eq!(next, again);
+}

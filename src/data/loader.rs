@@ -5,6 +5,8 @@
 //! shape (BatchNorm statistics depend on it). The synthetic dataset is read at consecutive indices
 //! in nominal epochs of [`SYNTHETIC_EPOCH_IMAGES`]. Either way the loader's whole state is
 //! `(epoch, cursor)`: a resumed run sees exactly the batches the uninterrupted run would have.
+//! With mirroring on, whether an image is flipped is drawn from the seed, the epoch and its
+//! position in the epoch alone, so it needs no state either.
 
 use std::sync::Arc;
 
@@ -41,6 +43,8 @@ pub struct Loader {
     cursor: usize,
     /// The current epoch's visiting order (finite datasets only).
     order: Vec<u32>,
+    /// Flip each image left to right with probability ½ ([`Loader::with_mirror`]).
+    mirror: bool,
 }
 
 /// Mixes the epoch number into a stream seed distinct from every other epoch's.
@@ -78,8 +82,15 @@ impl Loader {
                 return Err(DataError::TooLarge { what: dataset.describe(), bytes: len as u128 });
             }
         }
-        let mut loader =
-            Loader { dataset, batch_size, seed, epoch: state.epoch, cursor: 0, order: Vec::new() };
+        let mut loader = Loader {
+            dataset,
+            batch_size,
+            seed,
+            epoch: state.epoch,
+            cursor: 0,
+            order: Vec::new(),
+            mirror: false,
+        };
         let epoch_images = loader.batches_per_epoch() * batch_size;
         let cursor = usize::try_from(state.cursor).unwrap_or(usize::MAX);
         if cursor % batch_size != 0 || cursor >= epoch_images {
@@ -94,6 +105,28 @@ impl Loader {
         loader.cursor = cursor;
         loader.shuffle_epoch();
         Ok(loader)
+    }
+
+    /// Mirror augmentation (StyleGAN's `--mirror`): each image, every time it is drawn, is
+    /// flipped left to right with probability ½, so the data seen holds both orientations of
+    /// every image, for data whose mirror image is as plausible as the image (faces, scenes,
+    /// not text).
+    pub fn with_mirror(mut self, on: bool) -> Self {
+        self.mirror = on;
+        self
+    }
+
+    /// Whether the image at position `pos` of the current epoch is flipped.
+    fn mirrored_at(&self, pos: usize) -> bool {
+        if !self.mirror {
+            return false;
+        }
+        // One draw of a generator seeded by (seed, epoch, position): stateless, like the order.
+        let mut z = epoch_seed(self.seed ^ 0x4D49_5252_4F52, self.epoch)
+            ^ (pos as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) & 1 == 1
     }
 
     /// Whole batches per epoch (the last incomplete batch is dropped).
@@ -154,8 +187,15 @@ impl Loader {
         out.clear();
         out.resize(self.batch_len(), 0.0);
         let indices = self.peek_indices();
-        let dataset = &self.dataset;
-        out.par_chunks_mut(per).zip(indices.par_iter()).for_each(|(img, &i)| dataset.image(i, img));
+        let flips: Vec<bool> =
+            (self.cursor..self.cursor + self.batch_size).map(|p| self.mirrored_at(p)).collect();
+        let (dataset, side) = (&self.dataset, self.dataset.image_size());
+        out.par_chunks_mut(per).zip(indices.par_iter().zip(&flips)).for_each(|(img, (&i, &flip))| {
+            dataset.image(i, img);
+            if flip {
+                img.chunks_mut(side).for_each(<[f32]>::reverse);
+            }
+        });
         let info = BatchInfo { epoch: self.epoch, step_in_epoch: (self.cursor / self.batch_size) as u64 };
         self.cursor += self.batch_size;
         if self.cursor / self.batch_size >= self.batches_per_epoch() {

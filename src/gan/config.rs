@@ -48,6 +48,9 @@ pub struct TrainConfig {
     /// when it started, fixed then so that a run resumed to a larger --steps keeps its schedule).
     #[serde(default)]
     pub instance_noise_steps: Option<u64>,
+    /// Mirror augmentation of the real images (`--mirror`).
+    #[serde(default)]
+    pub mirror: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -233,7 +233,8 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     let out = opts.out.clone();
     check_writable(&out)?;
     let loader_state = resumed.as_ref().map(|s| s.loader).unwrap_or_default();
-    let mut loader = Loader::restore(dataset.clone(), cfg.batch_size, cfg.seed, loader_state)?;
+    let mut loader =
+        Loader::restore(dataset.clone(), cfg.batch_size, cfg.seed, loader_state)?.with_mirror(cfg.mirror);
 
     let model = cfg.model(channels);
     let mut rng = Rng::new(cfg.seed);
@@ -308,7 +309,8 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     if step == 0 {
         // A grid of real images from a loader of its own, so training batches are unchanged.
         let mut peek =
-            Loader::new(dataset.clone(), cfg.batch_size.min(dataset.len().unwrap_or(usize::MAX)), cfg.seed)?;
+            Loader::new(dataset.clone(), cfg.batch_size.min(dataset.len().unwrap_or(usize::MAX)), cfg.seed)?
+                .with_mirror(cfg.mirror);
         peek.next_batch(&mut host_batch);
         let n = (host_batch.len() / image_len).min(GRID_SAMPLES);
         io::save_image_grid(
