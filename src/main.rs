@@ -249,6 +249,10 @@ struct SampleArgs {
     /// The walk's path between two noise vectors.
     #[arg(long, value_enum, default_value = "slerp", requires = "walk")]
     path: dcgan::gan::sample::LatentPath,
+    /// The truncation trick (Brock et al. 2019): redraw every noise component beyond
+    /// ±THRESHOLD, trading variety for images nearer G's typical ones (e.g. 0.5).
+    #[arg(long, value_name = "THRESHOLD", conflicts_with = "z", allow_negative_numbers = true)]
+    truncation: Option<f32>,
 }
 
 /// runs/YYYYmmdd-HHMMSS in UTC, from the system clock (no timezone database needed).
@@ -328,6 +332,7 @@ fn run_sample(a: SampleArgs) -> anyhow::Result<()> {
         device,
         walk: a.walk.map(|steps| dcgan::gan::sample::Walk { steps, path: a.path }),
         no_ema: a.no_ema,
+        truncation: a.truncation,
     })?;
     let which = if out.ema { " (G's running average; --no-ema for G itself)" } else { "" };
     eprintln!("wrote {0}/samples.png and {0}/samples.safetensors{which}", out.out.display());

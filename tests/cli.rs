@@ -274,6 +274,23 @@ fn sample_writes_a_grid_and_reproduces_from_saved_noise() {
     let images = |v: &[dcgan::io::NamedArray]| v.iter().find(|x| x.name == "images").unwrap().clone();
     assert_eq!(images(&a).shape, vec![10, 3, 16, 16]);
     assert_eq!(images(&a), images(&b), "the same z must give the same images");
+
+    // --truncation: every component of z within the threshold; the images those z make.
+    let s3 = scratch("sample-3");
+    let (ckpt, out3) = (run.to_str().unwrap(), s3.to_str().unwrap());
+    ok(dcgan(&["sample", "--checkpoint", ckpt, "--n", "10", "--truncation", "0.5", "--out", out3]));
+    let c = read(&s3.join("samples.safetensors"));
+    let z = c.iter().find(|x| x.name == "z").unwrap();
+    assert_eq!(z.shape[0], 10);
+    let z = z.data.to_f32().unwrap();
+    assert!(z.iter().all(|v| v.abs() <= 0.5), "a component beyond ±0.5");
+    assert_ne!(images(&c), images(&a), "truncated noise is other noise");
+    assert_fails(&["sample", "--checkpoint", ckpt, "--truncation", "0", "--out", out3], &["--truncation 0"]);
+    let z = s1.join("samples.safetensors");
+    assert_fails(
+        &["sample", "--checkpoint", ckpt, "--truncation", "0.5", "--z", z.to_str().unwrap()],
+        &["--truncation", "--z"],
+    );
 }
 
 #[test]

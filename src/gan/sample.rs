@@ -25,6 +25,8 @@ pub struct SampleOptions {
     pub walk: Option<Walk>,
     /// G's own weights even where the checkpoint keeps their running average (`--ema`).
     pub no_ema: bool,
+    /// Redraw noise components beyond ±this ([`truncated_noise`]).
+    pub truncation: Option<f32>,
 }
 
 /// Where `dcgan sample` wrote, and which generator made the images.
@@ -109,6 +111,29 @@ fn generate(g: &Sequential, z: &Tensor) -> Tensor {
 /// Images a forward pass of `dcgan sample` (a default grid is 64).
 const GENERATE_BATCH: usize = 64;
 
+/// The smallest `--truncation`: below it the redrawing takes over a hundred draws a value.
+pub const MIN_TRUNCATION: f32 = 0.05;
+
+/// n noise vectors from N(0, 1) with every component beyond ±`threshold` redrawn (the
+/// truncation trick of Brock et al. 2019, "Large Scale GAN Training"): the images come from
+/// nearer the middle of what G was trained on, at the cost of variety. The draws are those of
+/// the untruncated noise with the rejected ones skipped, so a threshold no draw exceeds gives
+/// exactly the untruncated noise.
+pub fn truncated_noise(n: usize, nz: usize, rng: &mut Rng, threshold: f32, device: Device) -> Tensor {
+    let t = f64::from(threshold);
+    let data = (0..n * nz)
+        .map(|_| {
+            loop {
+                let v = rng.normal();
+                if v.abs() <= t {
+                    break v as f32;
+                }
+            }
+        })
+        .collect();
+    Tensor::from_vec(data, &[n, nz, 1, 1], device)
+}
+
 fn read_z(path: &Path, nz: usize, device: Device) -> Result<Tensor> {
     let arrays = io::read_safetensors(path)?;
     let Some(z) = arrays.iter().find(|a| a.name == "z") else {
@@ -139,6 +164,13 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
     {
         bail!("--walk {}: expected at least 2 images a row (its two ends)", walk.steps);
     }
+    if let Some(t) = opts.truncation
+        && !(t >= MIN_TRUNCATION && t.is_finite())
+    {
+        bail!(
+            "--truncation {t}: expected a threshold of at least {MIN_TRUNCATION} (0.5 to 1 is usual; 2 barely truncates)"
+        );
+    }
     let dir = checkpoint::resolve(&opts.checkpoint)?;
     let state = checkpoint::read_state(&dir)?;
     let model = state.config.model(state.channels);
@@ -148,7 +180,10 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
     g.set_training(false);
     let z = match &opts.z {
         Some(path) => read_z(path, model.nz, opts.device)?,
-        None => noise(opts.n, model.nz, &mut Rng::new(opts.seed), opts.device),
+        None => match opts.truncation {
+            Some(t) => truncated_noise(opts.n, model.nz, &mut Rng::new(opts.seed), t, opts.device),
+            None => noise(opts.n, model.nz, &mut Rng::new(opts.seed), opts.device),
+        },
     };
     let (z, columns) = match opts.walk {
         Some(walk) => {
@@ -179,6 +214,19 @@ mod tests {
 
     fn norm(v: &[f32]) -> f64 {
         v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt()
+    }
+
+    /// Every component within the threshold; the untruncated stream with the rejected draws
+    /// skipped, so a threshold above every draw gives the untruncated noise bit for bit.
+    #[test]
+    fn truncated_noise_redraws_only_what_lies_beyond() {
+        let z = truncated_noise(50, 100, &mut Rng::new(4), 0.5, Device::Cpu).to_vec();
+        assert!(z.iter().all(|v| v.abs() <= 0.5));
+        let plain = noise(50, 100, &mut Rng::new(4), Device::Cpu).to_vec();
+        let kept: Vec<f32> = plain.iter().copied().filter(|v| v.abs() <= 0.5).collect();
+        assert!(kept.len() < plain.len() / 2, "about 38% of N(0, 1) lies within ±0.5");
+        assert_eq!(z[..kept.len()], kept[..], "the kept draws, in order");
+        assert_eq!(truncated_noise(50, 100, &mut Rng::new(4), 100.0, Device::Cpu).to_vec(), plain);
     }
 
     #[test]
