@@ -31,6 +31,7 @@ fn naive(op: Unary, x: &[f32]) -> Vec<f32> {
             }
             Unary::Tanh => v.tanh(),
             Unary::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            Unary::Sqrt => v.sqrt(),
         });
     }
     y

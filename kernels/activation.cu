@@ -1,5 +1,6 @@
-// relu, leaky_relu, tanh, sigmoid: forward and backward. The backward of relu / leaky_relu
-// reads the forward input, tanh / sigmoid the forward output (Unary::backward_uses_output).
+// relu, leaky_relu, tanh, sigmoid, sqrt: forward and backward. The backward of relu /
+// leaky_relu reads the forward input, tanh / sigmoid / sqrt the forward output
+// (Unary::backward_uses_output).
 // At x = 0 the relu family takes the left slope, as PyTorch does.
 #include "common.cuh"
 
@@ -48,4 +49,14 @@ extern "C" __global__ void sigmoid_fwd(const float* __restrict__ x, float* __res
 extern "C" __global__ void sigmoid_bwd(const float* __restrict__ y, const float* __restrict__ dy,
                                        float* __restrict__ dx, EwArgs p) {
     GRID_STRIDE(i, p.n) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+// IEEE-rounded square root (sqrtf is, without --use_fast_math), as the CPU's f32::sqrt.
+extern "C" __global__ void sqrt_fwd(const float* __restrict__ x, float* __restrict__ y, EwArgs p) {
+    GRID_STRIDE(i, p.n) y[i] = sqrtf(x[i]);
+}
+
+extern "C" __global__ void sqrt_bwd(const float* __restrict__ y, const float* __restrict__ dy,
+                                    float* __restrict__ dx, EwArgs p) {
+    GRID_STRIDE(i, p.n) dx[i] = dy[i] / (2.0f * y[i]);
 }

@@ -4,12 +4,12 @@
 #define GRID_STRIDE(i, n) \
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += blockDim.x * gridDim.x)
 
-// y = a op b; op: 0 add, 1 sub, 2 mul.
+// y = a op b; op: 0 add, 1 sub, 2 mul, 3 div.
 extern "C" __global__ void ew_binary(const float* __restrict__ a, const float* __restrict__ b,
                                      float* __restrict__ y, EwArgs p) {
     GRID_STRIDE(i, p.n) {
         const float u = a[i], v = b[i];
-        y[i] = p.op == 0 ? u + v : (p.op == 1 ? u - v : u * v);
+        y[i] = p.op == 0 ? u + v : (p.op == 1 ? u - v : (p.op == 2 ? u * v : u / v));
     }
 }
 

@@ -215,6 +215,10 @@ struct TrainArgs {
     /// augmentation, for data whose mirror image is as plausible: faces, scenes, not text).
     #[arg(long)]
     mirror: bool,
+    /// Spectrally normalise every convolution of D and drop D's BatchNorm (SN-GAN, Miyato et
+    /// al. 2018; pairs with --loss hinge).
+    #[arg(long)]
+    spectral_norm: bool,
     /// Plain log lines instead of a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -308,6 +312,7 @@ fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
         instance_noise: a.instance_noise,
         instance_noise_steps: a.instance_noise_steps,
         mirror: a.mirror,
+        spectral_norm: a.spectral_norm,
     };
     let out = match (a.out, &a.resume) {
         (Some(out), _) => out,

@@ -1,4 +1,4 @@
-//! relu, leaky_relu, tanh, sigmoid: forward against f64, gradients against central
+//! relu, leaky_relu, tanh, sigmoid, sqrt: forward against f64, gradients against central
 //! differences (inputs kept away from the kink at 0, where the derivative is one-sided).
 
 #[macro_use]
@@ -49,7 +49,25 @@ fn gradients_match_finite_differences(dev: Device) {
     }
 }
 
-device_tests!(forward_matches_reference, gradients_match_finite_differences);
+/// √x on positive inputs (its derivative is unbounded at 0), and exactly 0 at 0.
+fn sqrt_matches_reference(dev: Device) {
+    let mut rng = Rng::new(33);
+    let x: Vec<f64> = inputs(3 * 5 * 7, &mut rng).iter().map(|v| v.abs()).collect();
+    let y = tensor(&x, &[x.len()], dev).sqrt();
+    assert_close(&y.to_vec(), &x.iter().map(|v| v.sqrt()).collect::<Vec<_>>(), 1e-6, "sqrt");
+    assert_eq!(tensor(&[0.0], &[1], dev).sqrt().to_vec(), [0.0]);
+    let x = x[..24].to_vec();
+    check_gradients(
+        "sqrt",
+        &[(x.clone(), vec![24])],
+        &[true],
+        dev,
+        |t| t[0].sqrt(),
+        |v| v[0].iter().map(|x| x.sqrt()).collect(),
+    );
+}
+
+device_tests!(forward_matches_reference, gradients_match_finite_differences, sqrt_matches_reference);
 
 /// The CPU's tanh is a rational approximation (vectorisable, unlike libm's): within 5e-7 of
 /// the exact value on a dense sweep through ±12, odd, never past ±1, exact for tiny inputs.

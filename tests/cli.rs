@@ -139,6 +139,27 @@ fn resume_continues_bit_for_bit() {
     }
 }
 
+/// `--spectral-norm`: D's state is PyTorch's spectral_norm names (weight_orig, weight_u,
+/// weight_v) without BatchNorm, and the power iteration's u and v resume with it: 3 + 3 steps
+/// give the bits of 6 straight.
+#[test]
+fn spectral_norm_names_its_state_and_resumes_bit_for_bit() {
+    let (a, b) = (scratch("sn-a"), scratch("sn-b"));
+    let common = ["--spectral-norm", "--loss", "hinge", "--checkpoint-every", "500"];
+    assert!(train(&a, &[&common[..], &["--steps", "6"]].concat()).status.success());
+    assert!(train(&b, &[&common[..], &["--steps", "3"]].concat()).status.success());
+    let o = dcgan(&["train", "--resume", b.to_str().unwrap(), "--steps", "6", "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = |d: &Path| d.join("checkpoints/step_000006/discriminator.safetensors");
+    assert!(std::fs::read(file(&a)).unwrap() == std::fs::read(file(&b)).unwrap(), "D differs after resume");
+    let names: Vec<String> =
+        dcgan::io::read_safetensors(&file(&a)).unwrap().into_iter().map(|t| t.name).collect();
+    for want in ["main.0.weight_orig", "main.0.weight_u", "main.0.weight_v"] {
+        assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.contains("running_mean")), "BatchNorm left in D: {names:?}");
+}
+
 /// `--lr-d` is D's learning rate alone: at 1e-30 D's parameters stay put from one step to the
 /// next (its BatchNorm statistics still move) while G's move at `--lr`; D's would move as much
 /// at `--lr` (the test fails if D's optimizer took `--lr`).

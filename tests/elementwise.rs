@@ -1,4 +1,4 @@
-//! add, sub, mul, affine, sum, mean, per-channel sum/mean: forward and gradients.
+//! add, sub, mul, div, affine, sum, mean, per-channel sum/mean: forward and gradients.
 
 #[macro_use]
 mod common;
@@ -29,6 +29,25 @@ fn binary_ops(dev: Device) {
             |v| v[0].iter().zip(&v[1]).map(|(&a, &b)| f(a, b)).collect(),
         );
     }
+}
+
+/// a / b, with b kept at least 0.5 from zero so the central differences stay accurate.
+fn division(dev: Device) {
+    let mut rng = Rng::new(62);
+    let shape = vec![3, 5, 7];
+    let a = random(105, &mut rng);
+    let b: Vec<f64> = random(105, &mut rng).iter().map(|&x| x.signum() * (0.5 + x.abs())).collect();
+    let y = tensor(&a, &shape, dev).div(&tensor(&b, &shape, dev));
+    let want: Vec<f64> = a.iter().zip(&b).map(|(&a, &b)| a / b).collect();
+    assert_close(&y.to_vec(), &want, 1e-6, "div");
+    check_gradients(
+        "div",
+        &[(a, shape.clone()), (b, shape.clone())],
+        &[true, true],
+        dev,
+        |t| t[0].div(&t[1]),
+        |v| v[0].iter().zip(&v[1]).map(|(&a, &b)| a / b).collect(),
+    );
 }
 
 fn affine_and_reductions(dev: Device) {
@@ -93,4 +112,4 @@ fn sum_is_accurate(dev: Device) {
     assert_eq!(s, 2f32.powi(24) + 4096.0);
 }
 
-device_tests!(binary_ops, affine_and_reductions, sum_is_accurate);
+device_tests!(binary_ops, division, affine_and_reductions, sum_is_accurate);

@@ -19,6 +19,7 @@ fn apply(act: Unary, z: &Tensor) -> Tensor {
         Unary::LeakyRelu(s) => z.leaky_relu(s),
         Unary::Tanh => z.tanh(),
         Unary::Sigmoid => z.sigmoid(),
+        Unary::Sqrt => z.sqrt(),
     }
 }
 

@@ -64,6 +64,8 @@ int main() {
     LAUNCH(tanh_bwd, 2, 1, 1, y.data(), b.data(), z.data(), ew);
     LAUNCH(sigmoid_fwd, 2, 1, 1, a.data(), y.data(), ew);
     LAUNCH(sigmoid_bwd, 2, 1, 1, y.data(), b.data(), z.data(), ew);
+    LAUNCH(sqrt_fwd, 2, 1, 1, b.data(), y.data(), ew);
+    LAUNCH(sqrt_bwd, 2, 1, 1, y.data(), b.data(), z.data(), ew);
 
     // Reductions: two stages, and per channel.
     std::vector<float> partial(2), out(4);

@@ -215,6 +215,8 @@ pub enum Unary {
     LeakyRelu(f32),
     Tanh,
     Sigmoid,
+    /// √x (for x ≥ 0; spectral normalisation's vector norms).
+    Sqrt,
 }
 
 impl Unary {
@@ -224,7 +226,7 @@ impl Unary {
     /// D's first layer) can be freed as soon as the forward pass has used it.
     pub fn backward_uses_output(self) -> bool {
         match self {
-            Unary::Tanh | Unary::Sigmoid | Unary::Relu => true,
+            Unary::Tanh | Unary::Sigmoid | Unary::Relu | Unary::Sqrt => true,
             Unary::LeakyRelu(slope) => slope >= 0.0,
         }
     }
@@ -235,6 +237,7 @@ pub enum Binary {
     Add,
     Sub,
     Mul,
+    Div,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -51,6 +51,9 @@ pub struct TrainConfig {
     /// Mirror augmentation of the real images (`--mirror`).
     #[serde(default)]
     pub mirror: bool,
+    /// D with spectrally normalised convolutions and no BatchNorm (`--spectral-norm`).
+    #[serde(default)]
+    pub spectral_norm: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -10,7 +10,7 @@ pub mod trainer;
 
 pub use config::TrainConfig;
 pub use loss::GanLoss;
-pub use models::{DcganConfig, discriminator, generator};
+pub use models::{DcganConfig, discriminator, generator, spectral_norm_discriminator};
 pub use step::{Gan, GeneratorEma, InstanceNoise, StepMetrics};
 
 use crate::backend::Device;

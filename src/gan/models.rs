@@ -6,7 +6,9 @@
 
 use crate::backend::Device;
 use crate::nn::init::dcgan_init;
-use crate::nn::{BatchNorm2d, Conv2d, ConvTranspose2d, LeakyReLU, ReLU, Sequential, Tanh};
+use crate::nn::{
+    BatchNorm2d, Conv2d, ConvTranspose2d, LeakyReLU, ReLU, Sequential, SpectralNormConv2d, Tanh,
+};
 use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,19 +54,38 @@ pub fn generator(cfg: &DcganConfig, rng: &mut Rng, device: Device) -> Sequential
 
 /// images [N, channels, S, S] -> logits [N, 1, 1, 1].
 pub fn discriminator(cfg: &DcganConfig, rng: &mut Rng, device: Device) -> Sequential {
+    discriminator_layers(cfg, false, rng, device)
+}
+
+/// The discriminator of `--spectral-norm`: every convolution spectrally normalised
+/// ([`SpectralNormConv2d`]) and no BatchNorm, as SN-GAN's discriminators (Miyato et al. 2018):
+/// BatchNorm's per-channel rescaling would undo the Lipschitz bound the normalisation keeps.
+/// State names follow PyTorch's `spectral_norm` (`0.weight_orig`, `0.weight_u`, ...).
+pub fn spectral_norm_discriminator(cfg: &DcganConfig, rng: &mut Rng, device: Device) -> Sequential {
+    discriminator_layers(cfg, true, rng, device)
+}
+
+fn discriminator_layers(cfg: &DcganConfig, spectral_norm: bool, rng: &mut Rng, device: Device) -> Sequential {
     let n = cfg.stride2_layers();
+    let conv = |c_in: usize, c_out: usize, stride: usize, padding: usize, d: Sequential, rng: &mut Rng| {
+        let c = Conv2d::new(c_in, c_out, 4, stride, padding, false, rng, device);
+        if spectral_norm {
+            d.push(SpectralNormConv2d::new(c.weight, stride, padding, rng))
+        } else {
+            d.push(c)
+        }
+    };
     let mut ch = cfg.ndf;
-    let mut d = Sequential::new()
-        .push(Conv2d::new(cfg.channels, ch, 4, 2, 1, false, rng, device))
-        .push(LeakyReLU(0.2));
+    let mut d = conv(cfg.channels, ch, 2, 1, Sequential::new(), rng).push(LeakyReLU(0.2));
     for _ in 1..n {
-        d = d
-            .push(Conv2d::new(ch, ch * 2, 4, 2, 1, false, rng, device))
-            .push(BatchNorm2d::new(ch * 2, device))
-            .push(LeakyReLU(0.2));
+        d = conv(ch, ch * 2, 2, 1, d, rng);
+        if !spectral_norm {
+            d = d.push(BatchNorm2d::new(ch * 2, device));
+        }
+        d = d.push(LeakyReLU(0.2));
         ch *= 2;
     }
-    let d = d.push(Conv2d::new(ch, 1, 4, 1, 0, false, rng, device));
+    let d = conv(ch, 1, 1, 0, d, rng);
     dcgan_init(&d, rng);
     d
 }

@@ -3,7 +3,7 @@
 
 use super::checkpoint::{self, RunState};
 use super::config::{DataFormatArg, TrainConfig};
-use super::models::{discriminator, generator};
+use super::models::{discriminator, generator, spectral_norm_discriminator};
 use super::step::{Gan, GeneratorEma, InstanceNoise, StepMetrics};
 use crate::backend::Device;
 use crate::data::{self, DataFormat, Dataset, Loader};
@@ -239,7 +239,11 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     let model = cfg.model(channels);
     let mut rng = Rng::new(cfg.seed);
     let g = generator(&model, &mut rng, device);
-    let d = discriminator(&model, &mut rng, device);
+    let d = if cfg.spectral_norm {
+        spectral_norm_discriminator(&model, &mut rng, device)
+    } else {
+        discriminator(&model, &mut rng, device)
+    };
     let opt_g = Adam::new(g.parameters(), cfg.lr, (cfg.beta1, cfg.beta2));
     let opt_d = Adam::new(d.parameters(), cfg.lr_d(), (cfg.beta1, cfg.beta2));
     // The average's own initial values are overwritten: a generator of its own stream, so

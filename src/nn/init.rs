@@ -11,7 +11,7 @@ pub fn dcgan_init(model: &Sequential, rng: &mut Rng) {
         for (name, t) in layer.named_tensors() {
             let mut data = vec![0.0; t.numel()];
             match (kind, name.as_str()) {
-                (k, "weight") if k.contains("Conv") => rng.fill_normal(&mut data, 0.0, 0.02),
+                (k, "weight" | "weight_orig") if k.contains("Conv") => rng.fill_normal(&mut data, 0.0, 0.02),
                 (k, "bias") if k.contains("Conv") => {} // zero
                 ("BatchNorm2d", "weight") => rng.fill_normal(&mut data, 1.0, 0.02),
                 ("BatchNorm2d", "bias") => {} // zero

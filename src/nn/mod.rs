@@ -7,12 +7,14 @@ mod conv;
 pub mod init;
 mod linear;
 mod sequential;
+mod spectral_norm;
 
 pub use activation::{LeakyReLU, ReLU, Sigmoid, Tanh};
 pub use batchnorm::BatchNorm2d;
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use linear::Linear;
 pub use sequential::Sequential;
+pub use spectral_norm::SpectralNormConv2d;
 
 use crate::tensor::Tensor;
 

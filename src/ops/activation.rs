@@ -1,4 +1,4 @@
-//! relu, leaky_relu, tanh, sigmoid.
+//! relu, leaky_relu, tanh, sigmoid, sqrt.
 
 use crate::autograd::record;
 use crate::backend::Unary;
@@ -36,6 +36,11 @@ pub fn sigmoid(x: &Tensor) -> Tensor {
     unary("sigmoid", Unary::Sigmoid, x)
 }
 
+/// √x, for x ≥ 0.
+pub fn sqrt(x: &Tensor) -> Tensor {
+    unary("sqrt", Unary::Sqrt, x)
+}
+
 impl Tensor {
     pub fn relu(&self) -> Tensor {
         relu(self)
@@ -48,5 +53,8 @@ impl Tensor {
     }
     pub fn sigmoid(&self) -> Tensor {
         sigmoid(self)
+    }
+    pub fn sqrt(&self) -> Tensor {
+        sqrt(self)
     }
 }

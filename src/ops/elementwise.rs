@@ -1,4 +1,4 @@
-//! add, sub, mul (same shapes, no broadcasting), scale and add_scalar.
+//! add, sub, mul, div (same shapes, no broadcasting), scale and add_scalar.
 
 use crate::autograd::record_op;
 use crate::backend::Binary;
@@ -15,6 +15,11 @@ fn binary(op: Binary, name: &'static str, a: &Tensor, b: &Tensor) -> Tensor {
             inputs[0].requires_grad().then(|| g.mul(&inputs[1])),
             inputs[1].requires_grad().then(|| g.mul(&inputs[0])),
         ],
+        // d(a/b) = da / b − a·db / b²
+        Binary::Div => vec![
+            inputs[0].requires_grad().then(|| g.div(&inputs[1])),
+            inputs[1].requires_grad().then(|| g.mul(&inputs[0]).div(&inputs[1].mul(&inputs[1])).scale(-1.0)),
+        ],
     })
 }
 
@@ -30,6 +35,11 @@ impl Tensor {
     /// Elementwise product.
     pub fn mul(&self, other: &Tensor) -> Tensor {
         binary(Binary::Mul, "mul", self, other)
+    }
+
+    /// Elementwise quotient.
+    pub fn div(&self, other: &Tensor) -> Tensor {
+        binary(Binary::Div, "div", self, other)
     }
 
     /// alpha · self + beta.

@@ -26,6 +26,18 @@ impl Tensor {
         })
     }
 
+    /// A one-element tensor repeated to `shape` (the backward of [`Tensor::sum`], whose own
+    /// backward is a sum): a device scalar applied elementwise without reading it back.
+    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor {
+        assert_eq!(self.numel(), 1, "broadcast_to: expected one element, got shape {:?}", self.shape());
+        let len = shape.iter().product();
+        let out = self.backend().broadcast_scalar(&self.storage(), 1.0, len);
+        let own = self.shape().to_vec();
+        record_op("broadcast", out, shape, vec![self.clone()], move |g, _| {
+            vec![Some(Tensor::from_storage(g.backend().sum(&g.storage()), &own))]
+        })
+    }
+
     /// Σ over batch, height and width of an NCHW tensor: shape `[C]`.
     pub fn sum_channels(&self) -> Tensor {
         self.sum_channels_scaled("sum_channels", 1.0)

@@ -1,4 +1,4 @@
-//! relu, leaky_relu, tanh, sigmoid: forward and backward.
+//! relu, leaky_relu, tanh, sigmoid, sqrt: forward and backward.
 
 use super::elementwise::{map1, map2};
 use crate::backend::Unary;
@@ -17,6 +17,7 @@ pub fn forward(op: Unary, x: &[f32]) -> Vec<f32> {
         Unary::LeakyRelu(slope) => map1(x, move |x| leaky_relu(x, slope)),
         Unary::Tanh => map1(x, tanh),
         Unary::Sigmoid => map1(x, sigmoid),
+        Unary::Sqrt => map1(x, f32::sqrt),
     }
 }
 
@@ -31,6 +32,7 @@ pub fn forward_in_place(op: Unary, y: &mut [f32]) {
         Unary::LeakyRelu(slope) => each(y, move |x| leaky_relu(x, slope)),
         Unary::Tanh => each(y, tanh),
         Unary::Sigmoid => each(y, sigmoid),
+        Unary::Sqrt => each(y, f32::sqrt),
     }
 }
 
@@ -43,6 +45,7 @@ pub fn backward(op: Unary, saved: &[f32], dy: &[f32]) -> Vec<f32> {
         Unary::LeakyRelu(slope) => map2(saved, dy, move |x, dy| if x > 0.0 { dy } else { slope * dy }),
         Unary::Tanh => map2(saved, dy, |y, dy| dy * (1.0 - y * y)),
         Unary::Sigmoid => map2(saved, dy, |y, dy| dy * y * (1.0 - y)),
+        Unary::Sqrt => map2(saved, dy, |y, dy| dy / (2.0 * y)),
     }
 }
 

@@ -31,6 +31,7 @@ pub fn binary(op: Binary, a: &[f32], b: &[f32]) -> Vec<f32> {
         Binary::Add => map2(a, b, |a, b| a + b),
         Binary::Sub => map2(a, b, |a, b| a - b),
         Binary::Mul => map2(a, b, |a, b| a * b),
+        Binary::Div => map2(a, b, |a, b| a / b),
     }
 }
 

@@ -295,6 +295,7 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
             Binary::Add => 0,
             Binary::Sub => 1,
             Binary::Mul => 2,
+            Binary::Div => 3,
         };
         self.map2(k::ew_binary, a, b, code, 0.0, "ew_binary")
     }
@@ -312,6 +313,7 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
             Unary::LeakyRelu(slope) => self.map1(k::leaky_relu_fwd, x, slope, 0.0, "leaky_relu_fwd"),
             Unary::Tanh => self.map1(k::tanh_fwd, x, 0.0, 0.0, "tanh_fwd"),
             Unary::Sigmoid => self.map1(k::sigmoid_fwd, x, 0.0, 0.0, "sigmoid_fwd"),
+            Unary::Sqrt => self.map1(k::sqrt_fwd, x, 0.0, 0.0, "sqrt_fwd"),
         }
     }
     fn unary_backward(&self, op: Unary, saved: &Storage, dy: &Storage) -> Storage {
@@ -320,6 +322,7 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
             Unary::LeakyRelu(slope) => self.map2(k::leaky_relu_bwd, saved, dy, 0, slope, "leaky_relu_bwd"),
             Unary::Tanh => self.map2(k::tanh_bwd, saved, dy, 0, 0.0, "tanh_bwd"),
             Unary::Sigmoid => self.map2(k::sigmoid_bwd, saved, dy, 0, 0.0, "sigmoid_bwd"),
+            Unary::Sqrt => self.map2(k::sqrt_bwd, saved, dy, 0, 0.0, "sqrt_bwd"),
         }
     }
 
