@@ -67,7 +67,7 @@ impl SpectralNormConv2d {
                 let v = normalize(&self.u.reshape(&[1, m]).matmul(&w));
                 let u = normalize(&w.matmul(&v.reshape(&[rest, 1])));
                 for (mine, new) in [(&self.v, &v), (&self.u, &u)] {
-                    mine.backend().axpby(1.0, &new.storage(), 0.0, &mut mine.storage_mut());
+                    *mine.storage_mut() = new.backend().copy(&new.storage());
                 }
             });
         }
