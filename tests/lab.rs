@@ -77,6 +77,18 @@ fn ring_default_setting_covers_the_modes() {
 }
 
 #[test]
+fn ring_with_the_hinge_loss_covers_most_modes() {
+    // Both players on the hinge (D's margin loss, G raising D's score), the default setting
+    // otherwise: measured 7/8 modes at the end and over the last quarter at seed 0.
+    let (_dir, o) = opts("ring_hinge");
+    let s = run("ring", &LabOptions { loss: GanLoss::Hinge, ..o }).unwrap();
+    eprintln!("{}", s.headline);
+    assert_eq!(s.json["loss"], "hinge", "{}", s.headline);
+    assert!(s.json["modes_tail_min"].as_u64().unwrap() >= 6, "{}", s.headline);
+    assert!(s.json["modes_final"].as_u64().unwrap() >= 6, "{}", s.headline);
+}
+
+#[test]
 fn ring_many_d_steps_at_high_lr_collapse() {
     // 5 D steps per G step at lr 1e-3: measured 2 modes at seed 0 (1-2 at seeds 1, 2).
     let (_dir, o) = opts("ring_collapse");
