@@ -71,6 +71,10 @@ struct LabArgs {
     /// ~/.cache/dcgan or .cache/dcgan].
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// score: draw the samples' noise with the truncation trick at this threshold (as
+    /// `dcgan sample --truncation`), to measure what it trades.
+    #[arg(long, value_name = "THRESHOLD", allow_negative_numbers = true)]
+    truncation: Option<f32>,
 }
 
 #[derive(Args)]
@@ -414,6 +418,7 @@ fn run_lab(a: LabArgs) -> anyhow::Result<()> {
         data: a.data,
         samples: a.samples,
         cache: a.cache,
+        truncation: a.truncation,
     };
     let summary = dcgan::lab::run(&a.experiment, &opts)?;
     if a.json {

@@ -189,6 +189,12 @@ fn scores_every_checkpoint_of_a_run_on_the_fixture() {
     let o = dcgan(&args[..args.len() - 1]);
     let line = String::from_utf8_lossy(&o.stdout);
     assert!(line.contains("2 checkpoints") && line.contains("floor") && line.contains("cached"), "{line}");
+    // --truncation scores other samples of the same generators, and says so.
+    let o = dcgan(&[&args[..], &["--truncation", "0.5"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t["truncation"].as_f64(), Some(0.5));
+    assert_ne!(t["frechet"], j["frechet"], "truncated noise gives other samples");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -216,6 +222,7 @@ fn bad_score_inputs_are_refused_with_the_flag_named() {
     let empty = scratch("bad-empty");
     score(&["--checkpoint", empty.to_str().unwrap(), "--data", &fx], &["--checkpoint", "not a checkpoint"]);
     score(&["--checkpoint", grey_s, "--data", &fx, "--samples", "5"], &["--samples 5"]);
+    score(&["--checkpoint", grey_s, "--data", &fx, "--truncation", "0"], &["--truncation 0"]);
     score(&["--checkpoint", grey_s, "--data", nowhere.to_str().unwrap()], &["--data", "nowhere"]);
 
     // Images without their labels file.

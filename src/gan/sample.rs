@@ -134,6 +134,16 @@ pub fn truncated_noise(n: usize, nz: usize, rng: &mut Rng, threshold: f32, devic
     Tensor::from_vec(data, &[n, nz, 1, 1], device)
 }
 
+/// `--truncation`'s check, for `dcgan sample` and `lab score`.
+pub fn check_truncation(t: f32) -> Result<()> {
+    if !(t >= MIN_TRUNCATION && t.is_finite()) {
+        bail!(
+            "--truncation {t}: expected a threshold of at least {MIN_TRUNCATION} (0.5 to 1 is usual; 2 barely truncates)"
+        );
+    }
+    Ok(())
+}
+
 fn read_z(path: &Path, nz: usize, device: Device) -> Result<Tensor> {
     let arrays = io::read_safetensors(path)?;
     let Some(z) = arrays.iter().find(|a| a.name == "z") else {
@@ -164,12 +174,8 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
     {
         bail!("--walk {}: expected at least 2 images a row (its two ends)", walk.steps);
     }
-    if let Some(t) = opts.truncation
-        && !(t >= MIN_TRUNCATION && t.is_finite())
-    {
-        bail!(
-            "--truncation {t}: expected a threshold of at least {MIN_TRUNCATION} (0.5 to 1 is usual; 2 barely truncates)"
-        );
+    if let Some(t) = opts.truncation {
+        check_truncation(t)?;
     }
     let dir = checkpoint::resolve(&opts.checkpoint)?;
     let state = checkpoint::read_state(&dir)?;

@@ -61,6 +61,8 @@ pub struct LabOptions {
     /// `score`: where the trained classifier is cached (default
     /// [`score::default_cache_dir`]).
     pub cache: Option<PathBuf>,
+    /// `score`: truncate the samples' noise at this threshold ([`crate::gan::sample::truncated_noise`]).
+    pub truncation: Option<f32>,
 }
 
 impl Default for LabOptions {
@@ -76,6 +78,7 @@ impl Default for LabOptions {
             data: None,
             samples: None,
             cache: None,
+            truncation: None,
         }
     }
 }

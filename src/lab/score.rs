@@ -29,6 +29,7 @@ use super::frechet::{Gaussian, frechet_distance};
 use crate::data::{DataFormat, Dataset};
 use crate::gan::checkpoint;
 use crate::gan::models::generator;
+use crate::gan::sample::{check_truncation, truncated_noise};
 use crate::gan::trainer::{noise, save_grid};
 use crate::io::{self, PlotOptions, SaveDtype, plot_series};
 use crate::nn::{BatchNorm2d, Conv2d, LeakyReLU, Linear, Module, ReLU, Sequential};
@@ -477,6 +478,9 @@ struct CheckpointScore {
 }
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
+    if let Some(t) = opts.truncation {
+        check_truncation(t)?;
+    }
     let Some(ckpt_path) = &opts.checkpoint else {
         bail!(
             "score needs --checkpoint DIR: a checkpoint, or a run directory (or its checkpoints/) to score every checkpoint"
@@ -576,7 +580,11 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             let mut left = samples;
             while left > 0 {
                 let n = left.min(EVAL_BATCH);
-                let imgs = no_grad(|| g.forward(&noise(n, model.nz, &mut zrng, DEV)));
+                let z = match opts.truncation {
+                    Some(t) => truncated_noise(n, model.nz, &mut zrng, t, DEV),
+                    None => noise(n, model.nz, &mut zrng, DEV),
+                };
+                let imgs = no_grad(|| g.forward(&z));
                 clf.eval_batch(&imgs, &mut ev);
                 first.get_or_insert(imgs);
                 left -= n;
@@ -705,8 +713,9 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
 
     let covered = present - last.missing.len();
     let cached = if trained.cached { ", cached" } else { "" };
+    let truncated = opts.truncation.map_or(String::new(), |t| format!(", noise truncated at ±{t}"));
     let tail = format!(
-        "real-vs-real floor {floor:.2}), classes {covered}/{present}{}, classifier test accuracy {:.1}%{cached}",
+        "real-vs-real floor {floor:.2}{truncated}), classes {covered}/{present}{}, classifier test accuracy {:.1}%{cached}",
         if last.missing.is_empty() { String::new() } else { format!(" (missing {:?})", last.missing) },
         100.0 * accuracy
     );
@@ -762,6 +771,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         "floor_class_counts": pool_hist,
         "floor_classes_covered": present - pool_missing.len(),
         "samples": samples,
+        "truncation": opts.truncation,
         "test_images": splits.test_idx.len(),
         "classes": classes,
         "classes_present": present,
