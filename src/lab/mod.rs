@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::nn::{LeakyReLU, Linear, Module, ReLU, Sequential};
-use crate::{Device, Rng, Tensor, binary_cross_entropy_with_logits};
+use crate::{Device, Rng, Tensor};
 
 /// The experiments `run` knows: the issue's, in its order, then the Dirac-GAN, then scoring.
 pub const EXPERIMENTS: [&str; 6] = ["shift1d", "optimal-d", "saturation", "ring", "dirac", "score"];
@@ -163,15 +163,6 @@ pub(crate) fn mlp(widths: &[usize], leaky: bool, rng: &mut Rng) -> Sequential {
         }
     }
     s
-}
-
-/// D's cross-entropy loss: BCE on real logits against 1 plus BCE on fake logits against 0
-/// (`optimal-d` studies the D that minimises it).
-pub(crate) fn d_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {
-    let ones = Tensor::ones(real_logits.shape(), DEV);
-    let zeros = Tensor::zeros(fake_logits.shape(), DEV);
-    binary_cross_entropy_with_logits(real_logits, &ones)
-        .add(&binary_cross_entropy_with_logits(fake_logits, &zeros))
 }
 
 pub(crate) fn sigmoid64(a: f64) -> f64 {

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{LabOptions, column, d_loss, eval_column, mlp, normal_pdf, sigmoid64, write_csv};
+use super::{GanLoss, LabOptions, column, eval_column, mlp, normal_pdf, sigmoid64, write_csv};
 use crate::Rng;
 use crate::io::{PlotOptions, plot_series};
 use crate::nn::Module;
@@ -53,7 +53,9 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         let real: Vec<f64> = (0..batch).map(|_| sample_data(&mut rng)).collect();
         let fake: Vec<f64> = (0..batch).map(|_| sample_g(&mut rng)).collect();
         opt.zero_grad();
-        let loss = d_loss(&d.forward(&column(&real)), &d.forward(&column(&fake)));
+        // D's cross-entropy loss (the non-saturating and minimax games share it), whose
+        // minimiser is the D* this experiment compares against.
+        let loss = GanLoss::NonSaturating.d_loss(&d.forward(&column(&real)), &d.forward(&column(&fake)));
         loss.backward();
         opt.step();
         if step % 10 == 0 || step + 1 == steps {
