@@ -2,7 +2,9 @@
 //! one G update) on random data, and say where the time goes.
 
 use crate::backend::{Device, profile};
-use crate::gan::{DcganConfig, Gan};
+use crate::gan::{DcganConfig, Gan, GanLoss, InstanceNoise, spectral_norm_discriminator};
+use crate::nn::Module;
+use crate::optim::Adam;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use serde::Serialize;
@@ -16,6 +18,12 @@ pub struct BenchOptions {
     pub device: Device,
     /// Peak GFLOP/s to compare with; None: measure this machine's with the engine's gemm.
     pub peak_gflops: Option<f64>,
+    /// The game's losses (`train --loss`).
+    pub loss: GanLoss,
+    /// D as `train --spectral-norm` builds it.
+    pub spectral_norm: bool,
+    /// Instance noise of this σ on D's inputs, held constant (`train --instance-noise`).
+    pub instance_noise: Option<f32>,
 }
 
 #[derive(Serialize, Debug)]
@@ -47,6 +55,10 @@ pub struct BenchReport {
     pub nz: usize,
     pub ngf: usize,
     pub ndf: usize,
+    /// The step's options: `--loss`, `--spectral-norm`, `--instance-noise` σ.
+    pub loss: String,
+    pub spectral_norm: bool,
+    pub instance_noise: Option<f32>,
     pub threads: usize,
     pub steps: usize,
     pub ms_per_step_median: f64,
@@ -262,6 +274,14 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     let dev = opts.device;
     let mut rng = Rng::new(0);
     let mut gan = Gan::dcgan(&cfg, &mut rng, dev);
+    gan.loss = opts.loss;
+    if opts.spectral_norm {
+        gan.discriminator = spectral_norm_discriminator(&cfg, &mut rng, dev);
+        gan.opt_d = Adam::new(gan.discriminator.parameters(), 2e-4, (0.5, 0.999));
+    }
+    // Never annealed: every timed step pays for the noise.
+    gan.instance_noise =
+        opts.instance_noise.map(|sigma| InstanceNoise { sigma, anneal_steps: u64::MAX, seed: 0 });
     let real = Tensor::rand_uniform(
         &[opts.batch_size, cfg.channels, cfg.image_size, cfg.image_size],
         -1.0,
@@ -340,6 +360,9 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         image_size: cfg.image_size,
         channels: cfg.channels,
         batch_size: opts.batch_size,
+        loss: opts.loss.name().to_string(),
+        spectral_norm: opts.spectral_norm,
+        instance_noise: opts.instance_noise,
         nz: cfg.nz,
         ngf: cfg.ngf,
         ndf: cfg.ndf,
@@ -367,9 +390,25 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
 }
 
 pub fn render_text(r: &BenchReport) -> String {
+    let mut options = vec![format!("{} loss", r.loss)];
+    if r.spectral_norm {
+        options.push("spectral norm".to_string());
+    }
+    if let Some(sigma) = r.instance_noise {
+        options.push(format!("instance noise σ {sigma}"));
+    }
     let mut s = format!(
-        "DCGAN-{} {}ch batch {} (nz {}, ngf {}, ndf {}) on {} with {} threads, {} steps\n",
-        r.image_size, r.channels, r.batch_size, r.nz, r.ngf, r.ndf, r.device, r.threads, r.steps
+        "DCGAN-{} {}ch batch {} (nz {}, ngf {}, ndf {}; {}) on {} with {} threads, {} steps\n",
+        r.image_size,
+        r.channels,
+        r.batch_size,
+        r.nz,
+        r.ngf,
+        r.ndf,
+        options.join(", "),
+        r.device,
+        r.threads,
+        r.steps
     );
     s += &format!(
         "  {:.1} ms/step median ({:.1} min), {:.1} img/s\n  convolutions: {:.2} GFLOP/step, {:.1} GFLOP/s = {:.1}% of {:.0} GFLOP/s peak ({})\n",

@@ -108,6 +108,16 @@ struct BenchArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// The step's losses, as `train --loss`.
+    #[arg(long, value_enum, default_value = "non-saturating")]
+    loss: GanLoss,
+    /// D as `train --spectral-norm` builds it.
+    #[arg(long)]
+    spectral_norm: bool,
+    /// Instance noise of this σ on every image D sees, held constant (as `train
+    /// --instance-noise` before it anneals).
+    #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
+    instance_noise: Option<f32>,
 }
 
 #[derive(Args)]
@@ -371,6 +381,9 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
     {
         bail!("--peak {p}: expected a positive GFLOP/s figure");
     }
+    if let Some(sigma) = a.instance_noise {
+        dcgan::gan::config::check_instance_noise(sigma)?;
+    }
     let device = dcgan::gan::parse_device(&a.device)?;
     if let Some(t) = a.threads {
         if t == 0 {
@@ -385,6 +398,9 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
         warmup: a.warmup,
         device,
         peak_gflops: a.peak,
+        loss: a.loss,
+        spectral_norm: a.spectral_norm,
+        instance_noise: a.instance_noise,
     });
     if a.json {
         println!("{}", serde_json::to_string(&report)?);

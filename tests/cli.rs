@@ -347,6 +347,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--ndf", "0", "--ndf 0"),
         ("--steps", "0", "--steps 0"),
         ("--peak", "0", "--peak 0"),
+        ("--instance-noise", "0", "--instance-noise 0"),
     ] {
         assert_fails(&["bench", flag, value], &[needle]);
     }
@@ -609,6 +610,29 @@ fn conv_ms_per_step(j: &serde_json::Value) -> f64 {
 /// `dcgan bench --json`: one object whose percentages are the convolution rate over the two
 /// peaks it names (the given `--peak`, and on an x86 CPU with AVX2 or AVX-512 the FMA loop
 /// it measures), with the time split by kernel and by convolution layer.
+/// `dcgan bench --loss --spectral-norm --instance-noise` times the step those options make:
+/// the report names them, and the spectral norm's matrix products show in the breakdown
+/// (a plain DCGAN step has none).
+#[test]
+fn bench_times_the_step_options_it_is_given() {
+    let common = ["--batch-size", "4", "--steps", "1", "--warmup", "0", "--peak", "50"];
+    let kernels = |j: &serde_json::Value| -> Vec<String> {
+        j["breakdown"].as_array().unwrap().iter().map(|b| b["kernel"].as_str().unwrap().to_string()).collect()
+    };
+    let plain = bench_json(&common);
+    assert_eq!(
+        (plain["loss"].as_str(), plain["spectral_norm"].as_bool()),
+        (Some("non-saturating"), Some(false))
+    );
+    assert!(plain["instance_noise"].is_null() && !kernels(&plain).contains(&"matmul".to_string()), "{plain}");
+    let sn = bench_json(
+        &[&common[..], &["--loss", "hinge", "--spectral-norm", "--instance-noise", "0.2"]].concat(),
+    );
+    assert_eq!((sn["loss"].as_str(), sn["spectral_norm"].as_bool()), (Some("hinge"), Some(true)));
+    assert_eq!(sn["instance_noise"].as_f64(), Some(0.2));
+    assert!(kernels(&sn).contains(&"matmul".to_string()), "{sn}");
+}
+
 #[test]
 fn bench_json_reports_rates_against_both_peaks() {
     let j = bench_json(&["--batch-size", "4", "--steps", "2", "--warmup", "1", "--peak", "50"]);

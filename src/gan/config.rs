@@ -113,6 +113,16 @@ pub fn check_model_flags(
     Ok(())
 }
 
+/// `--instance-noise`'s check, which `dcgan train` and `dcgan bench` share.
+pub fn check_instance_noise(sigma: f32) -> anyhow::Result<()> {
+    if !(sigma > 0.0 && sigma.is_finite()) {
+        anyhow::bail!(
+            "--instance-noise {sigma}: expected a positive standard deviation (images span [-1, 1]; 0.1 to 1 is usual)"
+        );
+    }
+    Ok(())
+}
+
 impl TrainConfig {
     /// D's learning rate: `--lr-d`, else G's.
     pub fn lr_d(&self) -> f32 {
@@ -172,12 +182,8 @@ impl TrainConfig {
         {
             bail!("--ema {d}: expected a decay between 0 and 1 (0.999 is usual)");
         }
-        if let Some(sigma) = self.instance_noise
-            && !(sigma > 0.0 && sigma.is_finite())
-        {
-            bail!(
-                "--instance-noise {sigma}: expected a positive standard deviation (images span [-1, 1]; 0.1 to 1 is usual)"
-            );
+        if let Some(sigma) = self.instance_noise {
+            check_instance_noise(sigma)?;
         }
         if self.instance_noise_steps == Some(0) {
             bail!("--instance-noise-steps 0: expected at least 1");
