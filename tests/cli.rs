@@ -74,6 +74,8 @@ fn trains_on_the_fashion_mnist_fixture_and_writes_every_output() {
         "metrics.csv",
         "timing.csv",
         "losses.png",
+        "layers.csv",
+        "layer_grad_norms.png",
         "config.json",
         "checkpoints/latest",
         "checkpoints/step_000015/generator.safetensors",
@@ -86,6 +88,11 @@ fn trains_on_the_fashion_mnist_fixture_and_writes_every_output() {
     assert_eq!(std::fs::read_to_string(out.join("checkpoints/latest")).unwrap().trim(), "step_000030");
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 31, "header + one row per step");
+    // Every parameter's gradient norm at the log steps.
+    let (cols, rows) = dcgan::io::read_metrics_csv(&out.join("layers.csv")).unwrap();
+    assert_eq!(rows.iter().map(|r| r[0]).collect::<Vec<_>>(), [10.0, 20.0, 30.0]);
+    assert!(cols.iter().any(|c| c == "D.0.weight") && cols.iter().any(|c| c == "G.0.weight"), "{cols:?}");
+    assert!(rows.iter().flatten().all(|v| v.is_finite() && *v >= 0.0), "{rows:?}");
     let img = image::open(out.join("real.png")).unwrap();
     assert_eq!(
         (img.width(), img.height()),
@@ -131,6 +138,15 @@ fn resume_continues_bit_for_bit() {
         }
         let metrics = |d: &Path| std::fs::read(d.join("metrics.csv")).unwrap();
         assert_eq!(metrics(&a), metrics(&b), "{dtype}");
+        // The layer norms are logged at the log steps, which the resume changed (20 → 5): the
+        // steps both runs logged, 20 and 24, hold the same numbers.
+        let layers = |d: &Path| {
+            let (_, rows) = dcgan::io::read_metrics_csv(&d.join("layers.csv")).unwrap();
+            rows.into_iter().filter(|r| r[0] == 20.0 || r[0] == 24.0).collect::<Vec<_>>()
+        };
+        let straight = layers(&a);
+        assert_eq!(straight.len(), 2, "{dtype}");
+        assert_eq!(straight, layers(&b), "{dtype}");
         // Asking for no more steps than the checkpoint has is explained, not silently ignored.
         assert_fails(
             &["train", "--resume", b.to_str().unwrap(), "--steps", "24"],

@@ -256,9 +256,40 @@ fn instance_noise_reaches_every_image_d_sees(dev: Device) {
     assert!((want_g - clean_g).abs() > 1e-3, "the noise moved loss_G only from {clean_g} to {want_g}");
 }
 
+/// `step_k_with_layers`: one gradient norm per parameter, D's then G's, whose squares add up
+/// to the step's total norms of D and of G.
+fn layer_gradient_norms_add_up_to_the_totals(dev: Device) {
+    let cfg = config(16);
+    let mut gan = build(&cfg, 7, dev);
+    let mut rng = Rng::new(8);
+    let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
+    let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+    let shapes = gan.parameter_shapes();
+    let (m, norms) = gan.step_k_with_layers(&[real], &[z]);
+    assert_eq!(norms.len(), shapes.len());
+    let sum_sq = |prefix: &str| -> f64 {
+        shapes
+            .iter()
+            .zip(&norms)
+            .filter(|((n, _), _)| n.starts_with(prefix))
+            .map(|(_, &v)| f64::from(v).powi(2))
+            .sum()
+    };
+    for (prefix, total) in [("D.", m.grad_norm_d), ("G.", m.grad_norm_g)] {
+        let want = f64::from(total).powi(2);
+        assert!(
+            (sum_sq(prefix) - want).abs() < 1e-4 * want,
+            "{prefix}: Σ layer² {} against {want}",
+            sum_sq(prefix)
+        );
+    }
+    assert!(shapes.iter().zip(&norms).filter(|((_, s), _)| s.len() == 4).all(|(_, &v)| v > 0.0), "{norms:?}");
+}
+
 device_tests!(
     each_loss_is_the_discriminators_objective,
     instance_noise_reaches_every_image_d_sees,
+    layer_gradient_norms_add_up_to_the_totals,
     shapes_follow_the_image_size,
     state_names_match_pytorch,
     initialisation_statistics,

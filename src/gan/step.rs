@@ -150,11 +150,21 @@ impl GeneratorEma {
     }
 }
 
-/// Σ‖grad‖² over a model's parameters, left on their device.
-fn grad_sq_norm(model: &Sequential) -> Tensor {
+/// A model's trainable tensors under their state names ("0.weight", "3.bias", ...), in order.
+fn named_parameters(model: &Sequential) -> Vec<(String, Tensor)> {
+    let ids: Vec<u64> = model.parameters().iter().map(Tensor::id).collect();
+    model.named_tensors().into_iter().filter(|(_, t)| ids.contains(&t.id())).collect()
+}
+
+/// ‖grad‖² of each of a model's parameters (None where it has no gradient) and their sum, all
+/// left on the device.
+fn grad_sq_norms(model: &Sequential) -> (Vec<Option<Tensor>>, Tensor) {
     crate::no_grad(|| {
-        let squares = model.parameters().into_iter().filter_map(|p| p.grad()).map(|g| g.mul(&g).sum());
-        squares.reduce(|a, b| a.add(&b)).expect("a step's model has gradients")
+        let each: Vec<Option<Tensor>> =
+            model.parameters().into_iter().map(|p| p.grad().map(|g| g.mul(&g).sum())).collect();
+        let total =
+            each.iter().flatten().cloned().reduce(|a, b| a.add(&b)).expect("a step's model has gradients");
+        (each, total)
     })
 }
 
@@ -194,6 +204,28 @@ impl Gan {
     /// its own real batch and noise, then one generator update reusing the last noise (G has
     /// not changed since, so its fakes are reused rather than recomputed).
     pub fn step_k(&mut self, reals: &[Tensor], zs: &[Tensor]) -> StepMetrics {
+        self.step_recording(reals, zs, false).0
+    }
+
+    /// `step_k`, and the gradient norm of every parameter, D's from its last update then
+    /// G's, in [`Gan::parameter_shapes`] order (0 for a parameter without a gradient): which layers
+    /// learn and which starve. One device read per parameter more than `step_k`.
+    pub fn step_k_with_layers(&mut self, reals: &[Tensor], zs: &[Tensor]) -> (StepMetrics, Vec<f32>) {
+        self.step_recording(reals, zs, true)
+    }
+
+    /// ("D.<name>", shape) for each of D's parameters, then ("G.<name>", shape) for G's.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let named = |prefix: &str, model: &Sequential| {
+            named_parameters(model)
+                .into_iter()
+                .map(|(n, t)| (format!("{prefix}.{n}"), t.shape().to_vec()))
+                .collect::<Vec<_>>()
+        };
+        [named("D", &self.discriminator), named("G", &self.generator)].concat()
+    }
+
+    fn step_recording(&mut self, reals: &[Tensor], zs: &[Tensor], layers: bool) -> (StepMetrics, Vec<f32>) {
         assert!(
             !reals.is_empty() && reals.len() == zs.len(),
             "Gan::step_k: {} real batches, {} noise batches",
@@ -212,6 +244,7 @@ impl Gan {
         // read at once: a read in the middle would make the host wait for the device there
         // (on a GPU, a synchronisation per read) before it could queue the rest of the step.
         let mut d_numbers = None;
+        let mut d_layers = Vec::new();
 
         // D steps: for the cross-entropy losses, maximise log D(x) + log(1 − D(G(z))).
         let mut fake = None;
@@ -235,7 +268,10 @@ impl Gan {
                 (fake_logits.detach(), loss_fake.detach())
             };
             let loss_d = loss_real.add(&loss_fake);
-            let grad_sq_d = grad_sq_norm(&self.discriminator);
+            let (each_d, grad_sq_d) = grad_sq_norms(&self.discriminator);
+            if layers {
+                d_layers = each_d;
+            }
             self.opt_d.step();
             // Gradients live only from backward to update: every step then starts with the
             // same memory free as the last (no allocation after warm-up), and the peak is lower.
@@ -254,7 +290,7 @@ impl Gan {
         let loss_g = self.loss.g_loss(&fake_logits_after);
         loss_g.backward();
         set_requires_grad(&self.discriminator, true);
-        let grad_sq_g = grad_sq_norm(&self.generator);
+        let (each_g, grad_sq_g) = grad_sq_norms(&self.generator);
         self.opt_g.step();
         self.opt_g.zero_grad();
         if let Some(ema) = &self.ema {
@@ -272,9 +308,14 @@ impl Gan {
             grad_norm_d: grad_sq_d.item().sqrt(),
             grad_norm_g: grad_sq_g.item().sqrt(),
         };
+        let layer_norms = if layers {
+            d_layers.iter().chain(&each_g).map(|sq| sq.as_ref().map_or(0.0, |t| t.item().sqrt())).collect()
+        } else {
+            Vec::new()
+        };
         // Buffers no op of this step asked for (a sample grid's, say) go back to the OS.
         crate::backend::cpu::pool::trim();
-        m
+        (m, layer_norms)
     }
 }
 

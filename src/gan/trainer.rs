@@ -201,6 +201,21 @@ pub fn plot_losses(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// layer_grad_norms.png from layers.csv: log10 of the gradient norm of each of `names`.
+fn plot_layer_norms(out: &Path, names: &[&str]) -> Result<()> {
+    let (cols, rows) = io::read_metrics_csv(&out.join("layers.csv"))?;
+    let col = |name: &str| -> Vec<f64> {
+        let i = cols.iter().position(|c| c == name).expect("layers.csv column");
+        rows.iter().map(|r| r[i]).collect()
+    };
+    let series: Vec<(&str, Vec<f64>)> =
+        names.iter().map(|&n| (n, col(n).iter().map(|v| v.max(1e-30).log10()).collect())).collect();
+    let refs: Vec<(&str, &[f64])> = series.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+    let opts = io::PlotOptions::new("gradient norm of each convolution", "generator step", "log10 ‖grad‖");
+    io::plot_series(&out.join("layer_grad_norms.png"), &opts, &col("step"), &refs)?;
+    Ok(())
+}
+
 pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     let resume_dir = opts.resume.as_deref().map(checkpoint::resolve).transpose()?;
     let resumed: Option<RunState> = resume_dir.as_deref().map(checkpoint::read_state).transpose()?;
@@ -291,6 +306,12 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
         &["step", "ms", "img_per_s"],
         resumed.as_ref().map(|s| s.step),
     )?;
+    // Every parameter's gradient norm at the log steps.
+    let parameters = gan.parameter_shapes();
+    let layer_columns: Vec<&str> =
+        std::iter::once("step").chain(parameters.iter().map(|(name, _)| name.as_str())).collect();
+    let mut layers =
+        MetricsCsv::open(&out.join("layers.csv"), &layer_columns, resumed.as_ref().map(|s| s.step))?;
     std::fs::create_dir_all(out.join("samples"))
         .with_context(|| format!("cannot create {}/samples", out.display()))?;
 
@@ -358,7 +379,12 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
             reals.push(Tensor::from_vec(host_batch.clone(), &batch_shape, device));
             zs.push(noise(cfg.batch_size, cfg.nz, &mut rng, device));
         }
-        let m = gan.step_k(&reals, &zs);
+        let log_step = (step + 1) % cfg.log_every == 0 || step + 1 == total;
+        let (m, layer_norms) = if log_step {
+            gan.step_k_with_layers(&reals, &zs)
+        } else {
+            (gan.step_k(&reals, &zs), Vec::new())
+        };
         step += 1;
         let secs = t0.elapsed().as_secs_f64();
         let img_s = (cfg.batch_size * cfg.d_steps) as f64 / secs;
@@ -391,6 +417,12 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
             &m.grad_norm_g,
         ])?;
         timing.row(&[&step, &(secs * 1e3), &img_s])?;
+        if log_step {
+            let fields: Vec<&dyn io::CsvField> = std::iter::once(&step as &dyn io::CsvField)
+                .chain(layer_norms.iter().map(|v| v as _))
+                .collect();
+            layers.row(&fields)?;
+        }
         if let Some(pb) = &progress {
             pb.set_position(step);
             pb.set_message(format!("loss_D {:.3} loss_G {:.3}", m.loss_d, m.loss_g));
@@ -442,5 +474,9 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
         pb.finish_and_clear();
     }
     plot_losses(&out)?;
+    // The convolution weights only: BatchNorm's scales and shifts stay in the CSV.
+    let convs: Vec<&str> =
+        parameters.iter().filter(|(_, shape)| shape.len() == 4).map(|(n, _)| n.as_str()).collect();
+    plot_layer_norms(&out, &convs)?;
     Ok(Summary { steps: step, last, interrupted, out })
 }
