@@ -201,9 +201,13 @@ pub fn plot_losses(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// layer_grad_norms.png from layers.csv: log10 of the gradient norm of each of `names`.
+/// layer_grad_norms.png from layers.csv: log10 of the gradient norm of each of `names`. None
+/// before the first log step (a run stopped by Ctrl-C early).
 fn plot_layer_norms(out: &Path, names: &[&str]) -> Result<()> {
     let (cols, rows) = io::read_metrics_csv(&out.join("layers.csv"))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
     let col = |name: &str| -> Vec<f64> {
         let i = cols.iter().position(|c| c == name).expect("layers.csv column");
         rows.iter().map(|r| r[i]).collect()
