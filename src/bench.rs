@@ -126,8 +126,10 @@ pub fn measure_peaks(dev: Device, given: Option<f64>) -> ((f64, String), Option<
                 }
                 fma = time_fma_loop().map(|f| fma.map_or(f, |best| best.max(f)));
             }
-            let source = format!("measured: engine gemm {}³ on the CPU", CpuGemmProbe::N);
-            (given.unwrap_or((gemm, source)), fma.map(|f| (f, "measured: FMA loop on every thread")))
+            (
+                given.unwrap_or((gemm, CpuGemmProbe::source())),
+                fma.map(|f| (f, "measured: FMA loop on every thread")),
+            )
         }
         Device::Cuda(i) => (
             given.unwrap_or_else(|| measure_gemm_peak(dev)),
@@ -166,7 +168,7 @@ fn measure_gemm_peak(dev: Device) -> (f64, String) {
     }
     let mut probe = CpuGemmProbe::new();
     let best = (0..5).map(|_| probe.run()).fold(0.0, f64::max);
-    (best, format!("measured: engine gemm {}³ on the CPU", CpuGemmProbe::N))
+    (best, CpuGemmProbe::source())
 }
 
 /// One square product through the CPU gemm on all rayon threads, operands kept between runs.
@@ -178,6 +180,11 @@ struct CpuGemmProbe {
 
 impl CpuGemmProbe {
     const N: usize = 2048;
+
+    /// How the peak it gives was found, for the report.
+    fn source() -> String {
+        format!("measured: engine gemm {}³ on the CPU", Self::N)
+    }
 
     fn new() -> Self {
         let n = Self::N;
