@@ -233,6 +233,12 @@ struct TrainArgs {
     /// al. 2018; pairs with --loss hinge).
     #[arg(long)]
     spectral_norm: bool,
+    /// Class-conditional: G draws the class it is given (one-hot appended to z, Mirza &
+    /// Osindero 2014) and D is a projection discriminator (Miyato & Koyama 2018). Needs
+    /// labelled data (MNIST-family idx with its labels file, CIFAR-10); sample a class with
+    /// `dcgan sample --class`.
+    #[arg(long)]
+    conditional: bool,
     /// Plain log lines instead of a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -271,6 +277,10 @@ struct SampleArgs {
     /// ±THRESHOLD, trading variety for images nearer G's typical ones (e.g. 0.5).
     #[arg(long, value_name = "THRESHOLD", conflicts_with = "z", allow_negative_numbers = true)]
     truncation: Option<f32>,
+    /// The class to draw, for a conditional checkpoint (`train --conditional`); by default
+    /// row r of the grid draws class r (mod the number of classes).
+    #[arg(long, value_name = "CLASS")]
+    class: Option<usize>,
 }
 
 /// runs/YYYYmmdd-HHMMSS in UTC, from the system clock (no timezone database needed).
@@ -327,6 +337,7 @@ fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
         instance_noise_steps: a.instance_noise_steps,
         mirror: a.mirror,
         spectral_norm: a.spectral_norm,
+        conditional: a.conditional,
     };
     let out = match (a.out, &a.resume) {
         (Some(out), _) => out,
@@ -352,6 +363,7 @@ fn run_sample(a: SampleArgs) -> anyhow::Result<()> {
         walk: a.walk.map(|steps| dcgan::gan::sample::Walk { steps, path: a.path }),
         no_ema: a.no_ema,
         truncation: a.truncation,
+        class: a.class,
     })?;
     let which = if out.ema { " (G's running average; --no-ema for G itself)" } else { "" };
     eprintln!("wrote {0}/samples.png and {0}/samples.safetensors{which}", out.out.display());
@@ -366,6 +378,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
         nz: a.nz,
         ngf: a.ngf,
         ndf: a.ndf,
+        classes: 0,
     };
     dcgan::gan::config::check_model_flags(
         a.image_size,

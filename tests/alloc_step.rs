@@ -52,7 +52,7 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn steady_state_allocations_per_step() {
     let dev = Device::Cpu;
-    let cfg = DcganConfig { image_size: 32, channels: 3, nz: 32, ngf: 16, ndf: 16 };
+    let cfg = DcganConfig { image_size: 32, channels: 3, nz: 32, ngf: 16, ndf: 16, classes: 0 };
     let batch = 16;
     let mut rng = Rng::new(3);
     let mut gan = Gan::dcgan(&cfg, &mut rng, dev);

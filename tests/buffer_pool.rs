@@ -19,7 +19,7 @@ fn serial() -> MutexGuard<'static, ()> {
 /// Three DCGAN steps from a fixed seed; the losses and every parameter's bits.
 fn three_steps() -> (Vec<u32>, Vec<u32>) {
     let dev = Device::Cpu;
-    let cfg = DcganConfig { image_size: 16, channels: 3, nz: 16, ngf: 8, ndf: 8 };
+    let cfg = DcganConfig { image_size: 16, channels: 3, nz: 16, ngf: 8, ndf: 8, classes: 0 };
     let mut rng = Rng::new(11);
     let mut gan = Gan::dcgan(&cfg, &mut rng, dev);
     let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);

@@ -176,6 +176,70 @@ fn spectral_norm_names_its_state_and_resumes_bit_for_bit() {
     assert!(!names.iter().any(|n| n.contains("running_mean")), "BatchNorm left in D: {names:?}");
 }
 
+/// `--conditional` on the labelled fixture: D keeps its class embedding, 3 + 3 steps give the
+/// bits of 6 straight, the training grid has a row per class, `sample` draws a row per class
+/// or `--class` throughout (and saves the labels), and the bad cases are named.
+#[test]
+fn conditional_trains_samples_a_class_and_resumes_bit_for_bit() {
+    let (a, b, plain) = (scratch("cond-a"), scratch("cond-b"), scratch("cond-plain"));
+    let data = fixture();
+    let common =
+        ["--data", data.as_str(), "--conditional", "--checkpoint-every", "500", "--sample-every", "6"];
+    assert!(train(&a, &[&common[..], &["--steps", "6"]].concat()).status.success());
+    assert!(train(&b, &[&common[..], &["--steps", "3"]].concat()).status.success());
+    let o = dcgan(&["train", "--resume", b.to_str().unwrap(), "--steps", "6", "--no-progress"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["generator", "discriminator", "optimizer"] {
+        let file =
+            |d: &Path| std::fs::read(d.join(format!("checkpoints/step_000006/{f}.safetensors"))).unwrap();
+        assert!(file(&a) == file(&b), "{f} differs between 6 straight steps and 3 + 3 resumed");
+    }
+    let d =
+        dcgan::io::read_safetensors(&a.join("checkpoints/step_000006/discriminator.safetensors")).unwrap();
+    let embed = d.iter().find(|t| t.name == "main.6.embed").expect("D's class embedding");
+    assert_eq!(embed.shape, [10, 16 * 16], "10 classes × (16 channels at 4×4)");
+    assert!(embed.data.to_f32().unwrap().iter().any(|&v| v != 0.0), "the embedding never trained");
+    let grid = image::open(a.join("samples/step_000006.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (8 * 18 + 2, 10 * 18 + 2), "a row of 8 per class");
+
+    let labels = |out: &Path| -> Vec<i64> {
+        let arrays = dcgan::io::read_safetensors(&out.join("samples.safetensors")).unwrap();
+        match &arrays.iter().find(|t| t.name == "labels").expect("labels saved").data {
+            dcgan::io::ArrayData::I64(v) => v.clone(),
+            other => panic!("labels stored as {}", other.dtype()),
+        }
+    };
+    let out = scratch("cond-sample");
+    let sample = |extra: &[&str]| {
+        let args = [
+            &["sample", "--checkpoint", a.to_str().unwrap(), "--out", out.to_str().unwrap(), "--n", "16"][..],
+            extra,
+        ]
+        .concat();
+        let o = dcgan(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    sample(&[]);
+    assert_eq!(labels(&out), [[0; 8], [1; 8]].concat(), "row r draws class r");
+    let rows = std::fs::read(out.join("samples.png")).unwrap();
+    sample(&["--class", "3"]);
+    assert_eq!(labels(&out), [3; 16]);
+    assert!(std::fs::read(out.join("samples.png")).unwrap() != rows, "--class 3 drew the same images");
+    let ckpt = a.to_str().unwrap();
+    assert_fails(&["sample", "--checkpoint", ckpt, "--class", "10"], &["--class 10", "10 classes, 0 to 9"]);
+
+    assert!(train(&plain, &["--steps", "1"]).status.success());
+    assert_fails(
+        &["sample", "--checkpoint", plain.to_str().unwrap(), "--class", "1"],
+        &["--class 1", "unconditional"],
+    );
+    assert_fails(
+        &["train", "--resume", plain.to_str().unwrap(), "--steps", "2", "--conditional"],
+        &["--conditional true", "has false"],
+    );
+    assert_fails(&["train", "--conditional", "--steps", "1"], &["--conditional", "class label", "synthetic"]);
+}
+
 /// `--lr-d` is D's learning rate alone: at 1e-30 D's parameters stay put from one step to the
 /// next (its BatchNorm statistics still move) while G's move at `--lr`; D's would move as much
 /// at `--lr` (the test fails if D's optimizer took `--lr`).

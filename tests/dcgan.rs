@@ -8,7 +8,7 @@ use dcgan::nn::Module;
 use dcgan::{Device, Rng, Tensor};
 
 fn config(image_size: usize) -> DcganConfig {
-    DcganConfig { image_size, channels: 3, nz: 16, ngf: 8, ndf: 8 }
+    DcganConfig { image_size, channels: 3, nz: 16, ngf: 8, ndf: 8, classes: 0 }
 }
 
 fn build(cfg: &DcganConfig, seed: u64, dev: Device) -> Gan {
@@ -29,7 +29,7 @@ fn shapes_follow_the_image_size(dev: Device) {
 
 /// The state names of pytorch/examples' dcgan (inside its `main` Sequential), 64×64.
 fn state_names_match_pytorch(dev: Device) {
-    let cfg = DcganConfig { image_size: 64, channels: 3, nz: 100, ngf: 64, ndf: 64 };
+    let cfg = DcganConfig { image_size: 64, channels: 3, nz: 100, ngf: 64, ndf: 64, classes: 0 };
     let gan = build(&cfg, 1, dev);
     let bn = |i: usize| ["weight", "bias", "running_mean", "running_var"].map(|s| format!("{i}.{s}"));
     let mut want_g = vec!["0.weight".to_string()];
@@ -56,7 +56,7 @@ fn state_names_match_pytorch(dev: Device) {
 
 /// DCGAN initialisation: conv weights N(0, 0.02), BN weight N(1, 0.02), BN bias 0.
 fn initialisation_statistics(dev: Device) {
-    let cfg = DcganConfig { image_size: 32, channels: 3, nz: 100, ngf: 64, ndf: 64 };
+    let cfg = DcganConfig { image_size: 32, channels: 3, nz: 100, ngf: 64, ndf: 64, classes: 0 };
     let gan = build(&cfg, 5, dev);
     for (name, t) in gan.generator.named_tensors().into_iter().chain(gan.discriminator.named_tensors()) {
         let v = t.to_vec();

@@ -16,7 +16,7 @@ use dcgan::{Device, Rng, Tensor};
 #[test]
 fn steps_after_warm_up_allocate_nothing_from_the_driver() {
     let dev = Device::Emu;
-    let cfg = DcganConfig { image_size: 16, channels: 3, nz: 8, ngf: 4, ndf: 4 };
+    let cfg = DcganConfig { image_size: 16, channels: 3, nz: 8, ngf: 4, ndf: 4, classes: 0 };
     let mut rng = Rng::new(1);
     let mut gan = Gan::dcgan(&cfg, &mut rng, dev);
     let real = Tensor::rand_uniform(&[4, 3, 16, 16], -1.0, 1.0, &mut rng, dev);

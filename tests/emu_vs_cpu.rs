@@ -350,7 +350,7 @@ fn gan(cfg: &DcganConfig, dev: Device) -> Gan {
 /// statistic match the CPU within 1e-4 (relative to max(|value|, 1e-2)).
 #[test]
 fn three_dcgan_steps_match_the_cpu() {
-    let cfg = DcganConfig { image_size: 16, channels: 3, nz: 8, ngf: 4, ndf: 4 };
+    let cfg = DcganConfig { image_size: 16, channels: 3, nz: 8, ngf: 4, ndf: 4, classes: 0 };
     let run = |dev: Device| {
         let mut gan = gan(&cfg, dev);
         let mut rng = Rng::new(12);

@@ -273,7 +273,7 @@ fn corrupt_files_give_their_own_error() {
 // ---- model state -------------------------------------------------------------------------
 
 fn dcgan64() -> DcganConfig {
-    DcganConfig { image_size: 64, channels: 3, nz: 100, ngf: 64, ndf: 64 }
+    DcganConfig { image_size: 64, channels: 3, nz: 100, ngf: 64, ndf: 64, classes: 0 }
 }
 
 /// pytorch/examples dcgan/main.py, `Generator().state_dict().keys()` and shapes (nz=100,
@@ -333,7 +333,7 @@ fn module_state_is_pytorchs_state_dict() {
 }
 
 fn small() -> DcganConfig {
-    DcganConfig { image_size: 16, channels: 3, nz: 8, ngf: 8, ndf: 8 }
+    DcganConfig { image_size: 16, channels: 3, nz: 8, ngf: 8, ndf: 8, classes: 0 }
 }
 
 /// Every tensor's values and every counter, by name.

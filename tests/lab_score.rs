@@ -180,7 +180,14 @@ fn scores_every_checkpoint_of_a_run_on_the_fixture() {
     let csv = std::fs::read_to_string(out.join("score.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
     assert!(csv.starts_with("step,frechet,floor,classifier_accuracy,samples,class_0,"), "{csv}");
-    assert!(csv.lines().next().unwrap().ends_with(",frechet_ema,classes_covered_ema"), "{csv}");
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",frechet_ema,classes_covered_ema,class_agreement,class_agreement_ema"),
+        "{csv}"
+    );
+    assert!(j["class_agreement"].is_null(), "an unconditional G has no class to agree with");
     for f in ["frechet.png", "class_histogram.png", "samples.png"] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
@@ -195,6 +202,26 @@ fn scores_every_checkpoint_of_a_run_on_the_fixture() {
     let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(t["truncation"].as_f64(), Some(0.5));
     assert_ne!(t["frechet"], j["frechet"], "truncated noise gives other samples");
+
+    // A conditional G is asked for every class in turn and scored on how often the
+    // classifier agrees: at most the overlap of the predicted and requested histograms.
+    let cond_dir = dir.join("cond");
+    tiny_run(&cond_dir, &fixture(), "2", &["--conditional"]);
+    let cond_args = [&args[..3], &[cond_dir.to_str().unwrap()], &args[4..]].concat();
+    let o = dcgan(&cond_args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for ck in c["checkpoints"].as_array().unwrap() {
+        let agreement = ck["class_agreement"].as_f64().expect("a conditional G's class agreement");
+        let overlap: u64 =
+            ck["class_counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap().min(10)).sum();
+        assert!(
+            (0.0..=overlap as f64 / 100.0).contains(&agreement),
+            "agreement {agreement}, overlap {overlap}: {ck}"
+        );
+    }
+    let o = dcgan(&cond_args[..cond_args.len() - 1]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("class agreement"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -44,6 +44,17 @@ pub trait Dataset: Send + Sync {
     }
 }
 
+/// The classes of a labelled dataset: its largest label + 1. None when it is unlimited or any
+/// image has no label.
+pub fn class_count(ds: &dyn Dataset) -> Option<usize> {
+    let len = ds.len()?;
+    let mut most = None;
+    for i in 0..len {
+        most = most.max(Some(ds.label(i)?));
+    }
+    most.map(|m| usize::from(m) + 1)
+}
+
 /// Which reader [`open`] uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -38,6 +38,9 @@ pub struct RunState {
     pub loader: LoaderState,
     /// Image channels actually trained on (the data's, unless --channels said otherwise).
     pub channels: usize,
+    /// The data's classes for a conditional run (`--conditional`), else 0.
+    #[serde(default)]
+    pub classes: usize,
 }
 
 fn save_dtype(d: WeightDtype) -> SaveDtype {

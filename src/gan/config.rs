@@ -54,6 +54,9 @@ pub struct TrainConfig {
     /// D with spectrally normalised convolutions and no BatchNorm (`--spectral-norm`).
     #[serde(default)]
     pub spectral_norm: bool,
+    /// A class-conditional G and D (`--conditional`), on the data's labels.
+    #[serde(default)]
+    pub conditional: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -129,8 +132,17 @@ impl TrainConfig {
         self.lr_d.unwrap_or(self.lr)
     }
 
-    pub fn model(&self, channels: usize) -> DcganConfig {
-        DcganConfig { image_size: self.image_size, channels, nz: self.nz, ngf: self.ngf, ndf: self.ndf }
+    /// The networks' shapes for data with `channels` channels and `classes` classes (0 for an
+    /// unconditional run).
+    pub fn model(&self, channels: usize, classes: usize) -> DcganConfig {
+        DcganConfig {
+            image_size: self.image_size,
+            channels,
+            nz: self.nz,
+            ngf: self.ngf,
+            ndf: self.ndf,
+            classes,
+        }
     }
 
     /// Checks every value a user can set; the message names the flag and what it accepts.

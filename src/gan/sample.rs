@@ -1,8 +1,9 @@
 //! `dcgan sample`: images from a checkpoint's generator, with the noise that made them, or
-//! walks through its latent space (Radford et al. 2015, §6.1).
+//! walks through its latent space (Radford et al. 2015, §6.1). A conditional generator draws
+//! one class a grid row, or `--class` throughout.
 
 use super::checkpoint;
-use super::models::generator;
+use super::models::{generator, generator_input};
 use super::trainer::{noise, save_grid};
 use crate::backend::Device;
 use crate::io::{self, ArrayData, NamedArray};
@@ -27,6 +28,9 @@ pub struct SampleOptions {
     pub no_ema: bool,
     /// Redraw noise components beyond ±this ([`truncated_noise`]).
     pub truncation: Option<f32>,
+    /// The class every image is drawn from (conditional checkpoints); None: row r of the grid
+    /// draws class r mod classes.
+    pub class: Option<usize>,
 }
 
 /// Where `dcgan sample` wrote, and which generator made the images.
@@ -144,6 +148,28 @@ pub fn check_truncation(t: f32) -> Result<()> {
     Ok(())
 }
 
+/// `--class`'s check against the checkpoint's classes (0: unconditional).
+pub fn check_class(class: Option<usize>, classes: usize) -> Result<()> {
+    match class {
+        Some(c) if classes == 0 => {
+            bail!("--class {c}: the checkpoint's generator is unconditional (trained without --conditional)")
+        }
+        Some(c) if c >= classes => {
+            bail!("--class {c}: the checkpoint's generator knows {classes} classes, 0 to {}", classes - 1)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The class of each of `n` images in a grid of `columns`: `class`, or row r's r mod
+/// `classes`. Empty for an unconditional generator.
+pub fn grid_labels(n: usize, columns: usize, classes: usize, class: Option<usize>) -> Vec<u8> {
+    if classes == 0 {
+        return Vec::new();
+    }
+    (0..n).map(|i| class.unwrap_or(i / columns % classes) as u8).collect()
+}
+
 fn read_z(path: &Path, nz: usize, device: Device) -> Result<Tensor> {
     let arrays = io::read_safetensors(path)?;
     let Some(z) = arrays.iter().find(|a| a.name == "z") else {
@@ -179,7 +205,8 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
     }
     let dir = checkpoint::resolve(&opts.checkpoint)?;
     let state = checkpoint::read_state(&dir)?;
-    let model = state.config.model(state.channels);
+    let model = state.config.model(state.channels, state.classes);
+    check_class(opts.class, model.classes)?;
     let mut g = generator(&model, &mut Rng::new(0), opts.device);
     let ema = !opts.no_ema && dir.join(format!("{}.safetensors", checkpoint::EMA_FILE)).is_file();
     checkpoint::load_model(&dir, if ema { checkpoint::EMA_FILE } else { "generator" }, &g)?;
@@ -201,15 +228,25 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
         }
         None => (z, 8),
     };
-    let images = generate(&g, &z);
+    let labels = grid_labels(z.shape()[0], columns, model.classes, opts.class);
+    let images = generate(&g, &generator_input(&z.to_vec(), model.nz, &labels, model.classes, opts.device));
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| anyhow::anyhow!("--out {}: cannot create the directory: {e}", opts.out.display()))?;
     save_grid(&opts.out.join("samples.png"), &images, columns)?;
-    let arrays = [("images", &images), ("z", &z)].map(|(name, t)| NamedArray {
-        name: name.to_string(),
-        shape: t.shape().to_vec(),
-        data: ArrayData::F32(t.to_vec()),
-    });
+    let mut arrays: Vec<NamedArray> = [("images", &images), ("z", &z)]
+        .map(|(name, t)| NamedArray {
+            name: name.to_string(),
+            shape: t.shape().to_vec(),
+            data: ArrayData::F32(t.to_vec()),
+        })
+        .into();
+    if model.classes > 0 {
+        arrays.push(NamedArray {
+            name: "labels".to_string(),
+            shape: vec![labels.len()],
+            data: ArrayData::I64(labels.iter().map(|&y| i64::from(y)).collect()),
+        });
+    }
     io::write_safetensors(&opts.out.join("samples.safetensors"), &arrays, &BTreeMap::new())?;
     Ok(Sampled { out: opts.out.clone(), ema })
 }

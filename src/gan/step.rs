@@ -2,7 +2,7 @@
 //! D on real + detached fake, then G through a frozen D.
 
 use super::loss::GanLoss;
-use super::models::{DcganConfig, discriminator, generator};
+use super::models::{DcganConfig, conditional_logits, discriminator, generator};
 use crate::backend::Device;
 use crate::nn::{Module, Sequential};
 use crate::optim::{Adam, Optimizer};
@@ -42,6 +42,14 @@ pub struct Gan {
     pub real_label: f32,
     /// Gaussian noise on every image D sees, when the run adds it.
     pub instance_noise: Option<InstanceNoise>,
+}
+
+/// The classes of one D update's batches in a conditional GAN, as one-hot rows [n, classes]:
+/// the real images' labels, and the classes G was asked for (appended to its noise by
+/// [`super::models::generator_input`]).
+pub struct ClassLabels {
+    pub real: Tensor,
+    pub fake: Tensor,
 }
 
 /// Instance noise (Sønderby et al. 2016; Arjovsky & Bottou 2017): every image D sees, real or
@@ -204,14 +212,41 @@ impl Gan {
     /// its own real batch and noise, then one generator update reusing the last noise (G has
     /// not changed since, so its fakes are reused rather than recomputed).
     pub fn step_k(&mut self, reals: &[Tensor], zs: &[Tensor]) -> StepMetrics {
-        self.step_recording(reals, zs, false).0
+        self.step_recording(reals, zs, &[], false).0
     }
 
     /// `step_k`, and the gradient norm of every parameter, D's from its last update then
     /// G's, in [`Gan::parameter_shapes`] order (0 for a parameter without a gradient): which layers
     /// learn and which starve. One device read per parameter more than `step_k`.
     pub fn step_k_with_layers(&mut self, reals: &[Tensor], zs: &[Tensor]) -> (StepMetrics, Vec<f32>) {
-        self.step_recording(reals, zs, true)
+        self.step_recording(reals, zs, &[], true)
+    }
+
+    /// The general step: `step_k`, for a conditional GAN (D ends in a class projection) with
+    /// `labels[i]` the classes of `reals[i]` and of the fakes G makes from `zs[i]` (no labels
+    /// for an unconditional one), and with `layers` every parameter's gradient norm too, as
+    /// [`Gan::step_k_with_layers`].
+    pub fn step_with(
+        &mut self,
+        reals: &[Tensor],
+        zs: &[Tensor],
+        labels: &[ClassLabels],
+        layers: bool,
+    ) -> (StepMetrics, Vec<f32>) {
+        self.step_recording(reals, zs, labels, layers)
+    }
+
+    /// Whether D is a projection discriminator, whose logits need the images' classes.
+    pub fn is_conditional(&self) -> bool {
+        self.discriminator.layers.last().is_some_and(|l| l.kind() == "ClassProjection")
+    }
+
+    /// D's logits [n] for `images` (of the classes `one_hot` for a conditional D).
+    fn d_logits(&self, images: &Tensor, one_hot: Option<&Tensor>) -> Tensor {
+        match one_hot {
+            Some(y) => conditional_logits(&self.discriminator, images, y),
+            None => self.discriminator.forward(images).reshape(&[images.shape()[0]]),
+        }
     }
 
     /// ("D.<name>", shape) for each of D's parameters, then ("G.<name>", shape) for G's.
@@ -225,14 +260,26 @@ impl Gan {
         [named("D", &self.discriminator), named("G", &self.generator)].concat()
     }
 
-    fn step_recording(&mut self, reals: &[Tensor], zs: &[Tensor], layers: bool) -> (StepMetrics, Vec<f32>) {
+    fn step_recording(
+        &mut self,
+        reals: &[Tensor],
+        zs: &[Tensor],
+        labels: &[ClassLabels],
+        layers: bool,
+    ) -> (StepMetrics, Vec<f32>) {
         assert!(
             !reals.is_empty() && reals.len() == zs.len(),
             "Gan::step_k: {} real batches, {} noise batches",
             reals.len(),
             zs.len()
         );
-        let n = reals[0].shape()[0];
+        assert_eq!(
+            if self.is_conditional() { reals.len() } else { 0 },
+            labels.len(),
+            "Gan::step_with: a conditional D needs labels for each D update, an unconditional one none"
+        );
+        let real_y = |k: usize| labels.get(k).map(|l| &l.real);
+        let fake_y = |k: usize| labels.get(k).map(|l| &l.fake);
         // G's updates so far (Adam counts them, and a checkpoint keeps the count).
         let t = self.opt_g.steps.first().copied().unwrap_or(0);
         let noise = self.instance_noise;
@@ -254,15 +301,14 @@ impl Gan {
             // does): the gradients sum the same, and the real batch's graph is freed before
             // the fake batch's is built, which halves D's share of the peak memory.
             let (real_logits, loss_real) = {
-                let real_logits = self.discriminator.forward(&seen_by_d(real, 2 * k)).reshape(&[n]);
+                let real_logits = self.d_logits(&seen_by_d(real, 2 * k), real_y(k as usize));
                 let loss_real = self.loss.d_real(&real_logits, self.real_label);
                 loss_real.backward();
                 (real_logits.detach(), loss_real.detach())
             };
             let f = self.generator.forward(z);
             let (fake_logits, loss_fake) = {
-                let fake_logits =
-                    self.discriminator.forward(&seen_by_d(&f.detach(), 2 * k + 1)).reshape(&[n]);
+                let fake_logits = self.d_logits(&seen_by_d(&f.detach(), 2 * k + 1), fake_y(k as usize));
                 let loss_fake = self.loss.d_fake(&fake_logits);
                 loss_fake.backward();
                 (fake_logits.detach(), loss_fake.detach())
@@ -286,7 +332,7 @@ impl Gan {
         self.opt_g.zero_grad();
         set_requires_grad(&self.discriminator, false);
         let fake_logits_after =
-            self.discriminator.forward(&seen_by_d(&fake, InstanceNoise::G_BATCH)).reshape(&[n]);
+            self.d_logits(&seen_by_d(&fake, InstanceNoise::G_BATCH), fake_y(reals.len() - 1));
         let loss_g = self.loss.g_loss(&fake_logits_after);
         loss_g.backward();
         set_requires_grad(&self.discriminator, true);

@@ -3,8 +3,8 @@
 
 use super::checkpoint::{self, RunState};
 use super::config::{DataFormatArg, TrainConfig};
-use super::models::{discriminator, generator, spectral_norm_discriminator};
-use super::step::{Gan, GeneratorEma, InstanceNoise, StepMetrics};
+use super::models::{discriminator, generator, generator_input, one_hot, spectral_norm_discriminator};
+use super::step::{ClassLabels, Gan, GeneratorEma, InstanceNoise, StepMetrics};
 use crate::backend::Device;
 use crate::data::{self, DataFormat, Dataset, Loader};
 use crate::io::{self, MetricsCsv};
@@ -21,6 +21,8 @@ use std::time::Instant;
 
 /// Samples in every grid: 64 as in PyTorch's example, an 8×8 grid.
 pub const GRID_SAMPLES: usize = 64;
+/// Images a row in every grid.
+pub const GRID_COLUMNS: usize = 8;
 
 /// Columns of metrics.csv: only numbers of the game, so a resumed run's file is
 /// byte-identical to an uninterrupted one (timings go to timing.csv).
@@ -158,6 +160,36 @@ pub fn noise(n: usize, nz: usize, rng: &mut Rng, device: Device) -> Tensor {
     Tensor::randn(&[n, nz, 1, 1], 0.0, 1.0, rng, device)
 }
 
+/// G's input for the training run's sample grids, from the run's seed alone (so it is the same
+/// on resume): [`GRID_SAMPLES`] noise vectors; for a conditional G a row per class, with the
+/// same [`GRID_COLUMNS`] noise vectors in every row, so that down a column only the class
+/// changes.
+pub fn grid_input(nz: usize, classes: usize, seed: u64, device: Device) -> Tensor {
+    let mut rng = Rng::new(seed ^ 0xF1CED);
+    let vectors = if classes == 0 { GRID_SAMPLES } else { GRID_COLUMNS };
+    let mut z = vec![0.0; vectors * nz];
+    rng.fill_normal(&mut z, 0.0, 1.0);
+    if classes == 0 {
+        return generator_input(&z, nz, &[], 0, device);
+    }
+    let labels: Vec<u8> = (0..classes).flat_map(|c| [c as u8; GRID_COLUMNS]).collect();
+    generator_input(&z.repeat(classes), nz, &labels, classes, device)
+}
+
+/// The classes of a `--conditional` run's data, or why it has none to condition on.
+fn data_classes(cfg: &TrainConfig, dataset: &dyn Dataset) -> Result<usize> {
+    match data::class_count(dataset) {
+        Some(c) if c >= 2 => Ok(c),
+        Some(c) => bail!("--conditional: {} has {c} class; conditioning needs at least 2", cfg.data),
+        None => bail!(
+            "--conditional: not every image of {} has a class label ({}); a conditional GAN needs \
+             labelled data: MNIST-family idx with its labels file, or CIFAR-10",
+            cfg.data,
+            dataset.describe()
+        ),
+    }
+}
+
 /// G in eval mode (running BatchNorm statistics) without recording: sampling never disturbs
 /// training.
 pub fn sample_images(gan: &mut Gan, z: &Tensor) -> Tensor {
@@ -244,6 +276,14 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
             dataset.channels()
         );
     }
+    let classes = match &resumed {
+        Some(s) => s.classes,
+        None if cfg.conditional => data_classes(&cfg, dataset.as_ref())?,
+        None => 0,
+    };
+    if classes > 0 && data::class_count(dataset.as_ref()) != Some(classes) {
+        bail!("{}: the data's labels are not the {classes} classes the checkpoint was trained on", cfg.data);
+    }
     let total = total_steps(&cfg, dataset.as_ref())?;
     if cfg.instance_noise.is_some() && cfg.instance_noise_steps.is_none() {
         cfg.instance_noise_steps = Some(total);
@@ -255,7 +295,7 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     let mut loader =
         Loader::restore(dataset.clone(), cfg.batch_size, cfg.seed, loader_state)?.with_mirror(cfg.mirror);
 
-    let model = cfg.model(channels);
+    let model = cfg.model(channels, classes);
     let mut rng = Rng::new(cfg.seed);
     let g = generator(&model, &mut rng, device);
     let d = if cfg.spectral_norm {
@@ -284,7 +324,7 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
         instance_noise,
     };
     // Fixed noise for the sample grids: its own stream, so it is the same on resume.
-    let fixed_z = noise(GRID_SAMPLES, cfg.nz, &mut Rng::new(cfg.seed ^ 0xF1CED), device);
+    let fixed_z = grid_input(cfg.nz, classes, cfg.seed, device);
 
     let mut step = 0;
     let mut epoch = 0;
@@ -377,18 +417,31 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
         let t0 = Instant::now();
         let mut reals = Vec::with_capacity(cfg.d_steps);
         let mut zs = Vec::with_capacity(cfg.d_steps);
+        let mut labels = Vec::new();
         for _ in 0..cfg.d_steps {
+            // G is asked for the real batch's classes: D then sees the same mix of classes
+            // real and fake, whatever the data's class balance.
+            let batch_labels: Vec<u8> = match classes {
+                0 => Vec::new(),
+                _ => loader
+                    .peek_indices()
+                    .iter()
+                    .map(|&i| dataset.label(i).expect("every label checked"))
+                    .collect(),
+            };
             let info = loader.next_batch(&mut host_batch);
             epoch = info.epoch;
             reals.push(Tensor::from_vec(host_batch.clone(), &batch_shape, device));
-            zs.push(noise(cfg.batch_size, cfg.nz, &mut rng, device));
+            let mut z = vec![0.0; cfg.batch_size * cfg.nz];
+            rng.fill_normal(&mut z, 0.0, 1.0);
+            zs.push(generator_input(&z, cfg.nz, &batch_labels, classes, device));
+            if classes > 0 {
+                let y = one_hot(&batch_labels, classes, device);
+                labels.push(ClassLabels { real: y.clone(), fake: y });
+            }
         }
         let log_step = (step + 1) % cfg.log_every == 0 || step + 1 == total;
-        let (m, layer_norms) = if log_step {
-            gan.step_k_with_layers(&reals, &zs)
-        } else {
-            (gan.step_k(&reals, &zs), Vec::new())
-        };
+        let (m, layer_norms) = gan.step_with(&reals, &zs, &labels, log_step);
         step += 1;
         let secs = t0.elapsed().as_secs_f64();
         let img_s = (cfg.batch_size * cfg.d_steps) as f64 / secs;
@@ -442,7 +495,7 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
             save_grid(
                 &out.join("samples").join(format!("{}.png", checkpoint::step_dir_name(step))),
                 &images,
-                8,
+                GRID_COLUMNS,
             )?;
         }
         interrupted = INTERRUPTED.load(Ordering::SeqCst);
@@ -456,6 +509,7 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
                 rng: rng.state(),
                 loader: loader.state(),
                 channels,
+                classes,
             };
             // The checkpoint's host copies would otherwise sit on top of the idle buffers.
             crate::backend::cpu::pool::release();

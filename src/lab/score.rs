@@ -28,7 +28,7 @@ use super::LabOptions;
 use super::frechet::{Gaussian, frechet_distance};
 use crate::data::{DataFormat, Dataset};
 use crate::gan::checkpoint;
-use crate::gan::models::generator;
+use crate::gan::models::{generator, generator_input};
 use crate::gan::sample::{check_truncation, truncated_noise};
 use crate::gan::trainer::{noise, save_grid};
 use crate::io::{self, PlotOptions, SaveDtype, plot_series};
@@ -475,6 +475,21 @@ struct CheckpointScore {
     /// The average's class histogram and missing classes, beside its distance.
     hist_ema: Option<Vec<usize>>,
     missing_ema: Option<Vec<usize>>,
+    /// For a conditional G (`train --conditional`): the share of samples the classifier puts
+    /// in the class G was asked for, G's and its running average's.
+    agreement: Option<f64>,
+    agreement_ema: Option<f64>,
+}
+
+/// The class a conditional G is asked for in sample `j` of a score: every class in turn.
+fn requested_class(j: usize, classes: usize) -> usize {
+    j % classes
+}
+
+/// The share of `predicted` classes equal to the requested ones.
+fn class_agreement(predicted: &[usize], classes: usize) -> f64 {
+    let hits = predicted.iter().enumerate().filter(|&(j, &p)| p == requested_class(j, classes)).count();
+    hits as f64 / predicted.len().max(1) as f64
 }
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
@@ -536,6 +551,17 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         .max(label_max(&*splits.train, &splits.pool))
         .max(label_max(splits.test_data(), &splits.test_idx)) as usize;
 
+    for (d, s) in dirs.iter().zip(&states) {
+        if s.classes != 0 && s.classes != classes {
+            bail!(
+                "--checkpoint {}: its generator is conditioned on {} classes, but --data {} has {classes}",
+                d.display(),
+                s.classes,
+                data_path.display()
+            );
+        }
+    }
+
     let trained = classifier_for(&splits, data_path, classes, opts)?;
     let clf = &trained.clf;
     let test = clf.eval_images(splits.test_data(), &splits.test_idx);
@@ -567,7 +593,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let mut scores = Vec::with_capacity(dirs.len());
     let mut last_images = None;
     for (k, (dir, state)) in dirs.iter().zip(&states).enumerate() {
-        let model = state.config.model(state.channels);
+        let model = state.config.model(state.channels, state.classes);
+        let conditional = model.classes > 0;
         // The same noise for every checkpoint and for both of its generators. Returns the
         // features' statistics and the first batch of images.
         let eval_generator = |file: &str| -> Result<(Eval, Tensor)> {
@@ -584,7 +611,14 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                     Some(t) => truncated_noise(n, model.nz, &mut zrng, t, DEV),
                     None => noise(n, model.nz, &mut zrng, DEV),
                 };
-                let imgs = no_grad(|| g.forward(&z));
+                let labels: Vec<u8> = match conditional {
+                    true => (samples - left..samples - left + n)
+                        .map(|j| requested_class(j, classes) as u8)
+                        .collect(),
+                    false => Vec::new(),
+                };
+                let input = generator_input(&z.to_vec(), model.nz, &labels, model.classes, DEV);
+                let imgs = no_grad(|| g.forward(&input));
                 clf.eval_batch(&imgs, &mut ev);
                 first.get_or_insert(imgs);
                 left -= n;
@@ -603,6 +637,9 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         let frechet_ema = ema.as_ref().map(|ev| frechet_distance(&test_gauss, &ev.gaussian()));
         let hist_ema = ema.as_ref().map(|ev| ev.histogram(classes));
         let missing_ema = hist_ema.as_ref().map(|h| missing_classes(h, &test_share));
+        let agreement = conditional.then(|| class_agreement(&ev.predicted, classes));
+        let agreement_ema =
+            ema.as_ref().filter(|_| conditional).map(|ev| class_agreement(&ev.predicted, classes));
         let frechet = frechet_distance(&test_gauss, &ev.gaussian());
         let hist = ev.histogram(classes);
         let missing = missing_classes(&hist, &test_share);
@@ -612,8 +649,9 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             }
             _ => String::new(),
         };
+        let agree = agreement.map_or(String::new(), |a| format!(", class agreement {:.1}%", 100.0 * a));
         eprintln!(
-            "score: step {}: Fréchet {frechet:.2}{avg}, classes {}/{present}",
+            "score: step {}: Fréchet {frechet:.2}{avg}, classes {}/{present}{agree}",
             state.step,
             present - missing.len()
         );
@@ -626,6 +664,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             missing,
             hist_ema,
             missing_ema,
+            agreement,
+            agreement_ema,
         });
     }
 
@@ -635,7 +675,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     for c in 0..classes {
         write!(csv, ",class_{c}").unwrap();
     }
-    csv.push_str(",classes_covered,missing_classes,frechet_ema,classes_covered_ema\n");
+    csv.push_str(",classes_covered,missing_classes,frechet_ema,classes_covered_ema,class_agreement,class_agreement_ema\n");
     for s in &scores {
         write!(csv, "{},{},{floor},{accuracy},{samples}", s.step, s.frechet).unwrap();
         for h in &s.hist {
@@ -644,7 +684,15 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         let missing: Vec<String> = s.missing.iter().map(|m| m.to_string()).collect();
         let ema = s.frechet_ema.map_or(String::new(), |f| f.to_string());
         let covered_ema = s.missing_ema.as_ref().map_or(String::new(), |m| (present - m.len()).to_string());
-        writeln!(csv, ",{},{},{ema},{covered_ema}", present - s.missing.len(), missing.join(";")).unwrap();
+        let [agree, agree_ema] =
+            [s.agreement, s.agreement_ema].map(|a| a.map_or(String::new(), |a| a.to_string()));
+        writeln!(
+            csv,
+            ",{},{},{ema},{covered_ema},{agree},{agree_ema}",
+            present - s.missing.len(),
+            missing.join(";")
+        )
+        .unwrap();
     }
     io::write_atomic(&out.join("score.csv"), csv.as_bytes())?;
     let steps: Vec<f64> = scores.iter().map(|s| s.step as f64).collect();
@@ -719,6 +767,10 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         if last.missing.is_empty() { String::new() } else { format!(" (missing {:?})", last.missing) },
         100.0 * accuracy
     );
+    let tail = match last.agreement {
+        Some(a) => format!("{tail}, class agreement {:.1}%", 100.0 * a),
+        None => tail,
+    };
     let tail = match (last.frechet_ema, &last.missing_ema) {
         (Some(f), Some(m)) => format!(
             "{tail}; G's running average Fréchet {f:.2}, classes {}/{present} at step {}",
@@ -756,7 +808,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                 "step": s.step, "checkpoint": s.dir.display().to_string(), "frechet": s.frechet, "frechet_ema": s.frechet_ema,
                 "class_counts": s.hist, "classes_covered": present - s.missing.len(), "missing_classes": s.missing,
                 "class_counts_ema": s.hist_ema, "classes_covered_ema": s.missing_ema.as_ref().map(|m| present - m.len()),
-                "missing_classes_ema": s.missing_ema,
+                "missing_classes_ema": s.missing_ema, "class_agreement": s.agreement, "class_agreement_ema": s.agreement_ema,
             })
         })
         .collect();
@@ -777,6 +829,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         "classes_present": present,
         "classes_covered": covered,
         "missing_classes": last.missing,
+        "class_agreement": last.agreement,
         "image_size": size,
         "channels": channels,
         "data": splits.describe,
@@ -792,6 +845,14 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sample j asks for class j mod classes; the agreement counts the predictions that match.
+    #[test]
+    fn class_agreement_counts_the_requested_classes_predicted() {
+        assert_eq!((0..7).map(|j| requested_class(j, 3)).collect::<Vec<_>>(), [0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(class_agreement(&[0, 1, 2, 0, 1, 1], 3), 5.0 / 6.0);
+        assert_eq!(class_agreement(&[1, 2, 0], 3), 0.0);
+    }
 
     #[test]
     fn images_above_32_are_average_pooled_to_32() {

@@ -3,6 +3,7 @@
 
 mod activation;
 mod batchnorm;
+mod class_projection;
 mod conv;
 pub mod init;
 mod linear;
@@ -11,6 +12,7 @@ mod spectral_norm;
 
 pub use activation::{LeakyReLU, ReLU, Sigmoid, Tanh};
 pub use batchnorm::BatchNorm2d;
+pub use class_projection::ClassProjection;
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use linear::Linear;
 pub use sequential::Sequential;

@@ -17,17 +17,15 @@ impl Sequential {
         self.layers.push(Box::new(layer));
         self
     }
-}
 
-impl Module for Sequential {
-    /// Layers in order; a layer directly followed by an activation layer runs with it as one
-    /// fused op where it has one ([`Module::forward_fused`]: same values and gradients, one
-    /// pass fewer, no intermediate tensor kept).
-    fn forward(&self, x: &Tensor) -> Tensor {
+    /// The first `end` layers applied to `x` (fusing as [`Module::forward`] does): the hidden
+    /// features a head built from the remaining layers reads.
+    pub fn forward_prefix(&self, x: &Tensor, end: usize) -> Tensor {
+        assert!(end <= self.layers.len(), "forward_prefix: {end} of {} layers", self.layers.len());
         let mut x = x.clone();
         let mut i = 0;
-        while i < self.layers.len() {
-            let act = self.layers.get(i + 1).and_then(|next| next.activation());
+        while i < end {
+            let act = if i + 1 < end { self.layers[i + 1].activation() } else { None };
             match act.and_then(|act| self.layers[i].forward_fused(&x, act)) {
                 Some(y) => {
                     x = y;
@@ -40,6 +38,15 @@ impl Module for Sequential {
             }
         }
         x
+    }
+}
+
+impl Module for Sequential {
+    /// Layers in order; a layer directly followed by an activation layer runs with it as one
+    /// fused op where it has one ([`Module::forward_fused`]: same values and gradients, one
+    /// pass fewer, no intermediate tensor kept).
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_prefix(x, self.layers.len())
     }
     fn kind(&self) -> &'static str {
         "Sequential"
