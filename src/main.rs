@@ -235,7 +235,8 @@ struct TrainArgs {
     spectral_norm: bool,
     /// Class-conditional: G draws the class it is given (one-hot appended to z, Mirza &
     /// Osindero 2014) and D is a projection discriminator (Miyato & Koyama 2018). Needs
-    /// labelled data (MNIST-family idx with its labels file, CIFAR-10); sample a class with
+    /// labelled data (MNIST-family idx with its labels file, CIFAR-10, an image folder with a
+    /// subfolder per class); sample a class with
     /// `dcgan sample --class`.
     #[arg(long)]
     conditional: bool,

@@ -450,6 +450,36 @@ fn folder_with_mixed_grey_rgb_png_and_jpeg_loads_at_the_requested_size() {
     assert_eq!(image_of(&*grey, 0)[0], byte(200));
 }
 
+/// Laid out as ImageFolder (every image in a subfolder, two or more of them), a folder is
+/// labelled by its first subfolder in sorted order; an image at the top, or one subfolder
+/// alone, leaves it unlabelled.
+#[test]
+fn image_folder_subfolders_are_its_classes() {
+    let dir = TempDir::new("classfolder");
+    let p = dir.path();
+    for (i, path) in
+        ["cats/b.png", "dogs/a.png", "cats/a.png", "birds/deep/er/x.png", "dogs/z.png"].iter().enumerate()
+    {
+        std::fs::create_dir_all(p.join(path).parent().unwrap()).unwrap();
+        image::GrayImage::from_pixel(4, 4, image::Luma([10 * i as u8])).save(p.join(path)).unwrap();
+    }
+    let ds = data::open(p, DataFormat::Folder, 4, None).unwrap();
+    // Sorted paths: birds/deep/er/x, cats/a, cats/b, dogs/a, dogs/z.
+    assert_eq!((0..5).map(|i| ds.label(i)).collect::<Vec<_>>(), [0, 1, 1, 2, 2].map(Some));
+    assert_eq!(image_of(&*ds, 1)[0], byte(20), "cats/a.png is image 1");
+    assert_eq!(data::class_count(&*ds), Some(3));
+    assert_contains(&ds.describe(), &["in 3 classes by subfolder (0 birds, 1 cats, 2 dogs)"]);
+
+    image::GrayImage::from_pixel(4, 4, image::Luma([0])).save(p.join("top.png")).unwrap();
+    let ds = data::open(p, DataFormat::Folder, 4, None).unwrap();
+    assert_eq!((ds.label(0), data::class_count(&*ds)), (None, None), "an image outside every class");
+
+    let one = TempDir::new("oneclass");
+    std::fs::create_dir_all(one.path().join("only")).unwrap();
+    image::GrayImage::from_pixel(4, 4, image::Luma([0])).save(one.path().join("only/a.png")).unwrap();
+    assert_eq!(data::open(one.path(), DataFormat::Folder, 4, None).unwrap().label(0), None);
+}
+
 #[test]
 fn all_grey_folder_is_one_channel() {
     let dir = TempDir::new("greyfolder");

@@ -2,6 +2,10 @@
 //! order so that index `i` is the same image on every machine. Grey, RGB, RGBA, palette and 16-bit
 //! images mix freely: each is converted to the target channels, never refused. Decoding runs in
 //! parallel; the order is the sorted path order regardless.
+//!
+//! Laid out as torchvision's `ImageFolder` (`root/<class>/<image>`, every image in a
+//! subfolder, at least two of them), the images are labelled by their first subfolder,
+//! numbered in sorted name order, so `train --conditional` can train on them.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -39,6 +43,31 @@ fn walk_into(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) ->
         }
     }
     Ok(())
+}
+
+/// The most classes a folder's subfolders can label: labels are bytes.
+const MAX_FOLDER_CLASSES: usize = 256;
+
+/// ImageFolder's labels: each image's first subfolder under `dir`, numbered in sorted order,
+/// and the subfolders' names. None unless every image sits in a subfolder and there are 2 to
+/// [`MAX_FOLDER_CLASSES`] of them.
+fn subfolder_labels(dir: &Path, files: &[PathBuf]) -> Option<(Vec<u8>, Vec<String>)> {
+    let first: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let mut parts = f.strip_prefix(dir).ok()?.components();
+            let class = parts.next()?.as_os_str().to_string_lossy().into_owned();
+            parts.next().map(|_| class)
+        })
+        .collect::<Option<_>>()?;
+    let mut names = first.clone();
+    names.sort();
+    names.dedup();
+    if !(2..=MAX_FOLDER_CLASSES).contains(&names.len()) {
+        return None;
+    }
+    let labels = first.iter().map(|c| names.binary_search(c).expect("a listed name") as u8).collect();
+    Some((labels, names))
 }
 
 pub(crate) fn has_images(dir: &Path) -> Result<bool, DataError> {
@@ -119,11 +148,22 @@ pub(crate) fn open(
         pixels.extend_from_slice(if d.pixels.len() == to_c * plane { &d.pixels } else { &d.pixels[..plane] });
     }
     let grey = decoded.len() - decoded.iter().filter(|d| d.has_color).count();
+    let labels = subfolder_labels(dir, &files);
+    let classes = match &labels {
+        Some((_, names)) => {
+            let shown: Vec<String> =
+                names.iter().take(10).enumerate().map(|(i, n)| format!("{i} {n}")).collect();
+            let more = if names.len() > 10 { ", ..." } else { "" };
+            format!(" in {} classes by subfolder ({}{more})", names.len(), shown.join(", "))
+        }
+        None => String::new(),
+    };
     let description = format!(
-        "image folder ({}): {} images ({} colour, {grey} greyscale) -> {to_c}×{image_size}×{image_size}",
+        "image folder ({}): {} images ({} colour, {grey} greyscale){classes} -> {to_c}×{image_size}×{image_size}",
         dir.display(),
         decoded.len(),
         decoded.len() - grey,
     );
-    Ok(Box::new(ImageSet::new(to_c, to_c, image_size, pixels, None, description)))
+    let labels = labels.map(|(labels, _)| labels);
+    Ok(Box::new(ImageSet::new(to_c, to_c, image_size, pixels, labels, description)))
 }

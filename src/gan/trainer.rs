@@ -183,7 +183,8 @@ fn data_classes(cfg: &TrainConfig, dataset: &dyn Dataset) -> Result<usize> {
         Some(c) => bail!("--conditional: {} has {c} class; conditioning needs at least 2", cfg.data),
         None => bail!(
             "--conditional: not every image of {} has a class label ({}); a conditional GAN needs \
-             labelled data: MNIST-family idx with its labels file, or CIFAR-10",
+             labelled data: MNIST-family idx with its labels file, CIFAR-10, or an image folder \
+             with a subfolder per class",
             cfg.data,
             dataset.describe()
         ),
