@@ -2,7 +2,8 @@
 //! one G update) on random data, and say where the time goes.
 
 use crate::backend::{Device, profile};
-use crate::gan::{DcganConfig, Gan, GanLoss, InstanceNoise, spectral_norm_discriminator};
+use crate::gan::models::{generator_input, one_hot};
+use crate::gan::{ClassLabels, DcganConfig, Gan, GanLoss, InstanceNoise, spectral_norm_discriminator};
 use crate::nn::Module;
 use crate::optim::Adam;
 use crate::rng::Rng;
@@ -55,10 +56,12 @@ pub struct BenchReport {
     pub nz: usize,
     pub ngf: usize,
     pub ndf: usize,
-    /// The step's options: `--loss`, `--spectral-norm`, `--instance-noise` σ.
+    /// The step's options: `--loss`, `--spectral-norm`, `--instance-noise` σ, `--conditional`.
     pub loss: String,
     pub spectral_norm: bool,
     pub instance_noise: Option<f32>,
+    /// The classes of a conditional step (`--conditional`), None for the unconditional one.
+    pub conditional_classes: Option<usize>,
     pub threads: usize,
     pub steps: usize,
     pub ms_per_step_median: f64,
@@ -296,17 +299,30 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         &mut rng,
         dev,
     );
-    let z = Tensor::randn(&[opts.batch_size, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+    let mut z = vec![0.0; opts.batch_size * cfg.nz];
+    rng.fill_normal(&mut z, 0.0, 1.0);
+    // A conditional step's classes spread evenly over the batch, real and fake alike.
+    let labels: Vec<u8> =
+        (0..opts.batch_size * usize::from(cfg.classes > 0)).map(|i| (i % cfg.classes) as u8).collect();
+    let z = [generator_input(&z, cfg.nz, &labels, cfg.classes, dev)];
+    let labels: Vec<ClassLabels> = if cfg.classes > 0 {
+        let y = one_hot(&labels, cfg.classes, dev);
+        vec![ClassLabels { real: y.clone(), fake: y }]
+    } else {
+        Vec::new()
+    };
+    let real = [real];
+    let step = |gan: &mut Gan| gan.step_with(&real, &z, &labels, false);
 
     let be = dev.backend();
     for _ in 0..opts.warmup {
-        gan.step(&real, &z);
+        step(&mut gan);
     }
     let mut times = Vec::with_capacity(opts.steps);
     for _ in 0..opts.steps {
         be.synchronize();
         let t = Instant::now();
-        gan.step(&real, &z);
+        step(&mut gan);
         be.synchronize();
         times.push(t.elapsed().as_secs_f64());
     }
@@ -316,7 +332,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     let _ = profile::take();
     let _ = profile::take_conv_layers();
     for _ in 0..profiled_steps {
-        gan.step(&real, &z);
+        step(&mut gan);
     }
     profile::enable(false);
     let table = profile::take();
@@ -370,6 +386,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         loss: opts.loss.name().to_string(),
         spectral_norm: opts.spectral_norm,
         instance_noise: opts.instance_noise,
+        conditional_classes: (cfg.classes > 0).then_some(cfg.classes),
         nz: cfg.nz,
         ngf: cfg.ngf,
         ndf: cfg.ndf,
@@ -403,6 +420,9 @@ pub fn render_text(r: &BenchReport) -> String {
     }
     if let Some(sigma) = r.instance_noise {
         options.push(format!("instance noise σ {sigma}"));
+    }
+    if let Some(classes) = r.conditional_classes {
+        options.push(format!("conditional, {classes} classes"));
     }
     let mut s = format!(
         "DCGAN-{} {}ch batch {} (nz {}, ngf {}, ndf {}; {}) on {} with {} threads, {} steps\n",

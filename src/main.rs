@@ -118,6 +118,10 @@ struct BenchArgs {
     /// --instance-noise` before it anneals).
     #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
     instance_noise: Option<f32>,
+    /// The step of `train --conditional` on CLASSES classes (10 when given alone), the
+    /// batch's labels spread evenly over them.
+    #[arg(long, value_name = "CLASSES", num_args = 0..=1, default_missing_value = "10")]
+    conditional: Option<usize>,
 }
 
 #[derive(Args)]
@@ -379,7 +383,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
         nz: a.nz,
         ngf: a.ngf,
         ndf: a.ndf,
-        classes: 0,
+        classes: a.conditional.unwrap_or(0),
     };
     dcgan::gan::config::check_model_flags(
         a.image_size,
@@ -397,6 +401,11 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(sigma) = a.instance_noise {
         dcgan::gan::config::check_instance_noise(sigma)?;
+    }
+    if let Some(c) = a.conditional
+        && !(2..=256).contains(&c)
+    {
+        bail!("--conditional {c}: expected 2 to 256 classes");
     }
     let device = dcgan::gan::parse_device(&a.device)?;
     if let Some(t) = a.threads {

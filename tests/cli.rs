@@ -197,7 +197,7 @@ fn conditional_trains_samples_a_class_and_resumes_bit_for_bit() {
     let d =
         dcgan::io::read_safetensors(&a.join("checkpoints/step_000006/discriminator.safetensors")).unwrap();
     let embed = d.iter().find(|t| t.name == "main.6.embed").expect("D's class embedding");
-    assert_eq!(embed.shape, [10, 16 * 16], "10 classes × (16 channels at 4×4)");
+    assert_eq!(embed.shape, [16 * 16, 10], "(16 channels at 4×4) × 10 classes");
     assert!(embed.data.to_f32().unwrap().iter().any(|&v| v != 0.0), "the embedding never trained");
     let grid = image::open(a.join("samples/step_000006.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (8 * 18 + 2, 10 * 18 + 2), "a row of 8 per class");
@@ -428,6 +428,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--steps", "0", "--steps 0"),
         ("--peak", "0", "--peak 0"),
         ("--instance-noise", "0", "--instance-noise 0"),
+        ("--conditional", "1", "--conditional 1"),
     ] {
         assert_fails(&["bench", flag, value], &[needle]);
     }
@@ -711,6 +712,17 @@ fn bench_times_the_step_options_it_is_given() {
     assert_eq!((sn["loss"].as_str(), sn["spectral_norm"].as_bool()), (Some("hinge"), Some(true)));
     assert_eq!(sn["instance_noise"].as_f64(), Some(0.2));
     assert!(kernels(&sn).contains(&"matmul".to_string()), "{sn}");
+    assert!(plain["conditional_classes"].is_null(), "{plain}");
+    // The conditional step: D's class term is a matmul of the one-hot labels by its embedding.
+    let cond = bench_json(&[&common[..], &["--conditional"]].concat());
+    assert_eq!(cond["conditional_classes"].as_u64(), Some(10));
+    assert!(kernels(&cond).contains(&"matmul".to_string()), "{cond}");
+    let o = dcgan(&[&["bench"], &common[..], &["--conditional", "3"]].concat());
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("conditional, 3 classes"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

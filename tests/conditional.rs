@@ -21,7 +21,7 @@ fn class_term_reference(features: &[f64], embed: &[f64]) -> Vec<f64> {
     (0..N)
         .map(|b| {
             let y = usize::from(LABELS[b]);
-            (0..F).map(|f| features[b * F + f] * embed[y * F + f]).sum()
+            (0..F).map(|f| features[b * F + f] * embed[f * CLASSES + y]).sum()
         })
         .collect()
 }
@@ -33,7 +33,7 @@ fn class_term_is_the_label_rows_dot_the_features(dev: Device) {
     let (features, embed) = (random(N * F, &mut rng), random(CLASSES * F, &mut rng));
     let y = one_hot(&LABELS, CLASSES, dev);
     let term = ClassProjection::class_term(
-        &tensor(&embed, &[CLASSES, F], dev),
+        &tensor(&embed, &[F, CLASSES], dev),
         &tensor(&features, &[N, 3, 2, 2], dev),
         &y,
     );
@@ -41,7 +41,7 @@ fn class_term_is_the_label_rows_dot_the_features(dev: Device) {
     assert_close(&term.to_vec(), &class_term_reference(&features, &embed), 1e-5, "class term");
     check_gradients(
         "class term",
-        &[(features, vec![N, 3, 2, 2]), (embed, vec![CLASSES, F])],
+        &[(features, vec![N, 3, 2, 2]), (embed, vec![F, CLASSES])],
         &[true, true],
         dev,
         |t| ClassProjection::class_term(&t[1], &t[0], &y),
@@ -66,7 +66,7 @@ fn conditional_logits_add_the_class_term(dev: Device) {
     let embed = d.parameters().last().unwrap().clone();
     // Last hidden features: 8 channels at 4×4.
     let f = 8 * 16;
-    assert_eq!(embed.shape(), [CLASSES, f]);
+    assert_eq!(embed.shape(), [f, CLASSES]);
     let e = random(CLASSES * f, &mut Rng::new(3));
     embed.copy_from_slice(&common::to_f32(&e));
     let features: Vec<f64> =
@@ -74,7 +74,7 @@ fn conditional_logits_add_the_class_term(dev: Device) {
     let expected: Vec<f64> = (0..N)
         .map(|b| {
             let row = usize::from(LABELS[b]);
-            f64::from(plain[b]) + (0..f).map(|k| features[b * f + k] * e[row * f + k]).sum::<f64>()
+            f64::from(plain[b]) + (0..f).map(|k| features[b * f + k] * e[k * CLASSES + row]).sum::<f64>()
         })
         .collect();
     assert_close(&conditional_logits(d, &x, &y).to_vec(), &expected, 1e-4, "conditional logits");
@@ -108,7 +108,7 @@ fn a_step_trains_the_embeddings_of_the_batchs_classes(dev: Device) {
     let after = embed.to_vec();
     let f = 8 * 16;
     for c in 0..CLASSES {
-        let moved = (0..f).filter(|&k| after[c * f + k] != before[c * f + k]).count();
+        let moved = (0..f).filter(|&k| after[k * CLASSES + c] != before[k * CLASSES + c]).count();
         if LABELS.contains(&(c as u8)) {
             assert!(moved > f / 2, "class {c}'s embedding barely moved ({moved} of {f})");
         } else {
