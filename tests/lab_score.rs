@@ -184,10 +184,11 @@ fn scores_every_checkpoint_of_a_run_on_the_fixture() {
         csv.lines()
             .next()
             .unwrap()
-            .ends_with(",frechet_ema,classes_covered_ema,class_agreement,class_agreement_ema"),
+            .ends_with(",frechet_ema,classes_covered_ema,class_agreement,class_agreement_ema,intra_frechet,intra_frechet_ema"),
         "{csv}"
     );
     assert!(j["class_agreement"].is_null(), "an unconditional G has no class to agree with");
+    assert!(j["intra_frechet"].is_null() && j["intra_floor"].is_null(), "{j}");
     for f in ["frechet.png", "class_histogram.png", "samples.png"] {
         assert!(out.join(f).is_file(), "missing {f}");
     }

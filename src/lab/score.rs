@@ -119,6 +119,18 @@ impl Eval {
     pub fn gaussian(&self) -> Gaussian {
         Gaussian::fit(&self.features, FEATURES)
     }
+    /// For each class, the Gaussian of the rows `class_of` puts in it (None under 2 rows).
+    pub fn class_gaussians(
+        &self,
+        classes: usize,
+        class_of: impl Fn(usize) -> usize,
+    ) -> Vec<Option<Gaussian>> {
+        let mut rows = vec![Vec::new(); classes];
+        for (j, f) in self.features.chunks_exact(FEATURES).enumerate() {
+            rows[class_of(j)].extend_from_slice(f);
+        }
+        rows.into_iter().map(|r| (r.len() >= 2 * FEATURES).then(|| Gaussian::fit(&r, FEATURES))).collect()
+    }
     pub fn histogram(&self, classes: usize) -> Vec<usize> {
         let mut h = vec![0; classes];
         for &p in &self.predicted {
@@ -479,6 +491,22 @@ struct CheckpointScore {
     /// in the class G was asked for, G's and its running average's.
     agreement: Option<f64>,
     agreement_ema: Option<f64>,
+    /// Its intra-class Fréchet distance ([`intra_frechet`]), G's and its running average's.
+    intra: Option<f64>,
+    intra_ema: Option<f64>,
+}
+
+/// The intra-class Fréchet distance (Miyato & Koyama 2018's intra-FID, in the classifier's
+/// features): the mean over classes of the distance between a class's real images and the
+/// samples made for it, over the classes both sides have. The distance of the mixtures misses a
+/// G that draws every class well but not the one asked for; this does not.
+fn intra_frechet(real: &[Option<Gaussian>], generated: &[Option<Gaussian>]) -> f64 {
+    let d: Vec<f64> = real
+        .iter()
+        .zip(generated)
+        .filter_map(|(a, b)| Some(frechet_distance(a.as_ref()?, b.as_ref()?)))
+        .collect();
+    d.iter().sum::<f64>() / d.len().max(1) as f64
 }
 
 /// The class a conditional G is asked for in sample `j` of a score: every class in turn.
@@ -589,6 +617,16 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let floor = frechet_distance(&test_gauss, &pool.gaussian());
     let pool_hist = pool.histogram(classes);
     let pool_missing = missing_classes(&pool_hist, &test_share);
+    // Per class, for conditional generators: the test set's Gaussians, and the floor of the
+    // intra-class distance, real images as many a class as the samples.
+    let test_by_class = states.iter().any(|s| s.classes > 0).then(|| {
+        let label = |j: usize| splits.test_data().label(splits.test_idx[j]).expect("labelled") as usize;
+        test.class_gaussians(classes, label)
+    });
+    let intra_floor = test_by_class.as_ref().map(|t| {
+        let label = |j: usize| splits.train.label(splits.pool[j]).expect("labelled") as usize;
+        intra_frechet(t, &pool.class_gaussians(classes, label))
+    });
 
     let mut scores = Vec::with_capacity(dirs.len());
     let mut last_images = None;
@@ -640,6 +678,12 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         let agreement = conditional.then(|| class_agreement(&ev.predicted, classes));
         let agreement_ema =
             ema.as_ref().filter(|_| conditional).map(|ev| class_agreement(&ev.predicted, classes));
+        let intra_of = |ev: &Eval| {
+            let t = test_by_class.as_ref().expect("fitted when a checkpoint is conditional");
+            intra_frechet(t, &ev.class_gaussians(classes, |j| requested_class(j, classes)))
+        };
+        let intra = conditional.then(|| intra_of(&ev));
+        let intra_ema = ema.as_ref().filter(|_| conditional).map(intra_of);
         let frechet = frechet_distance(&test_gauss, &ev.gaussian());
         let hist = ev.histogram(classes);
         let missing = missing_classes(&hist, &test_share);
@@ -649,7 +693,10 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             }
             _ => String::new(),
         };
-        let agree = agreement.map_or(String::new(), |a| format!(", class agreement {:.1}%", 100.0 * a));
+        let agree = match (agreement, intra) {
+            (Some(a), Some(i)) => format!(", class agreement {:.1}%, intra-class Fréchet {i:.2}", 100.0 * a),
+            _ => String::new(),
+        };
         eprintln!(
             "score: step {}: Fréchet {frechet:.2}{avg}, classes {}/{present}{agree}",
             state.step,
@@ -666,6 +713,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             missing_ema,
             agreement,
             agreement_ema,
+            intra,
+            intra_ema,
         });
     }
 
@@ -675,7 +724,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     for c in 0..classes {
         write!(csv, ",class_{c}").unwrap();
     }
-    csv.push_str(",classes_covered,missing_classes,frechet_ema,classes_covered_ema,class_agreement,class_agreement_ema\n");
+    csv.push_str(",classes_covered,missing_classes,frechet_ema,classes_covered_ema,class_agreement,class_agreement_ema,intra_frechet,intra_frechet_ema\n");
     for s in &scores {
         write!(csv, "{},{},{floor},{accuracy},{samples}", s.step, s.frechet).unwrap();
         for h in &s.hist {
@@ -767,9 +816,11 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         if last.missing.is_empty() { String::new() } else { format!(" (missing {:?})", last.missing) },
         100.0 * accuracy
     );
-    let tail = match last.agreement {
-        Some(a) => format!("{tail}, class agreement {:.1}%", 100.0 * a),
-        None => tail,
+    let tail = match (last.agreement, last.intra, intra_floor) {
+        (Some(a), Some(i), Some(f)) => {
+            format!("{tail}, class agreement {:.1}%, intra-class Fréchet {i:.2} (floor {f:.2})", 100.0 * a)
+        }
+        _ => tail,
     };
     let tail = match (last.frechet_ema, &last.missing_ema) {
         (Some(f), Some(m)) => format!(
@@ -809,6 +860,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                 "class_counts": s.hist, "classes_covered": present - s.missing.len(), "missing_classes": s.missing,
                 "class_counts_ema": s.hist_ema, "classes_covered_ema": s.missing_ema.as_ref().map(|m| present - m.len()),
                 "missing_classes_ema": s.missing_ema, "class_agreement": s.agreement, "class_agreement_ema": s.agreement_ema,
+                "intra_frechet": s.intra, "intra_frechet_ema": s.intra_ema,
             })
         })
         .collect();
@@ -830,6 +882,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         "classes_covered": covered,
         "missing_classes": last.missing,
         "class_agreement": last.agreement,
+        "intra_frechet": last.intra,
+        "intra_floor": intra_floor,
         "image_size": size,
         "channels": channels,
         "data": splits.describe,
@@ -852,6 +906,27 @@ mod tests {
         assert_eq!((0..7).map(|j| requested_class(j, 3)).collect::<Vec<_>>(), [0, 1, 2, 0, 1, 2, 0]);
         assert_eq!(class_agreement(&[0, 1, 2, 0, 1, 1], 3), 5.0 / 6.0);
         assert_eq!(class_agreement(&[1, 2, 0], 3), 0.0);
+    }
+
+    /// Two classes drawn well but swapped: the mixtures match (the same rows), the
+    /// intra-class distance does not.
+    #[test]
+    fn intra_frechet_sees_classes_swapped_that_the_mixture_misses() {
+        let mut rng = Rng::new(9);
+        let rows = 400;
+        let mut features = vec![0.0f32; rows * FEATURES];
+        for (j, row) in features.chunks_exact_mut(FEATURES).enumerate() {
+            let centre = if j % 2 == 0 { 1.0 } else { -1.0 };
+            rng.fill_normal(row, centre, 0.3);
+        }
+        let ev = Eval { features, predicted: Vec::new() };
+        let real = ev.class_gaussians(2, |j| j % 2);
+        let right = intra_frechet(&real, &ev.class_gaussians(2, |j| j % 2));
+        let swapped = intra_frechet(&real, &ev.class_gaussians(2, |j| 1 - j % 2));
+        assert!(right < 1e-6, "a set against itself: {right}");
+        // Each class's mean is off by 2 in every one of the 128 features: |Δμ|² = 512.
+        assert!((swapped - 512.0).abs() < 512.0 * 0.05, "swapped classes: {swapped}");
+        assert!(frechet_distance(&ev.gaussian(), &ev.gaussian()) < 1e-6, "the mixtures match");
     }
 
     #[test]
