@@ -11,6 +11,7 @@ per doubling so that any power-of-two image size works (64 gives the example's e
 """
 import json, math, sys
 import torch, torch.nn as nn
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 
@@ -31,14 +32,23 @@ def main():
     ckpt, samples = sys.argv[1], sys.argv[2]
     state = json.load(open(f"{ckpt}/state.json"))
     cfg = state["config"]
-    g = generator(cfg["nz"], cfg["ngf"], state["channels"], cfg["image_size"])
-    g.load_state_dict(load_file(f"{ckpt}/generator.safetensors"), strict=True)
+    # A conditional G (train --conditional) reads z with the one-hot class appended.
+    classes = state.get("classes", 0)
+    g = generator(cfg["nz"] + classes, cfg["ngf"], state["channels"], cfg["image_size"])
+    # The weights file `dcgan sample` used (G's running average by default, when the run kept one).
+    with safe_open(samples, "pt") as f:
+        weights = (f.metadata() or {}).get("generator", "generator")
+    g.load_state_dict(load_file(f"{ckpt}/{weights}.safetensors"), strict=True)
     g.eval()
     s = load_file(samples)
+    z = s["z"].reshape(s["z"].shape[0], -1, 1, 1)
+    if classes:
+        one_hot = torch.nn.functional.one_hot(s["labels"], classes).to(z.dtype)
+        z = torch.cat([z, one_hot.reshape(-1, classes, 1, 1)], dim=1)
     with torch.no_grad():
-        out = g.main(s["z"])
+        out = g.main(z)
     diff = (out - s["images"]).abs().max().item()
-    print(f"load_state_dict(strict=True): ok; max |PyTorch - dcgan| = {diff:.3g}")
+    print(f"load_state_dict(strict=True) of {weights}.safetensors: ok; max |PyTorch - dcgan| = {diff:.3g}")
     sys.exit(0 if diff <= 1e-4 else 1)
 
 

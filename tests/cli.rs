@@ -333,12 +333,16 @@ fn sample_uses_the_running_average_when_the_run_kept_one() {
         args.extend_from_slice(extra);
         let o = dcgan(&args);
         assert!(o.status.success(), "{}", stderr(&o));
-        let images = dcgan::io::read_safetensors(&out.join("samples.safetensors")).unwrap();
-        (stderr(&o), images.into_iter().find(|a| a.name == "images").unwrap())
+        let file = dcgan::io::read_safetensors_with_metadata(&out.join("samples.safetensors")).unwrap();
+        // The weights file that made the images, for scripts/check_pytorch_generator.py.
+        let made_by = file.metadata.get("generator").cloned().unwrap_or_default();
+        (stderr(&o), made_by, file.tensors.into_iter().find(|a| a.name == "images").unwrap())
     };
-    let ((said_avg, avg), (said_raw, raw)) = (sample("ema-avg", &[]), sample("ema-raw", &["--no-ema"]));
+    let ((said_avg, avg_file, avg), (said_raw, raw_file, raw)) =
+        (sample("ema-avg", &[]), sample("ema-raw", &["--no-ema"]));
     assert!(said_avg.contains("running average"), "{said_avg}");
     assert!(!said_raw.contains("running average"), "{said_raw}");
+    assert_eq!((avg_file.as_str(), raw_file.as_str()), ("generator_ema", "generator"));
     assert_ne!(avg, raw, "the average after 3 steps at decay 0.5 is not G");
 }
 

@@ -247,7 +247,10 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
             data: ArrayData::I64(labels.iter().map(|&y| i64::from(y)).collect()),
         });
     }
-    io::write_safetensors(&opts.out.join("samples.safetensors"), &arrays, &BTreeMap::new())?;
+    // Which weights file made the images, for scripts/check_pytorch_generator.py.
+    let made_by = if ema { checkpoint::EMA_FILE } else { "generator" };
+    let metadata = BTreeMap::from([("generator".to_string(), made_by.to_string())]);
+    io::write_safetensors(&opts.out.join("samples.safetensors"), &arrays, &metadata)?;
     Ok(Sampled { out: opts.out.clone(), ema })
 }
 
