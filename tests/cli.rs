@@ -183,13 +183,18 @@ fn spectral_norm_names_its_state_and_resumes_bit_for_bit() {
 fn conditional_trains_samples_a_class_and_resumes_bit_for_bit() {
     let (a, b, plain) = (scratch("cond-a"), scratch("cond-b"), scratch("cond-plain"));
     let data = fixture();
-    let common =
-        ["--data", data.as_str(), "--conditional", "--checkpoint-every", "500", "--sample-every", "6"];
+    // Two D updates a step, each on its own batch's classes, and G's running average.
+    let common = [
+        ["--data", data.as_str(), "--conditional", "--checkpoint-every", "500", "--sample-every", "6"]
+            .as_slice(),
+        &["--d-steps", "2", "--ema", "0.5"],
+    ]
+    .concat();
     assert!(train(&a, &[&common[..], &["--steps", "6"]].concat()).status.success());
     assert!(train(&b, &[&common[..], &["--steps", "3"]].concat()).status.success());
     let o = dcgan(&["train", "--resume", b.to_str().unwrap(), "--steps", "6", "--no-progress"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["generator", "discriminator", "optimizer"] {
+    for f in ["generator", "discriminator", "optimizer", "generator_ema"] {
         let file =
             |d: &Path| std::fs::read(d.join(format!("checkpoints/step_000006/{f}.safetensors"))).unwrap();
         assert!(file(&a) == file(&b), "{f} differs between 6 straight steps and 3 + 3 resumed");
