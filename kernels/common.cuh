@@ -25,6 +25,15 @@ struct ChanArgs {
     int hw;
 };
 
+// translate_cutout: NCHW extents, and 1 for the backward gather.
+struct AugmentArgs {
+    int n;
+    int c;
+    int h;
+    int w;
+    int backward;
+};
+
 // Reductions: n inputs, `parts` partial sums, a final scale.
 struct RedArgs {
     int n;

@@ -3,7 +3,9 @@
 
 use crate::backend::{Device, profile};
 use crate::gan::models::{generator_input, one_hot};
-use crate::gan::{ClassLabels, DcganConfig, Gan, GanLoss, InstanceNoise, spectral_norm_discriminator};
+use crate::gan::{
+    ClassLabels, DcganConfig, DiffAugment, Gan, GanLoss, InstanceNoise, spectral_norm_discriminator,
+};
 use crate::nn::Module;
 use crate::optim::Adam;
 use crate::rng::Rng;
@@ -25,6 +27,8 @@ pub struct BenchOptions {
     pub spectral_norm: bool,
     /// Instance noise of this σ on D's inputs, held constant (`train --instance-noise`).
     pub instance_noise: Option<f32>,
+    /// DiffAugment on D's inputs (`train --diffaugment`).
+    pub diffaugment: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -56,12 +60,14 @@ pub struct BenchReport {
     pub nz: usize,
     pub ngf: usize,
     pub ndf: usize,
-    /// The step's options: `--loss`, `--spectral-norm`, `--instance-noise` σ, `--conditional`.
+    /// The step's options: `--loss`, `--spectral-norm`, `--instance-noise` σ, `--conditional`,
+    /// `--diffaugment`.
     pub loss: String,
     pub spectral_norm: bool,
     pub instance_noise: Option<f32>,
     /// The classes of a conditional step (`--conditional`), None for the unconditional one.
     pub conditional_classes: Option<usize>,
+    pub diffaugment: bool,
     pub threads: usize,
     pub steps: usize,
     pub ms_per_step_median: f64,
@@ -292,6 +298,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     // Never annealed: every timed step pays for the noise.
     gan.instance_noise =
         opts.instance_noise.map(|sigma| InstanceNoise { sigma, anneal_steps: u64::MAX, seed: 0 });
+    gan.diff_augment = opts.diffaugment.then_some(DiffAugment { seed: 0 });
     let real = Tensor::rand_uniform(
         &[opts.batch_size, cfg.channels, cfg.image_size, cfg.image_size],
         -1.0,
@@ -387,6 +394,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         spectral_norm: opts.spectral_norm,
         instance_noise: opts.instance_noise,
         conditional_classes: (cfg.classes > 0).then_some(cfg.classes),
+        diffaugment: opts.diffaugment,
         nz: cfg.nz,
         ngf: cfg.ngf,
         ndf: cfg.ndf,
@@ -423,6 +431,9 @@ pub fn render_text(r: &BenchReport) -> String {
     }
     if let Some(classes) = r.conditional_classes {
         options.push(format!("conditional, {classes} classes"));
+    }
+    if r.diffaugment {
+        options.push("DiffAugment".to_string());
     }
     let mut s = format!(
         "DCGAN-{} {}ch batch {} (nz {}, ngf {}, ndf {}; {}) on {} with {} threads, {} steps\n",

@@ -122,6 +122,9 @@ struct BenchArgs {
     /// batch's labels spread evenly over them.
     #[arg(long, value_name = "CLASSES", num_args = 0..=1, default_missing_value = "10")]
     conditional: Option<usize>,
+    /// DiffAugment's shift and cut on every image D sees, as `train --diffaugment`.
+    #[arg(long)]
+    diffaugment: bool,
 }
 
 #[derive(Args)]
@@ -244,6 +247,11 @@ struct TrainArgs {
     /// `dcgan sample --class`.
     #[arg(long)]
     conditional: bool,
+    /// DiffAugment (Zhao et al. 2020), "translation,cutout": every image D sees, real or
+    /// generated, shifted by up to 1/8 of its side and with a square of half its side cut
+    /// out, differentiably, so that D cannot memorise a small dataset.
+    #[arg(long)]
+    diffaugment: bool,
     /// Plain log lines instead of a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -343,6 +351,7 @@ fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
         mirror: a.mirror,
         spectral_norm: a.spectral_norm,
         conditional: a.conditional,
+        diffaugment: a.diffaugment,
     };
     let out = match (a.out, &a.resume) {
         (Some(out), _) => out,
@@ -424,6 +433,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
         loss: a.loss,
         spectral_norm: a.spectral_norm,
         instance_noise: a.instance_noise,
+        diffaugment: a.diffaugment,
     });
     if a.json {
         println!("{}", serde_json::to_string(&report)?);

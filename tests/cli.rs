@@ -104,13 +104,22 @@ fn trains_on_the_fashion_mnist_fixture_and_writes_every_output() {
 #[test]
 fn resume_continues_bit_for_bit() {
     // bf16 weights files resume from the f32 masters the optimizer file keeps, G's running
-    // average's included. Instance noise is drawn per step, so it needs no state to resume.
+    // average's included. Instance noise and DiffAugment are drawn per step, so they need no
+    // state to resume.
     for dtype in ["f32", "bf16"] {
         let (a, b) = (scratch(&format!("resume-a-{dtype}")), scratch(&format!("resume-b-{dtype}")));
         let data = fixture();
         let common = [
             ["--data", data.as_str(), "--checkpoint-every", "500", "--ema", "0.9"].as_slice(),
-            &["--save-dtype", dtype, "--instance-noise", "0.2", "--instance-noise-steps", "20"],
+            &[
+                "--save-dtype",
+                dtype,
+                "--instance-noise",
+                "0.2",
+                "--instance-noise-steps",
+                "20",
+                "--diffaugment",
+            ],
         ]
         .concat();
         let straight: Vec<&str> = common.iter().copied().chain(["--steps", "24"]).collect();
@@ -726,6 +735,13 @@ fn bench_times_the_step_options_it_is_given() {
     let cond = bench_json(&[&common[..], &["--conditional"]].concat());
     assert_eq!(cond["conditional_classes"].as_u64(), Some(10));
     assert!(kernels(&cond).contains(&"matmul".to_string()), "{cond}");
+    // DiffAugment's shift and cut have a row of their own.
+    let aug = bench_json(&[&common[..], &["--diffaugment"]].concat());
+    assert!(
+        aug["diffaugment"].as_bool() == Some(true) && kernels(&aug).contains(&"augment".to_string()),
+        "{aug}"
+    );
+    assert!(!kernels(&plain).contains(&"augment".to_string()), "{plain}");
     let o = dcgan(&[&["bench"], &common[..], &["--conditional", "3"]].concat());
     assert!(
         o.status.success() && String::from_utf8_lossy(&o.stdout).contains("conditional, 3 classes"),

@@ -3,7 +3,9 @@
 
 #[macro_use]
 mod common;
-use dcgan::gan::{DcganConfig, Gan, GanLoss, GeneratorEma, InstanceNoise, StepMetrics, generator};
+use dcgan::gan::{
+    DcganConfig, DiffAugment, Gan, GanLoss, GeneratorEma, InstanceNoise, StepMetrics, generator,
+};
 use dcgan::nn::Module;
 use dcgan::{Device, Rng, Tensor};
 
@@ -256,6 +258,43 @@ fn instance_noise_reaches_every_image_d_sees(dev: Device) {
     assert!((want_g - clean_g).abs() > 1e-3, "the noise moved loss_G only from {clean_g} to {want_g}");
 }
 
+/// DiffAugment shifts and cuts every image D sees, by the draws of its (step, batch): D's loss
+/// is the loss on the augmented real and fake batches, G's on the augmented fakes; G's
+/// gradient passes back through the augmentation.
+fn diff_augment_reaches_every_image_d_sees(dev: Device) {
+    let cfg = config(16);
+    let mut gan = build(&cfg, 7, dev);
+    let augment = DiffAugment { seed: 3 };
+    gan.diff_augment = Some(augment);
+    let mut rng = Rng::new(8);
+    let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
+    let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
+    let augmented = |x: &Tensor, which: u64| {
+        let params = Tensor::from_vec(augment.params(8, 16, 0, which), &[8, 6], dev);
+        dcgan::translate_cutout(x, &params)
+    };
+    let softplus = |x: f32| f64::from(x.max(0.0) + (-x.abs()).exp().ln_1p());
+    let mean = |v: Vec<f32>, f: &dyn Fn(f32) -> f64| v.into_iter().map(f).sum::<f64>() / 8.0;
+    let (bce1, bce0) = (|l: Vec<f32>| mean(l, &|x| softplus(-x)), |l: Vec<f32>| mean(l, &softplus));
+    let (fake, want_d, clean_d) = dcgan::no_grad(|| {
+        let fake = gan.generator.forward(&z);
+        let d = |x: &Tensor| gan.discriminator.forward(x).to_vec();
+        let want = bce1(d(&augmented(&real, 0))) + bce0(d(&augmented(&fake, 1)));
+        (fake.clone(), want, bce1(d(&real)) + bce0(d(&fake)))
+    });
+    let g_before: Vec<f32> = gan.generator.parameters()[0].to_vec();
+    let m = gan.step(&real, &z);
+    assert!((f64::from(m.loss_d) - want_d).abs() < 1e-5, "loss_D {} against {want_d}", m.loss_d);
+    assert!((want_d - clean_d).abs() > 1e-3, "augmenting moved loss_D only from {clean_d} to {want_d}");
+    let (want_g, clean_g) = dcgan::no_grad(|| {
+        let d = |x: &Tensor| gan.discriminator.forward(x).to_vec();
+        (bce1(d(&augmented(&fake, InstanceNoise::G_BATCH))), bce1(d(&fake)))
+    });
+    assert!((f64::from(m.loss_g) - want_g).abs() < 1e-5, "loss_G {} against {want_g}", m.loss_g);
+    assert!((want_g - clean_g).abs() > 1e-3, "augmenting moved loss_G only from {clean_g} to {want_g}");
+    assert!(m.grad_norm_g > 0.0 && gan.generator.parameters()[0].to_vec() != g_before, "G did not learn");
+}
+
 /// `step_k_with_layers`: one gradient norm per parameter, D's then G's, whose squares add up
 /// to the step's total norms of D and of G.
 fn layer_gradient_norms_add_up_to_the_totals(dev: Device) {
@@ -289,6 +328,7 @@ fn layer_gradient_norms_add_up_to_the_totals(dev: Device) {
 device_tests!(
     each_loss_is_the_discriminators_objective,
     instance_noise_reaches_every_image_d_sees,
+    diff_augment_reaches_every_image_d_sees,
     layer_gradient_norms_add_up_to_the_totals,
     shapes_follow_the_image_size,
     state_names_match_pytorch,

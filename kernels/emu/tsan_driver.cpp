@@ -66,6 +66,13 @@ int main() {
     LAUNCH(sigmoid_bwd, 2, 1, 1, y.data(), b.data(), z.data(), ew);
     LAUNCH(sqrt_fwd, 2, 1, 1, b.data(), y.data(), ew);
     LAUNCH(sqrt_bwd, 2, 1, 1, y.data(), b.data(), z.data(), ew);
+    // Augmentation: 2 images of 3 x 10 x 10, shifted and cut, forward and backward.
+    std::vector<float> aug{2, -3, 1, 6, 0, 4, -1, 0, 0, 0, 0, 0};
+    AugmentArgs ag{2, 3, 10, 10, 0};
+    LAUNCH(translate_cutout, 2, 1, 1, a.data(), aug.data(), y.data(), ag);
+    check(y[0] == 0.0f && y[7 * 10 + 5] == a[5 * 10 + 8] && y[2 * 10 + 3] == 0.0f, "translate_cutout");
+    ag.backward = 1;
+    LAUNCH(translate_cutout, 2, 1, 1, y.data(), aug.data(), z.data(), ag);
 
     // Reductions: two stages, and per channel.
     std::vector<float> partial(2), out(4);

@@ -280,6 +280,12 @@ pub trait Backend: Send + Sync {
     /// `x + bias[c]` for every (n, c, hw).
     fn add_channels(&self, x: &Storage, bias: &Storage, shape: ChannelShape) -> Storage;
 
+    // Augmentation.
+    /// Each NCHW image of `shape` shifted and then cut, by its six `params` (dy, dx, and the
+    /// cut rectangle's rows and columns [y0, y1) × [x0, x1)); with `backward`, the adjoint
+    /// (kernels/augment.cu states both).
+    fn translate_cutout(&self, x: &Storage, params: &Storage, shape: [usize; 4], backward: bool) -> Storage;
+
     // Matrix product and convolutions.
     /// C[m×n] = op(A) op(B), A and B row-major, op = transpose when the flag is set.
     #[allow(clippy::too_many_arguments)]

@@ -18,6 +18,7 @@ pub const CATEGORIES: &[&str] = &[
     "loss",
     "adam",
     "matmul",
+    "augment",
     "device reads",
     "other",
 ];
@@ -91,9 +92,10 @@ const ACTIVATIONS: usize = 4;
 const LOSS: usize = 5;
 const ADAM: usize = 6;
 const MATMUL: usize = 7;
+const AUGMENT: usize = 8;
 /// Downloads to the host: on a GPU each waits for the device to finish what was queued.
-const READS: usize = 8;
-const OTHER: usize = 9;
+const READS: usize = 9;
+const OTHER: usize = 10;
 
 /// A device's backend with every call timed; [`profiled`] hands out one per device.
 pub struct Profiled(&'static dyn Backend);
@@ -188,6 +190,9 @@ impl Backend for Profiled {
     }
     fn add_channels(&self, x: &Storage, bias: &Storage, shape: ChannelShape) -> Storage {
         self.record(OTHER, 0.0, || self.0.add_channels(x, bias, shape))
+    }
+    fn translate_cutout(&self, x: &Storage, params: &Storage, shape: [usize; 4], backward: bool) -> Storage {
+        self.record(AUGMENT, 0.0, || self.0.translate_cutout(x, params, shape, backward))
     }
     fn matmul(&self, a: &Storage, ta: bool, b: &Storage, tb: bool, m: usize, n: usize, k: usize) -> Storage {
         self.record(MATMUL, 2.0 * (m * n * k) as f64, || self.0.matmul(a, ta, b, tb, m, n, k))

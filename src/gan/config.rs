@@ -57,6 +57,9 @@ pub struct TrainConfig {
     /// A class-conditional G and D (`--conditional`), on the data's labels.
     #[serde(default)]
     pub conditional: bool,
+    /// DiffAugment's shift and cut on every image D sees (`--diffaugment`).
+    #[serde(default)]
+    pub diffaugment: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

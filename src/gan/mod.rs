@@ -11,7 +11,7 @@ pub mod trainer;
 pub use config::TrainConfig;
 pub use loss::GanLoss;
 pub use models::{DcganConfig, discriminator, generator, spectral_norm_discriminator};
-pub use step::{ClassLabels, Gan, GeneratorEma, InstanceNoise, StepMetrics};
+pub use step::{ClassLabels, DiffAugment, Gan, GeneratorEma, InstanceNoise, StepMetrics};
 
 use crate::backend::Device;
 

@@ -42,6 +42,18 @@ pub struct Gan {
     pub real_label: f32,
     /// Gaussian noise on every image D sees, when the run adds it.
     pub instance_noise: Option<InstanceNoise>,
+    /// DiffAugment's shift and cut of every image D sees, when the run augments.
+    pub diff_augment: Option<DiffAugment>,
+}
+
+/// The seed of batch `which` of step `t` of a run seeded `seed`, for draws that must not
+/// depend on any running state (a resumed run makes the same ones): distinct odd multipliers
+/// keep the three inputs from cancelling, `salt` separates the users of one batch.
+fn batch_seed(seed: u64, t: u64, which: u64, salt: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ t.wrapping_mul(0xD1B5_4A32_D192_ED03)
+        ^ which.wrapping_mul(0xAEF1_7502_108E_F2D9)
+        ^ salt
 }
 
 /// The classes of one D update's batches in a conditional GAN, as one-hot rows [n, classes]:
@@ -76,10 +88,7 @@ impl InstanceNoise {
     /// the real images of the k-th D update, 2k + 1 for its fakes, [`Self::G_BATCH`] for G's.
     pub fn sample(&self, shape: &[usize], t: u64, which: u64, dev: Device) -> Option<Tensor> {
         let sigma = self.sigma_at(t);
-        let key = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ t.wrapping_mul(0xD1B5_4A32_D192_ED03)
-            ^ which.wrapping_mul(0xAEF1_7502_108E_F2D9)
-            ^ 0x1457_A9CE;
+        let key = batch_seed(self.seed, t, which, 0x1457_A9CE);
         (sigma > 0.0).then(|| {
             // A batch of images is millions of draws: filled in parallel, seeded chunk by chunk.
             let mut data = vec![0.0; shape.iter().product()];
@@ -97,6 +106,45 @@ impl InstanceNoise {
             Some(noise) => x.add(&noise),
             None => x.clone(),
         }
+    }
+}
+
+/// DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN
+/// Training") with its "translation,cutout" policy: every image D sees, real or generated, in
+/// D's steps and in G's, is shifted by up to an eighth of its side along each axis (zero fill),
+/// then a square of half its side is cut out around a random centre; G's gradient passes back
+/// through both ([`crate::ops::translate_cutout`]). D then cannot memorise a small training set
+/// pixel for pixel, and G is not pushed to draw the augmentation, since real and fake images
+/// get the same. Each (step, batch) draws from its own seeded generator, as [`InstanceNoise`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DiffAugment {
+    pub seed: u64,
+}
+
+impl DiffAugment {
+    /// The [`crate::ops::translate_cutout`] parameters, [n · 6], of `n` images of side `side`
+    /// in batch `which` (as [`InstanceNoise::sample`]'s) of step `t`.
+    pub fn params(&self, n: usize, side: usize, t: u64, which: u64) -> Vec<f32> {
+        let mut rng = Rng::new(batch_seed(self.seed, t, which, 0x0D1F_FA96));
+        // DiffAugment's own rounding: int(side · ratio + 0.5).
+        let (shift, cut) = ((side + 4) / 8, side.div_ceil(2));
+        let mut out = Vec::with_capacity(6 * n);
+        for _ in 0..n {
+            let mut draw = |k: usize| rng.below(k as u64) as f32;
+            let (dy, dx) = (draw(2 * shift + 1) - shift as f32, draw(2 * shift + 1) - shift as f32);
+            let centre = side + 1 - cut % 2;
+            let (cy, cx) = (draw(centre) - (cut / 2) as f32, draw(centre) - (cut / 2) as f32);
+            out.extend([dy, dx, cy, cy + cut as f32, cx, cx + cut as f32]);
+        }
+        out
+    }
+
+    /// `x` shifted and cut by the draws of batch `which` of step `t`.
+    fn apply(&self, x: &Tensor, t: u64, which: u64) -> Tensor {
+        let [n, _, h, w] = x.dims4("DiffAugment");
+        assert_eq!(h, w, "DiffAugment: square images");
+        let params = Tensor::from_vec(self.params(n, h, t, which), &[n, 6], x.device());
+        crate::ops::translate_cutout(x, &params)
     }
 }
 
@@ -200,6 +248,7 @@ impl Gan {
             ema: None,
             real_label: 1.0,
             instance_noise: None,
+            diff_augment: None,
         }
     }
 
@@ -282,10 +331,17 @@ impl Gan {
         let fake_y = |k: usize| labels.get(k).map(|l| &l.fake);
         // G's updates so far (Adam counts them, and a checkpoint keeps the count).
         let t = self.opt_g.steps.first().copied().unwrap_or(0);
-        let noise = self.instance_noise;
-        let seen_by_d = |x: &Tensor, which: u64| match noise {
-            Some(noise) => noise.add(x, t, which),
-            None => x.clone(),
+        let (augment, noise) = (self.diff_augment, self.instance_noise);
+        // Every image D sees: augmented, then blurred by noise, when the run does either.
+        let seen_by_d = |x: &Tensor, which: u64| {
+            let x = match augment {
+                Some(augment) => augment.apply(x, t, which),
+                None => x.clone(),
+            };
+            match noise {
+                Some(noise) => noise.add(&x, t, which),
+                None => x,
+            }
         };
         // Every number the step reports stays on the device until the end, where all are
         // read at once: a read in the middle would make the host wait for the device there
@@ -367,8 +423,32 @@ impl Gan {
 
 #[cfg(test)]
 mod tests {
-    use super::InstanceNoise;
+    use super::{DiffAugment, InstanceNoise};
     use crate::backend::Device;
+
+    /// DiffAugment's draws at side 32: shifts within ±4 (int(32/8 + 0.5)) and 16-pixel cuts
+    /// whose centres span the image, every value reached; each (step, batch) its own, the same
+    /// every time it is asked for.
+    #[test]
+    fn diff_augment_draws_shifts_and_cuts_in_range() {
+        let augment = DiffAugment { seed: 5 };
+        let p = augment.params(4000, 32, 7, 1);
+        let column = |k: usize| p.chunks(6).map(move |q| q[k]);
+        for k in [0, 1] {
+            let (lo, hi) = column(k).fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
+            assert_eq!((lo, hi), (-4.0, 4.0), "shift {k}");
+            assert!(column(k).all(|v| v == v.round()));
+        }
+        for (start, end) in [(2, 3), (4, 5)] {
+            assert!(p.chunks(6).all(|q| q[end] - q[start] == 16.0), "cut size");
+            let (lo, hi) = column(start).fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
+            assert_eq!((lo, hi), (-8.0, 24.0), "cut start: centres 0..=32");
+        }
+        assert_eq!(augment.params(8, 32, 7, 1), p[..48]);
+        assert_ne!(augment.params(8, 32, 7, 2), p[..48]);
+        assert_ne!(augment.params(8, 32, 8, 1), p[..48]);
+        assert_ne!(DiffAugment { seed: 6 }.params(8, 32, 7, 1), p[..48]);
+    }
 
     /// σ falls linearly to 0 at `anneal_steps` and stays there; each (step, batch) draws its
     /// own noise, the same every time it is asked for, with the standard deviation of its step.

@@ -3,6 +3,7 @@
 //! (`torch.nn.functional`), so a comparison against PyTorch reads line for line.
 
 mod activation;
+mod augment;
 mod batch_norm2d;
 mod bce_with_logits;
 mod conv2d;
@@ -13,6 +14,7 @@ mod matmul;
 mod reduce;
 
 pub use activation::{leaky_relu, relu, sigmoid, tanh};
+pub use augment::translate_cutout;
 pub use batch_norm2d::{batch_norm2d, batch_norm2d_act};
 pub use bce_with_logits::binary_cross_entropy_with_logits;
 pub use conv_transpose2d::conv_transpose2d;

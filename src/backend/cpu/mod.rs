@@ -5,6 +5,7 @@
 //! for any number of threads.
 
 pub mod activation;
+pub mod augment;
 pub mod batchnorm;
 pub mod conv;
 pub mod elementwise;
@@ -72,6 +73,9 @@ impl Backend for CpuBackend {
     }
     fn add_channels(&self, x: &Storage, bias: &Storage, shape: ChannelShape) -> Storage {
         Storage::Cpu(elementwise::add_channels(x.cpu(), bias.cpu(), shape))
+    }
+    fn translate_cutout(&self, x: &Storage, params: &Storage, shape: [usize; 4], backward: bool) -> Storage {
+        Storage::Cpu(augment::translate_cutout(x.cpu(), params.cpu(), shape, backward))
     }
 
     fn matmul(

@@ -355,6 +355,22 @@ impl<D: GpuDriver> Backend for CudaBackend<D> {
         }
         self.wrap(y)
     }
+    fn translate_cutout(&self, x: &Storage, params: &Storage, shape: [usize; 4], backward: bool) -> Storage {
+        let n = x.len();
+        let y = self.alloc(n);
+        let [b, c, h, w] = shape;
+        let p = AugmentArgs {
+            n: i32_of(b, "n"),
+            c: i32_of(c, "c"),
+            h: i32_of(h, "h"),
+            w: i32_of(w, "w"),
+            backward: i32::from(backward),
+        };
+        i32_of(n, "augment tensor size");
+        let r = k::translate_cutout(&self.driver, grid1(n), self.ptr(x), self.ptr(params), y.ptr(), p);
+        self.ok(r, "translate_cutout");
+        self.wrap(y)
+    }
     fn add_channels(&self, x: &Storage, bias: &Storage, shape: ChannelShape) -> Storage {
         let n = x.len();
         let y = self.alloc(n);
