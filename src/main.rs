@@ -243,8 +243,7 @@ struct TrainArgs {
     /// Class-conditional: G draws the class it is given (one-hot appended to z, Mirza &
     /// Osindero 2014) and D is a projection discriminator (Miyato & Koyama 2018). Needs
     /// labelled data (MNIST-family idx with its labels file, CIFAR-10, an image folder with a
-    /// subfolder per class); sample a class with
-    /// `dcgan sample --class`.
+    /// subfolder per class); sample a class with `dcgan sample --class`.
     #[arg(long)]
     conditional: bool,
     /// DiffAugment (Zhao et al. 2020), "translation,cutout": every image D sees, real or

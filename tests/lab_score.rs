@@ -179,6 +179,8 @@ fn scores_every_checkpoint_of_a_run_on_the_fixture() {
     }
     let csv = std::fs::read_to_string(out.join("score.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
+    let fields = |line: &str| line.split(',').count();
+    assert!(csv.lines().all(|l| fields(l) == fields(csv.lines().next().unwrap())), "ragged rows:\n{csv}");
     assert!(csv.starts_with("step,frechet,floor,classifier_accuracy,samples,class_0,"), "{csv}");
     assert!(
         csv.lines()
@@ -223,6 +225,10 @@ fn scores_every_checkpoint_of_a_run_on_the_fixture() {
     }
     let o = dcgan(&cond_args[..cond_args.len() - 1]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("class agreement"), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("score.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let intra = rows[0].iter().position(|&c| c == "intra_frechet").unwrap();
+    assert!(rows[1..].iter().all(|r| r.len() == rows[0].len() && r[intra].parse::<f64>().is_ok()), "{csv}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -261,28 +261,14 @@ impl Gan {
     /// its own real batch and noise, then one generator update reusing the last noise (G has
     /// not changed since, so its fakes are reused rather than recomputed).
     pub fn step_k(&mut self, reals: &[Tensor], zs: &[Tensor]) -> StepMetrics {
-        self.step_recording(reals, zs, &[], false).0
+        self.step_with(reals, zs, &[], false).0
     }
 
     /// `step_k`, and the gradient norm of every parameter, D's from its last update then
     /// G's, in [`Gan::parameter_shapes`] order (0 for a parameter without a gradient): which layers
     /// learn and which starve. One device read per parameter more than `step_k`.
     pub fn step_k_with_layers(&mut self, reals: &[Tensor], zs: &[Tensor]) -> (StepMetrics, Vec<f32>) {
-        self.step_recording(reals, zs, &[], true)
-    }
-
-    /// The general step: `step_k`, for a conditional GAN (D ends in a class projection) with
-    /// `labels[i]` the classes of `reals[i]` and of the fakes G makes from `zs[i]` (no labels
-    /// for an unconditional one), and with `layers` every parameter's gradient norm too, as
-    /// [`Gan::step_k_with_layers`].
-    pub fn step_with(
-        &mut self,
-        reals: &[Tensor],
-        zs: &[Tensor],
-        labels: &[ClassLabels],
-        layers: bool,
-    ) -> (StepMetrics, Vec<f32>) {
-        self.step_recording(reals, zs, labels, layers)
+        self.step_with(reals, zs, &[], true)
     }
 
     /// Whether D is a projection discriminator, whose logits need the images' classes.
@@ -309,7 +295,11 @@ impl Gan {
         [named("D", &self.discriminator), named("G", &self.generator)].concat()
     }
 
-    fn step_recording(
+    /// The step in full: `step_k` with the classes of a conditional GAN (D ends in a class
+    /// projection): `labels[i]` for `reals[i]` and for the fakes G makes from `zs[i]`, none
+    /// for an unconditional GAN; with `layers`, the gradient norms of
+    /// [`Gan::step_k_with_layers`] too (else an empty list).
+    pub fn step_with(
         &mut self,
         reals: &[Tensor],
         zs: &[Tensor],
@@ -318,7 +308,7 @@ impl Gan {
     ) -> (StepMetrics, Vec<f32>) {
         assert!(
             !reals.is_empty() && reals.len() == zs.len(),
-            "Gan::step_k: {} real batches, {} noise batches",
+            "Gan::step_with: {} real batches, {} noise batches",
             reals.len(),
             zs.len()
         );

@@ -23,6 +23,8 @@ use std::time::Instant;
 pub const GRID_SAMPLES: usize = 64;
 /// Images a row in every grid.
 pub const GRID_COLUMNS: usize = 8;
+/// The most rows of a conditional G's grid: one per class, for the first classes.
+pub const GRID_CLASS_ROWS: usize = 16;
 
 /// Columns of metrics.csv: only numbers of the game, so a resumed run's file is
 /// byte-identical to an uninterrupted one (timings go to timing.csv).
@@ -161,9 +163,9 @@ pub fn noise(n: usize, nz: usize, rng: &mut Rng, device: Device) -> Tensor {
 }
 
 /// G's input for the training run's sample grids, from the run's seed alone (so it is the same
-/// on resume): [`GRID_SAMPLES`] noise vectors; for a conditional G a row per class, with the
-/// same [`GRID_COLUMNS`] noise vectors in every row, so that down a column only the class
-/// changes.
+/// on resume): [`GRID_SAMPLES`] noise vectors; for a conditional G a row per class (up to
+/// [`GRID_CLASS_ROWS`]), with the same [`GRID_COLUMNS`] noise vectors in every row, so that
+/// down a column only the class changes.
 pub fn grid_input(nz: usize, classes: usize, seed: u64, device: Device) -> Tensor {
     let mut rng = Rng::new(seed ^ 0xF1CED);
     let vectors = if classes == 0 { GRID_SAMPLES } else { GRID_COLUMNS };
@@ -172,8 +174,9 @@ pub fn grid_input(nz: usize, classes: usize, seed: u64, device: Device) -> Tenso
     if classes == 0 {
         return generator_input(&z, nz, &[], 0, device);
     }
-    let labels: Vec<u8> = (0..classes).flat_map(|c| [c as u8; GRID_COLUMNS]).collect();
-    generator_input(&z.repeat(classes), nz, &labels, classes, device)
+    let rows = classes.min(GRID_CLASS_ROWS);
+    let labels: Vec<u8> = (0..rows).flat_map(|c| [c as u8; GRID_COLUMNS]).collect();
+    generator_input(&z.repeat(rows), nz, &labels, classes, device)
 }
 
 /// The classes of a `--conditional` run's data, or why it has none to condition on.
@@ -278,13 +281,17 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
         );
     }
     let classes = match &resumed {
+        Some(s) if s.classes > 0 && data::class_count(dataset.as_ref()) != Some(s.classes) => {
+            bail!(
+                "{}: the data's labels are not the {} classes the checkpoint was trained on",
+                cfg.data,
+                s.classes
+            )
+        }
         Some(s) => s.classes,
         None if cfg.conditional => data_classes(&cfg, dataset.as_ref())?,
         None => 0,
     };
-    if classes > 0 && data::class_count(dataset.as_ref()) != Some(classes) {
-        bail!("{}: the data's labels are not the {classes} classes the checkpoint was trained on", cfg.data);
-    }
     let total = total_steps(&cfg, dataset.as_ref())?;
     if cfg.instance_noise.is_some() && cfg.instance_noise_steps.is_none() {
         cfg.instance_noise_steps = Some(total);

@@ -733,11 +733,11 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         let missing: Vec<String> = s.missing.iter().map(|m| m.to_string()).collect();
         let ema = s.frechet_ema.map_or(String::new(), |f| f.to_string());
         let covered_ema = s.missing_ema.as_ref().map_or(String::new(), |m| (present - m.len()).to_string());
-        let [agree, agree_ema] =
-            [s.agreement, s.agreement_ema].map(|a| a.map_or(String::new(), |a| a.to_string()));
+        let [agree, agree_ema, intra, intra_ema] = [s.agreement, s.agreement_ema, s.intra, s.intra_ema]
+            .map(|a| a.map_or(String::new(), |a| a.to_string()));
         writeln!(
             csv,
-            ",{},{},{ema},{covered_ema},{agree},{agree_ema}",
+            ",{},{},{ema},{covered_ema},{agree},{agree_ema},{intra},{intra_ema}",
             present - s.missing.len(),
             missing.join(";")
         )

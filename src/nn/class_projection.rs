@@ -1,7 +1,7 @@
 //! The class term of a projection discriminator (Miyato & Koyama 2018, "cGANs with Projection
 //! Discriminator"): D(x, y) = ψ(φ(x)) + ⟨e_y, φ(x)⟩, where φ(x) is D's last hidden feature
-//! map, ψ its last (unconditional) layer and e_y a learned embedding of class y, one row of
-//! `embed` per class. DCGAN's ψ is a 4×4 convolution over the whole 4×4 map, a linear map of
+//! map, ψ its last (unconditional) layer and e_y a learned embedding of class y, one column
+//! of `embed` per class. DCGAN's ψ is a 4×4 convolution over the whole 4×4 map, a linear map of
 //! the flattened φ, so e_y is the same size: in effect each class adds its own kernel to ψ's.
 //! The embeddings are stored as the columns of a [features, classes] matrix, so that one
 //! small matmul φ·E scores every class and the label picks its score: nothing of φ's size is
