@@ -309,8 +309,10 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     let mut z = vec![0.0; opts.batch_size * cfg.nz];
     rng.fill_normal(&mut z, 0.0, 1.0);
     // A conditional step's classes spread evenly over the batch, real and fake alike.
-    let labels: Vec<u8> =
-        (0..opts.batch_size * usize::from(cfg.classes > 0)).map(|i| (i % cfg.classes) as u8).collect();
+    let labels: Vec<u8> = match cfg.classes {
+        0 => Vec::new(),
+        classes => (0..opts.batch_size).map(|i| (i % classes) as u8).collect(),
+    };
     let z = [generator_input(&z, cfg.nz, &labels, cfg.classes, dev)];
     let labels: Vec<ClassLabels> = if cfg.classes > 0 {
         let y = one_hot(&labels, cfg.classes, dev);

@@ -134,6 +134,23 @@ fn reductions_and_channels() {
     }
 }
 
+/// DiffAugment's shift and cut, both ways, on a batch larger than one grid-stride pass, with
+/// the draws `train --diffaugment` makes: the same bits (each element is one read or zero).
+#[test]
+fn translate_cutout_matches_exactly() {
+    let shape = [16, 3, 32, 32];
+    let v = rand(shape.iter().product(), &mut Rng::new(4));
+    let params = dcgan::gan::DiffAugment { seed: 1 }.params(16, 32, 5, 0);
+    let ((c, e), (cp, ep)) = (both(&v), both(&params));
+    for backward in [false, true] {
+        exact(
+            "translate_cutout",
+            &emu().translate_cutout(&e, &ep, shape, backward),
+            &cpu().translate_cutout(&c, &cp, shape, backward),
+        );
+    }
+}
+
 #[test]
 fn matmul_all_transposes() {
     let mut rng = Rng::new(4);

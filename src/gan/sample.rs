@@ -149,7 +149,7 @@ pub fn check_truncation(t: f32) -> Result<()> {
 }
 
 /// `--class`'s check against the checkpoint's classes (0: unconditional).
-pub fn check_class(class: Option<usize>, classes: usize) -> Result<()> {
+fn check_class(class: Option<usize>, classes: usize) -> Result<()> {
     match class {
         Some(c) if classes == 0 => {
             bail!("--class {c}: the checkpoint's generator is unconditional (trained without --conditional)")
@@ -163,7 +163,7 @@ pub fn check_class(class: Option<usize>, classes: usize) -> Result<()> {
 
 /// The class of each of `n` images in a grid of `columns`: `class`, or row r's r mod
 /// `classes`. Empty for an unconditional generator.
-pub fn grid_labels(n: usize, columns: usize, classes: usize, class: Option<usize>) -> Vec<u8> {
+fn grid_labels(n: usize, columns: usize, classes: usize, class: Option<usize>) -> Vec<u8> {
     if classes == 0 {
         return Vec::new();
     }
