@@ -4,7 +4,8 @@
 use crate::backend::{Device, profile};
 use crate::gan::models::{generator_input, one_hot};
 use crate::gan::{
-    ClassLabels, DcganConfig, DiffAugment, Gan, GanLoss, InstanceNoise, spectral_norm_discriminator,
+    ClassLabels, DcganConfig, DiffAugment, DiffAugmentPolicy, Gan, GanLoss, InstanceNoise,
+    spectral_norm_discriminator,
 };
 use crate::nn::Module;
 use crate::optim::Adam;
@@ -28,7 +29,7 @@ pub struct BenchOptions {
     /// Instance noise of this σ on D's inputs, held constant (`train --instance-noise`).
     pub instance_noise: Option<f32>,
     /// DiffAugment on D's inputs (`train --diffaugment`).
-    pub diffaugment: bool,
+    pub diffaugment: Option<DiffAugmentPolicy>,
 }
 
 #[derive(Serialize, Debug)]
@@ -67,7 +68,8 @@ pub struct BenchReport {
     pub instance_noise: Option<f32>,
     /// The classes of a conditional step (`--conditional`), None for the unconditional one.
     pub conditional_classes: Option<usize>,
-    pub diffaugment: bool,
+    /// The DiffAugment policy (`--diffaugment`), None without.
+    pub diffaugment: Option<String>,
     pub threads: usize,
     pub steps: usize,
     pub ms_per_step_median: f64,
@@ -298,7 +300,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     // Never annealed: every timed step pays for the noise.
     gan.instance_noise =
         opts.instance_noise.map(|sigma| InstanceNoise { sigma, anneal_steps: u64::MAX, seed: 0 });
-    gan.diff_augment = opts.diffaugment.then_some(DiffAugment { seed: 0 });
+    gan.diff_augment = opts.diffaugment.map(|policy| DiffAugment { seed: 0, policy });
     let real = Tensor::rand_uniform(
         &[opts.batch_size, cfg.channels, cfg.image_size, cfg.image_size],
         -1.0,
@@ -396,7 +398,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         spectral_norm: opts.spectral_norm,
         instance_noise: opts.instance_noise,
         conditional_classes: (cfg.classes > 0).then_some(cfg.classes),
-        diffaugment: opts.diffaugment,
+        diffaugment: opts.diffaugment.map(|p| p.to_string()),
         nz: cfg.nz,
         ngf: cfg.ngf,
         ndf: cfg.ndf,
@@ -434,8 +436,8 @@ pub fn render_text(r: &BenchReport) -> String {
     if let Some(classes) = r.conditional_classes {
         options.push(format!("conditional, {classes} classes"));
     }
-    if r.diffaugment {
-        options.push("DiffAugment".to_string());
+    if let Some(policy) = &r.diffaugment {
+        options.push(format!("DiffAugment {policy}"));
     }
     let mut s = format!(
         "DCGAN-{} {}ch batch {} (nz {}, ngf {}, ndf {}; {}) on {} with {} threads, {} steps\n",

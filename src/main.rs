@@ -122,9 +122,9 @@ struct BenchArgs {
     /// batch's labels spread evenly over them.
     #[arg(long, value_name = "CLASSES", num_args = 0..=1, default_missing_value = "10")]
     conditional: Option<usize>,
-    /// DiffAugment's shift and cut on every image D sees, as `train --diffaugment`.
-    #[arg(long)]
-    diffaugment: bool,
+    /// DiffAugment on every image D sees, as `train --diffaugment [POLICY]`.
+    #[arg(long, value_name = "POLICY", num_args = 0..=1, default_missing_value = "color,translation,cutout")]
+    diffaugment: Option<dcgan::gan::DiffAugmentPolicy>,
 }
 
 #[derive(Args)]
@@ -246,11 +246,12 @@ struct TrainArgs {
     /// subfolder per class); sample a class with `dcgan sample --class`.
     #[arg(long)]
     conditional: bool,
-    /// DiffAugment (Zhao et al. 2020), "translation,cutout": every image D sees, real or
-    /// generated, shifted by up to 1/8 of its side and with a square of half its side cut
-    /// out, differentiably, so that D cannot memorise a small dataset.
-    #[arg(long)]
-    diffaugment: bool,
+    /// DiffAugment (Zhao et al. 2020): every image D sees, real or generated, augmented
+    /// differentiably so that D cannot memorise a small dataset. POLICY: any of color
+    /// (brightness, saturation, contrast), translation (up to 1/8 of the side) and cutout (a
+    /// square of half the side), comma-separated; all three when given alone.
+    #[arg(long, value_name = "POLICY", num_args = 0..=1, default_missing_value = "color,translation,cutout")]
+    diffaugment: Option<dcgan::gan::DiffAugmentPolicy>,
     /// Plain log lines instead of a progress bar.
     #[arg(long)]
     no_progress: bool,

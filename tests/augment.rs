@@ -1,6 +1,7 @@
 //! translate_cutout (DiffAugment's shift and cut): forward against a naive f64 reference on
 //! odd shapes, shifts of either sign or beyond the image, cuts partly or wholly outside it
-//! or empty; backward against central differences; on every device.
+//! or empty; backward against central differences; and DiffAugment's colour transforms
+//! against their f64 definition; on every device.
 
 #[macro_use]
 mod common;
@@ -70,4 +71,49 @@ fn gradient_is_the_adjoint(dev: Device) {
     );
 }
 
-device_tests!(shifts_and_cuts_as_the_reference, gradient_is_the_adjoint);
+/// DiffAugment's colour transforms in f64, as the paper's PyTorch code: brightness, saturation
+/// (a no-op for one channel), contrast, with image b's factors r[3b..3b + 3].
+fn color_reference(x: &[f64], shape: [usize; 4], r: &[f64]) -> Vec<f64> {
+    let [n, c, h, w] = shape;
+    let (hw, per) = (h * w, c * h * w);
+    let mut y = x.to_vec();
+    for b in 0..n {
+        let img = &mut y[b * per..(b + 1) * per];
+        img.iter_mut().for_each(|v| *v += r[3 * b] - 0.5);
+        for p in 0..hw {
+            let m = (0..c).map(|ch| img[ch * hw + p]).sum::<f64>() / c as f64;
+            (0..c).for_each(|ch| img[ch * hw + p] = (img[ch * hw + p] - m) * 2.0 * r[3 * b + 1] + m);
+        }
+        let m = img.iter().sum::<f64>() / per as f64;
+        img.iter_mut().for_each(|v| *v = (*v - m) * (r[3 * b + 2] + 0.5) + m);
+    }
+    y
+}
+
+/// The colour transforms against the f64 reference and central differences, RGB (saturation
+/// included) and grey, with factors that move each part.
+fn color_is_brightness_saturation_contrast(dev: Device) {
+    let r = [0.9, 0.1, 0.05, 0.2, 0.8, 0.95];
+    for shape in [[2, 3, 4, 5], [2, 1, 3, 3]] {
+        let x = random(shape.iter().product(), &mut Rng::new(3));
+        let want = color_reference(&x, shape, &r);
+        let rf: Vec<f32> = r.iter().map(|&v| v as f32).collect();
+        let got = dcgan::gan::augment::color(&tensor(&x, &shape, dev), &rf);
+        assert_close(&got.to_vec(), &want, 1e-5, &format!("color {shape:?}"));
+        assert!(want.iter().zip(&x).any(|(a, b)| (a - b).abs() > 0.1), "the factors change the images");
+        check_gradients(
+            "color",
+            &[(x, shape.to_vec())],
+            &[true],
+            dev,
+            |t| dcgan::gan::augment::color(&t[0], &rf),
+            |v| color_reference(&v[0], shape, &r),
+        );
+    }
+}
+
+device_tests!(
+    shifts_and_cuts_as_the_reference,
+    gradient_is_the_adjoint,
+    color_is_brightness_saturation_contrast
+);

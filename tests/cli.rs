@@ -434,6 +434,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--ema", "1", "--ema 1"),
         ("--ema", "0", "--ema 0"),
         ("--instance-noise", "-0.1", "--instance-noise -0.1"),
+        ("--diffaugment", "color,blur", "color, translation and cutout"),
     ] {
         assert_fails(&["train", flag, value, "--steps", "1", "--out", never], &[needle]);
     }
@@ -447,6 +448,7 @@ fn bad_flags_are_refused_with_the_flag_named() {
         ("--peak", "0", "--peak 0"),
         ("--instance-noise", "0", "--instance-noise 0"),
         ("--conditional", "1", "--conditional 1"),
+        ("--diffaugment", "blur", "--diffaugment"),
     ] {
         assert_fails(&["bench", flag, value], &[needle]);
     }
@@ -735,12 +737,15 @@ fn bench_times_the_step_options_it_is_given() {
     let cond = bench_json(&[&common[..], &["--conditional"]].concat());
     assert_eq!(cond["conditional_classes"].as_u64(), Some(10));
     assert!(kernels(&cond).contains(&"matmul".to_string()), "{cond}");
-    // DiffAugment's shift and cut have a row of their own.
+    // DiffAugment's shift and cut have a row of their own; the policy is named.
     let aug = bench_json(&[&common[..], &["--diffaugment"]].concat());
     assert!(
-        aug["diffaugment"].as_bool() == Some(true) && kernels(&aug).contains(&"augment".to_string()),
+        aug["diffaugment"].as_str() == Some("color,translation,cutout")
+            && kernels(&aug).contains(&"augment".to_string()),
         "{aug}"
     );
+    let colour = bench_json(&[&common[..], &["--diffaugment", "color"]].concat());
+    assert!(!kernels(&colour).contains(&"augment".to_string()), "colour alone needs no shift: {colour}");
     assert!(!kernels(&plain).contains(&"augment".to_string()), "{plain}");
     let o = dcgan(&[&["bench"], &common[..], &["--conditional", "3"]].concat());
     assert!(

@@ -4,7 +4,8 @@
 #[macro_use]
 mod common;
 use dcgan::gan::{
-    DcganConfig, DiffAugment, Gan, GanLoss, GeneratorEma, InstanceNoise, StepMetrics, generator,
+    DcganConfig, DiffAugment, DiffAugmentPolicy, Gan, GanLoss, GeneratorEma, InstanceNoise, StepMetrics,
+    generator,
 };
 use dcgan::nn::Module;
 use dcgan::{Device, Rng, Tensor};
@@ -258,21 +259,19 @@ fn instance_noise_reaches_every_image_d_sees(dev: Device) {
     assert!((want_g - clean_g).abs() > 1e-3, "the noise moved loss_G only from {clean_g} to {want_g}");
 }
 
-/// DiffAugment shifts and cuts every image D sees, by the draws of its (step, batch): D's loss
-/// is the loss on the augmented real and fake batches, G's on the augmented fakes; G's
-/// gradient passes back through the augmentation.
+/// DiffAugment (all three transforms) reaches every image D sees, by the draws of its (step,
+/// batch): D's loss is the loss on the augmented real and fake batches, G's on the augmented
+/// fakes; G's gradient passes back through the augmentation. (tests/augment.rs checks the
+/// transforms themselves.)
 fn diff_augment_reaches_every_image_d_sees(dev: Device) {
     let cfg = config(16);
     let mut gan = build(&cfg, 7, dev);
-    let augment = DiffAugment { seed: 3 };
+    let augment = DiffAugment { seed: 3, policy: DiffAugmentPolicy::ALL };
     gan.diff_augment = Some(augment);
     let mut rng = Rng::new(8);
     let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
     let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
-    let augmented = |x: &Tensor, which: u64| {
-        let params = Tensor::from_vec(augment.params(8, 16, 0, which), &[8, 6], dev);
-        dcgan::translate_cutout(x, &params)
-    };
+    let augmented = |x: &Tensor, which: u64| augment.apply(x, 0, which);
     let softplus = |x: f32| f64::from(x.max(0.0) + (-x.abs()).exp().ln_1p());
     let mean = |v: Vec<f32>, f: &dyn Fn(f32) -> f64| v.into_iter().map(f).sum::<f64>() / 8.0;
     let (bce1, bce0) = (|l: Vec<f32>| mean(l, &|x| softplus(-x)), |l: Vec<f32>| mean(l, &softplus));

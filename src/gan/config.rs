@@ -1,6 +1,7 @@
 //! Everything that defines a training run. Saved as `config.json` in the run directory and
 //! inside every checkpoint's `state.json`, so a run can be resumed or sampled from alone.
 
+use super::augment::DiffAugmentPolicy;
 use super::loss::GanLoss;
 use super::models::DcganConfig;
 use serde::{Deserialize, Serialize};
@@ -57,9 +58,9 @@ pub struct TrainConfig {
     /// A class-conditional G and D (`--conditional`), on the data's labels.
     #[serde(default)]
     pub conditional: bool,
-    /// DiffAugment's shift and cut on every image D sees (`--diffaugment`).
+    /// DiffAugment's transforms on every image D sees (`--diffaugment`); None: none.
     #[serde(default)]
-    pub diffaugment: bool,
+    pub diffaugment: Option<DiffAugmentPolicy>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -1,5 +1,6 @@
 //! The DCGAN: the two networks, one training step, the training loop and its checkpoints.
 
+pub mod augment;
 pub mod checkpoint;
 pub mod config;
 pub mod loss;
@@ -8,10 +9,11 @@ pub mod sample;
 pub mod step;
 pub mod trainer;
 
+pub use augment::{DiffAugment, DiffAugmentPolicy};
 pub use config::TrainConfig;
 pub use loss::GanLoss;
 pub use models::{DcganConfig, discriminator, generator, spectral_norm_discriminator};
-pub use step::{ClassLabels, DiffAugment, Gan, GeneratorEma, InstanceNoise, StepMetrics};
+pub use step::{ClassLabels, Gan, GeneratorEma, InstanceNoise, StepMetrics};
 
 use crate::backend::Device;
 

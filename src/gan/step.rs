@@ -1,6 +1,7 @@
 //! One DCGAN training step (Goodfellow et al.'s Algorithm 1 with the DCGAN settings):
 //! D on real + detached fake, then G through a frozen D.
 
+use super::augment::DiffAugment;
 use super::loss::GanLoss;
 use super::models::{DcganConfig, conditional_logits, discriminator, generator};
 use crate::backend::Device;
@@ -42,14 +43,14 @@ pub struct Gan {
     pub real_label: f32,
     /// Gaussian noise on every image D sees, when the run adds it.
     pub instance_noise: Option<InstanceNoise>,
-    /// DiffAugment's shift and cut of every image D sees, when the run augments.
+    /// DiffAugment on every image D sees, when the run augments.
     pub diff_augment: Option<DiffAugment>,
 }
 
 /// The seed of batch `which` of step `t` of a run seeded `seed`, for draws that must not
 /// depend on any running state (a resumed run makes the same ones): distinct odd multipliers
 /// keep the three inputs from cancelling, `salt` separates the users of one batch.
-fn batch_seed(seed: u64, t: u64, which: u64, salt: u64) -> u64 {
+pub(super) fn batch_seed(seed: u64, t: u64, which: u64, salt: u64) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ t.wrapping_mul(0xD1B5_4A32_D192_ED03)
         ^ which.wrapping_mul(0xAEF1_7502_108E_F2D9)
@@ -106,45 +107,6 @@ impl InstanceNoise {
             Some(noise) => x.add(&noise),
             None => x.clone(),
         }
-    }
-}
-
-/// DiffAugment (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN
-/// Training") with its "translation,cutout" policy: every image D sees, real or generated, in
-/// D's steps and in G's, is shifted by up to an eighth of its side along each axis (zero fill),
-/// then a square of half its side is cut out around a random centre; G's gradient passes back
-/// through both ([`crate::ops::translate_cutout`]). D then cannot memorise a small training set
-/// pixel for pixel, and G is not pushed to draw the augmentation, since real and fake images
-/// get the same. Each (step, batch) draws from its own seeded generator, as [`InstanceNoise`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DiffAugment {
-    pub seed: u64,
-}
-
-impl DiffAugment {
-    /// The [`crate::ops::translate_cutout`] parameters, [n · 6], of `n` images of side `side`
-    /// in batch `which` (as [`InstanceNoise::sample`]'s) of step `t`.
-    pub fn params(&self, n: usize, side: usize, t: u64, which: u64) -> Vec<f32> {
-        let mut rng = Rng::new(batch_seed(self.seed, t, which, 0x0D1F_FA96));
-        // DiffAugment's own rounding: int(side · ratio + 0.5).
-        let (shift, cut) = ((side + 4) / 8, side.div_ceil(2));
-        let mut out = Vec::with_capacity(6 * n);
-        for _ in 0..n {
-            let mut draw = |k: usize| rng.below(k as u64) as f32;
-            let (dy, dx) = (draw(2 * shift + 1) - shift as f32, draw(2 * shift + 1) - shift as f32);
-            let centre = side + 1 - cut % 2;
-            let (cy, cx) = (draw(centre) - (cut / 2) as f32, draw(centre) - (cut / 2) as f32);
-            out.extend([dy, dx, cy, cy + cut as f32, cx, cx + cut as f32]);
-        }
-        out
-    }
-
-    /// `x` shifted and cut by the draws of batch `which` of step `t`.
-    fn apply(&self, x: &Tensor, t: u64, which: u64) -> Tensor {
-        let [n, _, h, w] = x.dims4("DiffAugment");
-        assert_eq!(h, w, "DiffAugment: square images");
-        let params = Tensor::from_vec(self.params(n, h, t, which), &[n, 6], x.device());
-        crate::ops::translate_cutout(x, &params)
     }
 }
 
@@ -413,32 +375,8 @@ impl Gan {
 
 #[cfg(test)]
 mod tests {
-    use super::{DiffAugment, InstanceNoise};
+    use super::InstanceNoise;
     use crate::backend::Device;
-
-    /// DiffAugment's draws at side 32: shifts within ±4 (int(32/8 + 0.5)) and 16-pixel cuts
-    /// whose centres span the image, every value reached; each (step, batch) its own, the same
-    /// every time it is asked for.
-    #[test]
-    fn diff_augment_draws_shifts_and_cuts_in_range() {
-        let augment = DiffAugment { seed: 5 };
-        let p = augment.params(4000, 32, 7, 1);
-        let column = |k: usize| p.chunks(6).map(move |q| q[k]);
-        for k in [0, 1] {
-            let (lo, hi) = column(k).fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
-            assert_eq!((lo, hi), (-4.0, 4.0), "shift {k}");
-            assert!(column(k).all(|v| v == v.round()));
-        }
-        for (start, end) in [(2, 3), (4, 5)] {
-            assert!(p.chunks(6).all(|q| q[end] - q[start] == 16.0), "cut size");
-            let (lo, hi) = column(start).fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
-            assert_eq!((lo, hi), (-8.0, 24.0), "cut start: centres 0..=32");
-        }
-        assert_eq!(augment.params(8, 32, 7, 1), p[..48]);
-        assert_ne!(augment.params(8, 32, 7, 2), p[..48]);
-        assert_ne!(augment.params(8, 32, 8, 1), p[..48]);
-        assert_ne!(DiffAugment { seed: 6 }.params(8, 32, 7, 1), p[..48]);
-    }
 
     /// σ falls linearly to 0 at `anneal_steps` and stays there; each (step, batch) draws its
     /// own noise, the same every time it is asked for, with the standard deviation of its step.

@@ -1,10 +1,11 @@
 //! The training loop behind `dcgan train`: data, models, the step, and everything a run
 //! leaves in its directory (see the README for the layout).
 
+use super::augment::DiffAugment;
 use super::checkpoint::{self, RunState};
 use super::config::{DataFormatArg, TrainConfig};
 use super::models::{discriminator, generator, generator_input, one_hot, spectral_norm_discriminator};
-use super::step::{ClassLabels, DiffAugment, Gan, GeneratorEma, InstanceNoise, StepMetrics};
+use super::step::{ClassLabels, Gan, GeneratorEma, InstanceNoise, StepMetrics};
 use crate::backend::Device;
 use crate::data::{self, DataFormat, Dataset, Loader};
 use crate::io::{self, MetricsCsv};
@@ -330,7 +331,7 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
         ema,
         real_label: cfg.real_label,
         instance_noise,
-        diff_augment: cfg.diffaugment.then_some(DiffAugment { seed: cfg.seed }),
+        diff_augment: cfg.diffaugment.map(|policy| DiffAugment { seed: cfg.seed, policy }),
     };
     // Fixed noise for the sample grids: its own stream, so it is the same on resume.
     let fixed_z = grid_input(cfg.nz, classes, cfg.seed, device);
