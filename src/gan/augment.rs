@@ -74,6 +74,7 @@ impl From<DiffAugmentPolicy> for String {
     }
 }
 
+/// A run's DiffAugment: the transforms it applies and the seed its draws derive from.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DiffAugment {
     pub seed: u64,
