@@ -223,20 +223,20 @@ fn each_loss_is_the_discriminators_objective(dev: Device) {
     }
 }
 
-/// `--instance-noise`: D sees noisy images in its step (real and fake, each its own draw) and
-/// in G's. The reported loss_D is the loss on D's outputs for the noisy batches, and loss_G the
-/// loss of the updated D on G's fakes plus their own noise; both differ from the noise-free
-/// values by far more than the tolerance.
-fn instance_noise_reaches_every_image_d_sees(dev: Device) {
-    let cfg = config(16);
-    let mut gan = build(&cfg, 7, dev);
-    let noise = InstanceNoise { sigma: 0.5, anneal_steps: 4, seed: 3 };
-    gan.instance_noise = Some(noise);
+/// One step of `gan` (config(16), batch 8) whose D sees every image through `seen` (the image
+/// and which batch it is, as [`InstanceNoise::sample`] numbers them): the reported loss_D is
+/// the loss on D's outputs for the transformed real and fake batches, and loss_G the loss of
+/// the updated D on G's transformed fakes; both differ from the untransformed values by far
+/// more than the tolerance. `what` names the transform in messages.
+fn assert_d_sees_every_image_through(
+    gan: &mut Gan,
+    dev: Device,
+    what: &str,
+    seen: impl Fn(&Tensor, u64) -> Tensor,
+) -> StepMetrics {
     let mut rng = Rng::new(8);
     let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
-    let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
-    let noisy =
-        |x: &Tensor, which: u64| x.add(&noise.sample(x.shape(), 0, which, dev).expect("σ > 0 at t = 0"));
+    let z = Tensor::randn(&[8, config(16).nz, 1, 1], 0.0, 1.0, &mut rng, dev);
     let softplus = |x: f32| f64::from(x.max(0.0) + (-x.abs()).exp().ln_1p());
     let mean = |v: Vec<f32>, f: &dyn Fn(f32) -> f64| v.into_iter().map(f).sum::<f64>() / 8.0;
     // BCE against 1 and against 0, from the logits.
@@ -244,53 +244,43 @@ fn instance_noise_reaches_every_image_d_sees(dev: Device) {
     let (fake, want_d, clean_d) = dcgan::no_grad(|| {
         let fake = gan.generator.forward(&z);
         let d = |x: &Tensor| gan.discriminator.forward(x).to_vec();
-        let want = bce1(d(&noisy(&real, 0))) + bce0(d(&noisy(&fake, 1)));
+        let want = bce1(d(&seen(&real, 0))) + bce0(d(&seen(&fake, 1)));
         let clean = bce1(d(&real)) + bce0(d(&fake));
         (fake, want, clean)
     });
     let m = gan.step(&real, &z);
     assert!((f64::from(m.loss_d) - want_d).abs() < 1e-5, "loss_D {} against {want_d}", m.loss_d);
-    assert!((want_d - clean_d).abs() > 1e-3, "the noise moved loss_D only from {clean_d} to {want_d}");
+    assert!((want_d - clean_d).abs() > 1e-3, "{what} moved loss_D only from {clean_d} to {want_d}");
     let (want_g, clean_g) = dcgan::no_grad(|| {
         let d = |x: &Tensor| gan.discriminator.forward(x).to_vec();
-        (bce1(d(&noisy(&fake, InstanceNoise::G_BATCH))), bce1(d(&fake)))
+        (bce1(d(&seen(&fake, InstanceNoise::G_BATCH))), bce1(d(&fake)))
     });
     assert!((f64::from(m.loss_g) - want_g).abs() < 1e-5, "loss_G {} against {want_g}", m.loss_g);
-    assert!((want_g - clean_g).abs() > 1e-3, "the noise moved loss_G only from {clean_g} to {want_g}");
+    assert!((want_g - clean_g).abs() > 1e-3, "{what} moved loss_G only from {clean_g} to {want_g}");
+    m
+}
+
+/// `--instance-noise`: D sees noisy images in its step (real and fake, each its own draw) and
+/// in G's.
+fn instance_noise_reaches_every_image_d_sees(dev: Device) {
+    let mut gan = build(&config(16), 7, dev);
+    let noise = InstanceNoise { sigma: 0.5, anneal_steps: 4, seed: 3 };
+    gan.instance_noise = Some(noise);
+    let noisy =
+        |x: &Tensor, which: u64| x.add(&noise.sample(x.shape(), 0, which, dev).expect("σ > 0 at t = 0"));
+    assert_d_sees_every_image_through(&mut gan, dev, "the noise", noisy);
 }
 
 /// DiffAugment (all three transforms) reaches every image D sees, by the draws of its (step,
-/// batch): D's loss is the loss on the augmented real and fake batches, G's on the augmented
-/// fakes; G's gradient passes back through the augmentation. (tests/augment.rs checks the
-/// transforms themselves.)
+/// batch), and G's gradient passes back through the augmentation. (tests/augment.rs checks
+/// the transforms themselves.)
 fn diff_augment_reaches_every_image_d_sees(dev: Device) {
-    let cfg = config(16);
-    let mut gan = build(&cfg, 7, dev);
+    let mut gan = build(&config(16), 7, dev);
     let augment = DiffAugment { seed: 3, policy: DiffAugmentPolicy::ALL };
     gan.diff_augment = Some(augment);
-    let mut rng = Rng::new(8);
-    let real = Tensor::rand_uniform(&[8, 3, 16, 16], -1.0, 1.0, &mut rng, dev);
-    let z = Tensor::randn(&[8, cfg.nz, 1, 1], 0.0, 1.0, &mut rng, dev);
-    let augmented = |x: &Tensor, which: u64| augment.apply(x, 0, which);
-    let softplus = |x: f32| f64::from(x.max(0.0) + (-x.abs()).exp().ln_1p());
-    let mean = |v: Vec<f32>, f: &dyn Fn(f32) -> f64| v.into_iter().map(f).sum::<f64>() / 8.0;
-    let (bce1, bce0) = (|l: Vec<f32>| mean(l, &|x| softplus(-x)), |l: Vec<f32>| mean(l, &softplus));
-    let (fake, want_d, clean_d) = dcgan::no_grad(|| {
-        let fake = gan.generator.forward(&z);
-        let d = |x: &Tensor| gan.discriminator.forward(x).to_vec();
-        let want = bce1(d(&augmented(&real, 0))) + bce0(d(&augmented(&fake, 1)));
-        (fake.clone(), want, bce1(d(&real)) + bce0(d(&fake)))
-    });
     let g_before: Vec<f32> = gan.generator.parameters()[0].to_vec();
-    let m = gan.step(&real, &z);
-    assert!((f64::from(m.loss_d) - want_d).abs() < 1e-5, "loss_D {} against {want_d}", m.loss_d);
-    assert!((want_d - clean_d).abs() > 1e-3, "augmenting moved loss_D only from {clean_d} to {want_d}");
-    let (want_g, clean_g) = dcgan::no_grad(|| {
-        let d = |x: &Tensor| gan.discriminator.forward(x).to_vec();
-        (bce1(d(&augmented(&fake, InstanceNoise::G_BATCH))), bce1(d(&fake)))
-    });
-    assert!((f64::from(m.loss_g) - want_g).abs() < 1e-5, "loss_G {} against {want_g}", m.loss_g);
-    assert!((want_g - clean_g).abs() > 1e-3, "augmenting moved loss_G only from {clean_g} to {want_g}");
+    let augmented = |x: &Tensor, which: u64| augment.apply(x, 0, which);
+    let m = assert_d_sees_every_image_through(&mut gan, dev, "augmenting", augmented);
     assert!(m.grad_norm_g > 0.0 && gan.generator.parameters()[0].to_vec() != g_before, "G did not learn");
 }
 
