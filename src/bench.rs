@@ -315,7 +315,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         0 => Vec::new(),
         classes => (0..opts.batch_size).map(|i| (i % classes) as u8).collect(),
     };
-    let z = [generator_input(&z, cfg.nz, &labels, cfg.classes, dev)];
+    let z = [generator_input(z, cfg.nz, &labels, cfg.classes, dev)];
     let labels: Vec<ClassLabels> = if cfg.classes > 0 {
         let y = one_hot(&labels, cfg.classes, dev);
         vec![ClassLabels { real: y.clone(), fake: y }]

@@ -93,7 +93,7 @@ fn a_step_trains_the_embeddings_of_the_batchs_classes(dev: Device) {
     let real = Tensor::rand_uniform(&[N, 1, 16, 16], -1.0, 1.0, &mut rng, dev);
     let mut z = vec![0.0; N * cfg.nz];
     rng.fill_normal(&mut z, 0.0, 1.0);
-    let zs = [generator_input(&z, cfg.nz, &LABELS, CLASSES, dev)];
+    let zs = [generator_input(z, cfg.nz, &LABELS, CLASSES, dev)];
     assert_eq!(zs[0].shape(), [N, cfg.nz + CLASSES, 1, 1]);
     let y = one_hot(&LABELS, CLASSES, dev);
     let d_real: f64 = dcgan::no_grad(|| conditional_logits(&gan.discriminator, &real, &y))
@@ -127,9 +127,9 @@ device_tests!(
 #[test]
 fn generator_input_appends_the_one_hot_class() {
     let z: Vec<f32> = (0..6).map(|v| v as f32).collect();
-    let x = generator_input(&z, 3, &[1, 0], 2, Device::Cpu);
+    let x = generator_input(z.clone(), 3, &[1, 0], 2, Device::Cpu);
     assert_eq!(x.shape(), [2, 5, 1, 1]);
     assert_eq!(x.to_vec(), [0.0, 1.0, 2.0, 0.0, 1.0, 3.0, 4.0, 5.0, 1.0, 0.0]);
-    let plain = generator_input(&z, 3, &[], 0, Device::Cpu);
+    let plain = generator_input(z.clone(), 3, &[], 0, Device::Cpu);
     assert_eq!((plain.shape(), plain.to_vec()), (&[2, 3, 1, 1][..], z));
 }

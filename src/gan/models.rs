@@ -63,11 +63,11 @@ pub fn generator(cfg: &DcganConfig, rng: &mut Rng, device: Device) -> Sequential
 }
 
 /// G's input for noise `z` ([n·nz] values, [n, nz] row-major) and each sample's class: z with
-/// the one-hot label appended, [n, nz + classes, 1, 1]. Without classes, z itself.
-pub fn generator_input(z: &[f32], nz: usize, labels: &[u8], classes: usize, device: Device) -> Tensor {
+/// the one-hot label appended, [n, nz + classes, 1, 1]. Without classes, z itself, not copied.
+pub fn generator_input(z: Vec<f32>, nz: usize, labels: &[u8], classes: usize, device: Device) -> Tensor {
     let n = z.len() / nz;
     if classes == 0 {
-        return Tensor::from_vec(z.to_vec(), &[n, nz, 1, 1], device);
+        return Tensor::from_vec(z, &[n, nz, 1, 1], device);
     }
     assert_eq!(labels.len(), n, "generator_input: {n} noise vectors, {} labels", labels.len());
     let mut data = Vec::with_capacity(n * (nz + classes));

@@ -229,7 +229,7 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
         None => (z, 8),
     };
     let labels = grid_labels(z.shape()[0], columns, model.classes, opts.class);
-    let images = generate(&g, &generator_input(&z.to_vec(), model.nz, &labels, model.classes, opts.device));
+    let images = generate(&g, &generator_input(z.to_vec(), model.nz, &labels, model.classes, opts.device));
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| anyhow::anyhow!("--out {}: cannot create the directory: {e}", opts.out.display()))?;
     save_grid(&opts.out.join("samples.png"), &images, columns)?;

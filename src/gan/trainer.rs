@@ -173,11 +173,11 @@ pub fn grid_input(nz: usize, classes: usize, seed: u64, device: Device) -> Tenso
     let mut z = vec![0.0; vectors * nz];
     rng.fill_normal(&mut z, 0.0, 1.0);
     if classes == 0 {
-        return generator_input(&z, nz, &[], 0, device);
+        return generator_input(z, nz, &[], 0, device);
     }
     let rows = classes.min(GRID_CLASS_ROWS);
     let labels: Vec<u8> = (0..rows).flat_map(|c| [c as u8; GRID_COLUMNS]).collect();
-    generator_input(&z.repeat(rows), nz, &labels, classes, device)
+    generator_input(z.repeat(rows), nz, &labels, classes, device)
 }
 
 /// The classes of a `--conditional` run's data, or why it has none to condition on.
@@ -444,7 +444,7 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
             reals.push(Tensor::from_vec(host_batch.clone(), &batch_shape, device));
             let mut z = vec![0.0; cfg.batch_size * cfg.nz];
             rng.fill_normal(&mut z, 0.0, 1.0);
-            zs.push(generator_input(&z, cfg.nz, &batch_labels, classes, device));
+            zs.push(generator_input(z, cfg.nz, &batch_labels, classes, device));
             if classes > 0 {
                 let y = one_hot(&batch_labels, classes, device);
                 labels.push(ClassLabels { real: y.clone(), fake: y });

@@ -655,7 +655,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                         .collect(),
                     false => Vec::new(),
                 };
-                let input = generator_input(&z.to_vec(), model.nz, &labels, model.classes, DEV);
+                let input = generator_input(z.to_vec(), model.nz, &labels, model.classes, DEV);
                 let imgs = no_grad(|| g.forward(&input));
                 clf.eval_batch(&imgs, &mut ev);
                 first.get_or_insert(imgs);
