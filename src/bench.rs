@@ -1,6 +1,7 @@
 //! `dcgan bench`: time whole DCGAN training steps (one D update on real + detached fake,
 //! one G update) on random data, and say where the time goes.
 
+use crate::backend::cpu::MatmulPrecision;
 use crate::backend::{Device, profile};
 use crate::gan::models::{generator_input, one_hot};
 use crate::gan::{
@@ -30,6 +31,8 @@ pub struct BenchOptions {
     pub instance_noise: Option<f32>,
     /// DiffAugment on D's inputs (`train --diffaugment`).
     pub diffaugment: Option<DiffAugmentPolicy>,
+    /// The convolutions' products (`train --matmul`).
+    pub matmul: MatmulPrecision,
 }
 
 #[derive(Serialize, Debug)]
@@ -70,6 +73,8 @@ pub struct BenchReport {
     pub conditional_classes: Option<usize>,
     /// The DiffAugment policy (`--diffaugment`), None without.
     pub diffaugment: Option<String>,
+    /// The convolutions' products: "f32" or "bf16" (`--matmul`).
+    pub matmul: String,
     pub threads: usize,
     pub steps: usize,
     pub ms_per_step_median: f64,
@@ -288,6 +293,7 @@ mod fma_chains {
 }
 
 pub fn run(opts: &BenchOptions) -> BenchReport {
+    crate::backend::cpu::set_matmul_precision(opts.matmul);
     let cfg = opts.model;
     let dev = opts.device;
     let mut rng = Rng::new(0);
@@ -399,6 +405,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         instance_noise: opts.instance_noise,
         conditional_classes: (cfg.classes > 0).then_some(cfg.classes),
         diffaugment: opts.diffaugment.map(|p| p.to_string()),
+        matmul: opts.matmul.name().to_string(),
         nz: cfg.nz,
         ngf: cfg.ngf,
         ndf: cfg.ndf,
@@ -438,6 +445,9 @@ pub fn render_text(r: &BenchReport) -> String {
     }
     if let Some(policy) = &r.diffaugment {
         options.push(format!("DiffAugment {policy}"));
+    }
+    if r.matmul != "f32" {
+        options.push(format!("{} convolution products", r.matmul));
     }
     let mut s = format!(
         "DCGAN-{} {}ch batch {} (nz {}, ngf {}, ndf {}; {}) on {} with {} threads, {} steps\n",

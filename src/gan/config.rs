@@ -4,6 +4,7 @@
 use super::augment::DiffAugmentPolicy;
 use super::loss::GanLoss;
 use super::models::DcganConfig;
+use crate::backend::cpu::MatmulPrecision;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,6 +62,9 @@ pub struct TrainConfig {
     /// DiffAugment's transforms on every image D sees (`--diffaugment`); None: none.
     #[serde(default)]
     pub diffaugment: Option<DiffAugmentPolicy>,
+    /// How the CPU's convolutions multiply (`--matmul`): f32, or bf16 inputs with f32 sums.
+    #[serde(default)]
+    pub matmul: MatmulPrecision,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

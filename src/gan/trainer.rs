@@ -7,6 +7,7 @@ use super::config::{DataFormatArg, TrainConfig};
 use super::models::{discriminator, generator, generator_input, one_hot, spectral_norm_discriminator};
 use super::step::{ClassLabels, Gan, GeneratorEma, InstanceNoise, StepMetrics};
 use crate::backend::Device;
+use crate::backend::cpu::MatmulPrecision;
 use crate::data::{self, DataFormat, Dataset, Loader};
 use crate::io::{self, MetricsCsv};
 use crate::nn::Module;
@@ -265,6 +266,14 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     }
     cfg.validate()?;
     let device = crate::gan::parse_device(&cfg.device)?;
+    if cfg.matmul != MatmulPrecision::F32 && device != Device::Cpu {
+        bail!(
+            "--matmul {}: only the CPU backend has bf16 products; use --device cpu or --matmul f32",
+            cfg.matmul.name()
+        );
+    }
+    // The convolutions read it on this thread, the one that runs the training loop.
+    crate::backend::cpu::set_matmul_precision(cfg.matmul);
     if let Some(t) = cfg.threads {
         // Only the first call in a process can size the global pool; later calls keep it.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();

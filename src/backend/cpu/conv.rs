@@ -38,6 +38,7 @@
 //!
 //! Workspaces come from a small pool and are reused across calls and steps.
 
+use super::amx::{PackedA16, PackedB16, gemm_bf16};
 use super::gemm::{
     MatRef, PackedA, PackedBLayout, sgemm, sgemm_serial, sgemm_serial_packed, sgemm_serial_prepacked,
     sgemm_serial_prepacked_b,
@@ -137,6 +138,28 @@ fn task_images(g: &ConvGeom) -> usize {
 
 fn groups(n: usize, gs: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n).step_by(gs.max(1)).map(move |n0| (n0, gs.min(n - n0)))
+}
+
+/// A weight packed once per call for every task's gemm, in the precision of its products.
+enum PackedWeight<'a> {
+    F32(PackedA<'a>),
+    Bf16(PackedA16),
+}
+
+impl<'a> PackedWeight<'a> {
+    fn new(m: usize, k: usize, w: MatRef<'a>, bf16: bool) -> PackedWeight<'a> {
+        if bf16 {
+            PackedWeight::Bf16(PackedA16::new(m, k, w))
+        } else {
+            PackedWeight::F32(PackedA::new(m, k, w))
+        }
+    }
+}
+
+/// Whether this convolution's products run in bf16 (`MatmulPrecision::Bf16` on this thread).
+/// The dense layers (one small gemm each) stay f32.
+fn bf16_products(g: &ConvGeom) -> bool {
+    super::matmul_precision() == super::MatmulPrecision::Bf16 && !is_dense(g)
 }
 
 /// The kernel covers the whole unpadded input and the output is 1×1: a plain matrix product
@@ -568,8 +591,9 @@ fn scatter_planes(src: &[f32], c: usize, gn: usize, hw: usize, y: &mut [f32]) {
 /// y = conv2d(x, w), then `act` if given: per group, y_g [c_out, gn·hw] = w [c_out, rows] ·
 /// col [rows, gn·hw], and each task applies act to its block of y as soon as it is written.
 pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f32> {
+    let bf16 = bf16_products(g);
     #[cfg(target_arch = "x86_64")]
-    if super::winograd::applies(g) {
+    if !bf16 && super::winograd::applies(g) {
         return super::winograd::forward(x, w, g, act);
     }
     let mut y = super::pool::take(g.y_len());
@@ -598,17 +622,23 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f3
     let (hw, gs) = (hw_out(g), task_images(g));
     let taps = Taps::conv(g);
     // The weight is every task's A: packed once here, not once per task.
-    let wa = PackedA::new(g.c_out, rows, MatRef::row_major(w, rows));
+    let wa = PackedWeight::new(g.c_out, rows, MatRef::row_major(w, rows), bf16);
     let per_image = g.c_out * hw;
     y.par_chunks_mut(gs * per_image).enumerate().for_each(|(t, y_t)| {
         let (n0, gn) = (t * gs, y_t.len() / per_image);
         let ld = gn * hw;
         // y_g = w · col, into y itself for one image, else into a block scattered after.
-        let gemm = |y_g: &mut [f32]| match ColOut::packed_for(&taps, rows, ld) {
+        let gemm = |y_g: &mut [f32]| match (&wa, ColOut::packed_for(&taps, rows, ld)) {
+            (PackedWeight::Bf16(wa), _) => {
+                let mut col = Scratch::take(rows * ld);
+                im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col, ColOut::RowMajor { ld });
+                let col = PackedB16::new(rows, ld, MatRef::row_major(&col, ld));
+                gemm_bf16(wa, &col, false, y_g, ld);
+            }
             // im2col writes the gemm's packed B panels (no packing copy after it), one KC
             // block of rows at a time, each multiplied while it is still in L2: the whole col
             // is 4 MiB at 8×8 → 4×4, twice the L2, and went out to L3 and back.
-            Some(layout) => {
+            (PackedWeight::F32(wa), Some(layout)) => {
                 let chans_per_block = layout.kc / (g.kh * g.kw);
                 let first = PackedBLayout::new(rows.min(layout.kc), ld).expect("as `layout`: same n");
                 let mut col = Scratch::take(first.len());
@@ -621,10 +651,10 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f3
                     sgemm_serial_prepacked(&wa.block(0..g.c_out, depth), &col, block, beta, y_g, ld);
                 }
             }
-            None => {
+            (PackedWeight::F32(wa), None) => {
                 let mut col = Scratch::take(rows * ld);
                 im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col, ColOut::RowMajor { ld });
-                sgemm_serial_packed(&wa, ld, 1.0, MatRef::row_major(&col, ld), 0.0, y_g, ld);
+                sgemm_serial_packed(wa, ld, 1.0, MatRef::row_major(&col, ld), 0.0, y_g, ld);
             }
         };
         if gn == 1 {
@@ -668,7 +698,7 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
         return dx;
     }
     let (hw, gs) = (hw_out(g), task_images(g));
-    let w_t = PackedA::new(rows, g.c_out, MatRef::row_major_t(w, rows));
+    let w_t = PackedWeight::new(rows, g.c_out, MatRef::row_major_t(w, rows), bf16_products(g));
     let per_image = g.c_in * g.h_in * g.w_in;
     // The vector col2im's masks, once per call, up to 16 wide. (At 32 wide the row loop is
     // faster: its interior vectorises, and 16 col rows read at once, a 4 KiB multiple apart,
@@ -691,8 +721,16 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
         // panels. A lone image (256 pixels or more) is left as it was: its dy is the gemm's B
         // as it lies, with no copy, and its col is about the size of L2 (measured: banding it
         // was 2-10% slower).
-        match PackedBLayout::new(g.c_out, ld).filter(|l| gn > 1 && l.nr == 32) {
-            Some(layout) => {
+        match (&w_t, PackedBLayout::new(g.c_out, ld).filter(|l| gn > 1 && l.nr == 32)) {
+            (PackedWeight::Bf16(w_t), _) => {
+                let mut dy_buf = None;
+                let dy_g =
+                    PackedB16::new(g.c_out, ld, MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld));
+                let mut col = Scratch::take(rows * ld);
+                gemm_bf16(w_t, &dy_g, false, &mut col, ld);
+                col_to_dx(&col, gn, 0..g.c_in, dx_t);
+            }
+            (PackedWeight::F32(w_t), Some(layout)) => {
                 let mut dy_p = Scratch::take(layout.len());
                 gather_y(dy, g, n0, gn, ColOut::Packed(layout), &mut dy_p);
                 let step = w_t.panel_rows() / gcd(w_t.panel_rows(), kk);
@@ -705,11 +743,11 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
                     col_to_dx(&col, gn, chans, dx_t);
                 }
             }
-            None => {
+            (PackedWeight::F32(w_t), None) => {
                 let mut col = Scratch::take(rows * ld);
                 let mut dy_buf = None;
                 let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
-                sgemm_serial_packed(&w_t, ld, 1.0, dy_g, 0.0, &mut col, ld);
+                sgemm_serial_packed(w_t, ld, 1.0, dy_g, 0.0, &mut col, ld);
                 col_to_dx(&col, gn, 0..g.c_in, dx_t);
             }
         }
@@ -938,7 +976,7 @@ pub fn backward_weight(x: &[f32], dy: &[f32], g: &ConvGeom) -> Vec<f32> {
         return dw;
     }
     #[cfg(target_arch = "x86_64")]
-    if super::winograd::applies_backward_weight(g) {
+    if !bf16_products(g) && super::winograd::applies_backward_weight(g) {
         super::winograd::backward_weight(x, dy, g, &mut dw);
         return dw;
     }
@@ -980,6 +1018,7 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
         (BW_TASK_COL / (group_block * kk * hw).max(1)).max(256_usize.div_ceil(hw)).clamp(1, g.n)
     };
     let taps = Taps::conv(g);
+    let bf16 = bf16_products(g);
     // (first dw column, column count, first part of its block?, dw[:, those columns] summed
     // over the task's images): blocks in order, each block's image parts in batch order.
     let parts: Vec<(usize, usize, bool, Scratch)> = (0..g.c_in.div_ceil(per_block) * image_parts)
@@ -999,6 +1038,14 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
                 // im2col writes colᵀ as the gemm's packed B where it can (no transposing
                 // copy after it), else col row-major for the gemm to pack.
                 match ColOut::packed_t_for(&taps, ld, cols) {
+                    _ if bf16 => {
+                        let col = col.get_or_insert_with(|| Scratch::take(cols * gs * hw));
+                        im2col(x, g, &taps, n0, gn, chans.clone(), col, ColOut::RowMajor { ld });
+                        let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
+                        let dy_g = PackedA16::new(g.c_out, ld, dy_g);
+                        let col_t = PackedB16::new(ld, cols, MatRef::row_major_t(col, ld));
+                        gemm_bf16(&dy_g, &col_t, beta == 1.0, &mut acc, cols);
+                    }
                     Some(layout) => {
                         let col = col.get_or_insert_with(|| Scratch::take(layout.len()));
                         im2col(x, g, &taps, n0, gn, chans.clone(), col, ColOut::PackedT(layout));

@@ -5,6 +5,7 @@
 //! for any number of threads.
 
 pub mod activation;
+pub mod amx;
 pub mod augment;
 pub mod batchnorm;
 pub mod conv;
@@ -18,6 +19,43 @@ pub mod reduce;
 mod winograd;
 
 use super::{AdamParams, Backend, Binary, ChannelShape, ConvGeom, Storage, Unary};
+
+/// How the convolutions' matrix products round their inputs. `Bf16` rounds both operands to
+/// bf16 and sums in f32, on the AMX tile units where the CPU has them (`amx`), the way
+/// PyTorch's `set_float32_matmul_precision("medium")` does; everything else stays f32.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MatmulPrecision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl MatmulPrecision {
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulPrecision::F32 => "f32",
+            MatmulPrecision::Bf16 => "bf16",
+        }
+    }
+}
+
+thread_local! {
+    /// Per thread, so that tests (each on its own thread) cannot change each other's
+    /// arithmetic; ops read it on the thread that launches them, before any rayon split.
+    static MATMUL_PRECISION: std::cell::Cell<MatmulPrecision> = const { std::cell::Cell::new(MatmulPrecision::F32) };
+}
+
+/// Sets the convolutions' product precision for ops launched from this thread.
+pub fn set_matmul_precision(p: MatmulPrecision) {
+    MATMUL_PRECISION.with(|c| c.set(p));
+}
+
+pub fn matmul_precision() -> MatmulPrecision {
+    MATMUL_PRECISION.with(|c| c.get())
+}
 
 /// Elements per parallel task of an elementwise kernel: large enough to amortise rayon's
 /// scheduling, small enough to spread a 64×64 activation map over the cores.

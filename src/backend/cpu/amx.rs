@@ -1,0 +1,553 @@
+//! bf16 matrix products on Intel AMX (Sapphire Rapids and later), for `--matmul bf16`.
+//!
+//! `gemm_bf16` computes C = [C +] bf16(A)·bf16(B): both inputs rounded to bf16 (nearest
+//! even), every product exact in f32, summed in f32. A tile multiply (`tdpbf16ps`) adds a
+//! 32-deep step's products to its accumulator with one rounding (measured: it matches an
+//! exact sum of the step rounded once on ordinary data; with exponents far apart it does
+//! not, so the tests bound the error instead of asking for bits). Where AMX is missing,
+//! [`gemm_bf16_portable`] adds the same products one at a time. A C element's sum is never
+//! split between threads, and its steps run in k order, so the bits do not depend on the
+//! thread count.
+//!
+//! Layout: A is packed as 32-row blocks of 32-deep steps, each step two 16×32 bf16 tiles
+//! ([`PackedA16`]); B in the tiles' pair-interleaved ("VNNI") form, 32-column blocks of
+//! 32-deep steps, each step two tiles of 16 k-pairs × 16 columns ([`PackedB16`]). Both are
+//! zero-padded to whole blocks and steps. A C block is 2×2 tiles (tmm0-3) fed by two A tiles
+//! (tmm4-5) and two B tiles (tmm6-7): four tile loads per four tile multiplies.
+//!
+//! The tiles are configured (`ldtilecfg`) at the start of each serial product on the thread
+//! that runs it and released at its end, so no thread keeps 8 KiB of tile state between
+//! calls. Linux gives a process the tile registers only on request (`arch_prctl`), made
+//! once, in [`available`].
+
+use super::gemm::MatRef;
+use std::ops::Range;
+
+/// Rows of a tile, and f32 columns of an accumulator tile.
+const TILE: usize = 16;
+/// The depth of one tile multiply: 32 bf16 per tile row.
+const STEP: usize = 32;
+/// Rows and columns of a C block: 2×2 accumulator tiles.
+const BLOCK: usize = 2 * TILE;
+/// bf16 elements of one packed block step (two tiles of 16 rows × 64 bytes).
+const STEP_LEN: usize = BLOCK * STEP;
+
+/// f32 → bf16 bits, rounding to nearest even; NaN stays a (quiet) NaN.
+#[inline(always)]
+pub fn bf16_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
+    if x.is_nan() { ((b >> 16) as u16) | 0x40 } else { rounded }
+}
+
+/// The f32 that `bf16_bits` stands for.
+#[inline(always)]
+pub fn bf16_value(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
+/// Packed bf16 operands, in a buffer of the CPU pool (a fresh one per call cost page faults
+/// worth a tenth of a training step), returned on drop.
+struct Packed(Vec<f32>);
+
+impl Packed {
+    /// `len` (even) zero bf16.
+    fn zeros(len: usize) -> Packed {
+        Packed(super::pool::zeros(len / 2))
+    }
+
+    fn as_ref(&self) -> &[u16] {
+        bytemuck::cast_slice(&self.0)
+    }
+
+    fn as_mut(&mut self) -> &mut [u16] {
+        bytemuck::cast_slice_mut(&mut self.0)
+    }
+}
+
+impl Drop for Packed {
+    fn drop(&mut self) {
+        super::pool::give(std::mem::take(&mut self.0));
+    }
+}
+
+/// A (m × k) as bf16 tiles: element (i, p) at
+/// `((i / 32 · steps + p / 32) · 32 + i % 32) · 32 + p % 32`.
+pub struct PackedA16 {
+    data: Packed,
+    m: usize,
+    k: usize,
+    steps: usize,
+}
+
+impl PackedA16 {
+    pub fn new(m: usize, k: usize, a: MatRef) -> PackedA16 {
+        let steps = k.div_ceil(STEP);
+        let mut data = Packed::zeros(m.div_ceil(BLOCK) * steps * STEP_LEN);
+        pack_a(m, k, steps, &a, data.as_mut());
+        PackedA16 { data, m, k, steps }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+}
+
+/// B (k × n) in pair-interleaved tiles: element (p, j) at
+/// `(((j / 32 · steps + p / 32) · 2 + j % 32 / 16) · 16 + p % 32 / 2) · 32 + j % 16 · 2 + p % 2`.
+pub struct PackedB16 {
+    data: Packed,
+    k: usize,
+    n: usize,
+    steps: usize,
+}
+
+impl PackedB16 {
+    pub fn new(k: usize, n: usize, b: MatRef) -> PackedB16 {
+        let steps = k.div_ceil(STEP);
+        let mut data = Packed::zeros(n.div_ceil(BLOCK) * steps * STEP_LEN);
+        pack_b(k, n, steps, &b, bytemuck::cast_slice_mut(data.as_mut()));
+        PackedB16 { data, k, n, steps }
+    }
+}
+
+/// Whether the packing loops run compiled for AVX-512 (every AMX CPU has it), where their
+/// rounding vectorises 16 lanes wide.
+fn wide_simd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::conv::avx512() && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Generates `$name(args)`: `$body` compiled for AVX-512 when `wide_simd`, else for the
+/// baseline.
+macro_rules! simd_variants {
+    ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if wide_simd() {
+                #[target_feature(enable = "avx512f,avx512bw")]
+                unsafe fn wide($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                // SAFETY: the CPU has AVX-512F and BW (`wide_simd`).
+                unsafe { wide($($arg),*) };
+                return;
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+simd_variants!(pack_a_region, pack_a_body, (rows: Range<usize>, ks: Range<usize>, steps: usize, a: &MatRef, data: &mut [u16]));
+simd_variants!(pack_b_region, pack_b_body, (ks: Range<usize>, cols: Range<usize>, steps: usize, b: &MatRef, lanes: &mut [u32]));
+
+/// A into `PackedA16`'s blocks. A transposed (unit row stride: the weight of backward-data)
+/// goes 16×32 at a time through register transposes; the rest element by element.
+fn pack_a(m: usize, k: usize, steps: usize, a: &MatRef, data: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if a.row_stride == 1 && a.col_stride != 1 && wide_simd() {
+        let (mf, kf) = (m / TILE * TILE, k / STEP * STEP);
+        // SAFETY: the CPU has AVX-512F (`wide_simd`); the helper reads whole 16-row runs of
+        // rows < mf and columns < kf only.
+        unsafe { wide::pack_a_transposed(mf, kf, steps, a, data) };
+        pack_a_region(0..m, kf..k, steps, a, data);
+        pack_a_region(mf..m, 0..kf, steps, a, data);
+        return;
+    }
+    pack_a_region(0..m, 0..k, steps, a, data);
+}
+
+/// B into `PackedB16`'s tiles (as u32 lanes). B transposed (unit row stride: backward-
+/// weight's colᵀ) goes a 32 × 16 tile at a time through register transposes; the rest
+/// element by element.
+fn pack_b(k: usize, n: usize, steps: usize, b: &MatRef, lanes: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if b.row_stride == 1 && b.col_stride != 1 && wide_simd() {
+        let (kf, nf) = (k / STEP * STEP, n / TILE * TILE);
+        // SAFETY: the CPU has AVX-512F (`wide_simd`); the helper reads whole 32-deep runs of
+        // columns < nf and rows < kf only.
+        unsafe { wide::pack_b_transposed(kf, nf, steps, b, lanes) };
+        pack_b_region(kf..k, 0..n, steps, b, lanes);
+        pack_b_region(0..kf, nf..n, steps, b, lanes);
+        return;
+    }
+    pack_b_region(0..k, 0..n, steps, b, lanes);
+}
+
+/// Rows `rows`, depths `ks` of A into `PackedA16`'s blocks (`ks` starts on a step).
+#[inline(always)]
+fn pack_a_body(rows: Range<usize>, ks: Range<usize>, steps: usize, a: &MatRef, data: &mut [u16]) {
+    for i in rows {
+        let (blk, r) = (i / BLOCK, i % BLOCK);
+        for p0 in ks.clone().step_by(STEP) {
+            let dst = &mut data[((blk * steps + p0 / STEP) * BLOCK + r) * STEP..][..STEP];
+            let run = STEP.min(ks.end - p0);
+            if a.col_stride == 1 {
+                let src = &a.data[i * a.row_stride + p0..][..run];
+                for (d, &x) in dst[..run].iter_mut().zip(src) {
+                    *d = bf16_bits(x);
+                }
+            } else {
+                for (q, d) in dst[..run].iter_mut().enumerate() {
+                    *d = bf16_bits(a.data[i * a.row_stride + (p0 + q) * a.col_stride]);
+                }
+            }
+        }
+    }
+}
+
+/// Depths `ks` (starting even), columns `cols` of B into `PackedB16`'s tiles, two rows at a
+/// time as u32 lanes: lane (pair row q, column c) holds rows 2q (low half) and 2q + 1. Walks
+/// B in memory order.
+#[inline(always)]
+fn pack_b_body(ks: Range<usize>, cols: Range<usize>, steps: usize, b: &MatRef, lanes: &mut [u32]) {
+    let at = |p: usize, j: usize| {
+        if p < ks.end { bf16_bits(b.data[p * b.row_stride + j * b.col_stride]) as u32 } else { 0 }
+    };
+    for p in ks.clone().step_by(2) {
+        let (s, q) = (p / STEP, p % STEP / 2);
+        let mut j0 = cols.start;
+        while j0 < cols.end {
+            let tile = (j0 / BLOCK * steps + s) * 2 + j0 % BLOCK / TILE;
+            let run = (TILE - j0 % TILE).min(cols.end - j0);
+            let dst = &mut lanes[(tile * TILE + q) * TILE + j0 % TILE..][..run];
+            if p + 1 < ks.end && b.col_stride == 1 {
+                let row0 = &b.data[p * b.row_stride + j0..][..run];
+                let row1 = &b.data[(p + 1) * b.row_stride + j0..][..run];
+                for ((l, &x0), &x1) in dst.iter_mut().zip(row0).zip(row1) {
+                    *l = bf16_bits(x0) as u32 | (bf16_bits(x1) as u32) << 16;
+                }
+            } else {
+                for (c, l) in dst.iter_mut().enumerate() {
+                    *l = at(p, j0 + c) | at(p + 1, j0 + c) << 16;
+                }
+            }
+            j0 += run;
+        }
+    }
+}
+
+/// The packers' register-transpose paths.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use super::{BLOCK, MatRef, STEP, TILE};
+    use crate::backend::cpu::gemm::x86::transpose16;
+    use std::arch::x86_64::*;
+
+    /// 16 f32 → their `bf16_bits` in the low half of each u32 lane.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn round16(x: __m512) -> __m512i {
+        let b = _mm512_castps_si512(x);
+        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+        let rounded =
+            _mm512_srli_epi32::<16>(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))));
+        let quiet = _mm512_or_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(0x40));
+        _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), quiet)
+    }
+
+    /// Full 16-row, 32-deep tiles of a transposed A (element (i, p) at i + p·col_stride):
+    /// for each pair of depths a vector over 16 rows, then a 16×16 transpose gives each row
+    /// its 16 pairs.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pack_a_transposed(mf: usize, kf: usize, steps: usize, a: &MatRef, data: &mut [u16]) {
+        let cs = a.col_stride;
+        assert!(mf == 0 || kf == 0 || (mf - 1) + (kf - 1) * cs < a.data.len());
+        assert!(data.len() >= mf.div_ceil(BLOCK) * steps * BLOCK * STEP);
+        let (src, dst) = (a.data.as_ptr(), data.as_mut_ptr());
+        // SAFETY: reads rows i0..i0 + 16 ≤ mf of depths < kf, inside `a` (checked above);
+        // writes one 64-byte packed row each, inside `data`.
+        unsafe {
+            for i0 in (0..mf).step_by(TILE) {
+                for p0 in (0..kf).step_by(STEP) {
+                    let mut r = [_mm512_setzero_ps(); 16];
+                    for (q, v) in r.iter_mut().enumerate() {
+                        let even = round16(_mm512_loadu_ps(src.add(i0 + (p0 + 2 * q) * cs)));
+                        let odd = round16(_mm512_loadu_ps(src.add(i0 + (p0 + 2 * q + 1) * cs)));
+                        *v = _mm512_castsi512_ps(_mm512_or_si512(even, _mm512_slli_epi32::<16>(odd)));
+                    }
+                    transpose16(&mut r);
+                    for (row, v) in r.iter().enumerate() {
+                        let i = i0 + row;
+                        let at = ((i / BLOCK * steps + p0 / STEP) * BLOCK + i % BLOCK) * STEP;
+                        _mm512_storeu_ps(dst.add(at) as *mut f32, *v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Full 32-deep, 16-column tiles of a transposed B (element (p, j) at p + j·col_stride):
+    /// each column's 32 depths rounded and narrowed to 16 pairs, then a 16×16 transpose gives
+    /// each pair row its 16 columns.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pack_b_transposed(
+        kf: usize,
+        nf: usize,
+        steps: usize,
+        b: &MatRef,
+        lanes: &mut [u32],
+    ) {
+        let cs = b.col_stride;
+        assert!(kf == 0 || nf == 0 || (kf - 1) + (nf - 1) * cs < b.data.len());
+        assert!(lanes.len() >= nf.div_ceil(BLOCK) * steps * BLOCK * STEP / 2);
+        let (src, dst) = (b.data.as_ptr(), lanes.as_mut_ptr());
+        // SAFETY: reads depths p0..p0 + 32 ≤ kf of columns < nf, inside `b` (checked above);
+        // writes one 64-byte tile row each, inside `lanes`.
+        unsafe {
+            for j0 in (0..nf).step_by(TILE) {
+                for p0 in (0..kf).step_by(STEP) {
+                    let mut r = [_mm512_setzero_ps(); 16];
+                    for (c, v) in r.iter_mut().enumerate() {
+                        let at = src.add(p0 + (j0 + c) * cs);
+                        let lo = _mm512_cvtepi32_epi16(round16(_mm512_loadu_ps(at)));
+                        let hi = _mm512_cvtepi32_epi16(round16(_mm512_loadu_ps(at.add(16))));
+                        *v = _mm512_castsi512_ps(_mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi));
+                    }
+                    transpose16(&mut r);
+                    let tile = (j0 / BLOCK * steps + p0 / STEP) * 2 + j0 % BLOCK / TILE;
+                    for (q, v) in r.iter().enumerate() {
+                        _mm512_storeu_ps(dst.add((tile * TILE + q) * TILE) as *mut f32, *v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// C (m × n, row stride ldc) = [C +] bf16(A)·bf16(B) on this thread: AMX where the CPU has
+/// it, else the reference loop (same bits).
+pub fn gemm_bf16(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
+    assert_eq!(a.k, b.k, "inner dimensions");
+    let (m, n) = (a.m, b.n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "C too small");
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: AMX is present and the process may use it (`available`); C's extent is
+        // checked above and the packed operands hold whole blocks.
+        unsafe { tiles::gemm(a, b, accumulate, c, ldc) };
+        return;
+    }
+    gemm_bf16_portable(a, b, accumulate, c, ldc);
+}
+
+/// [`gemm_bf16`] without AMX, one C element at a time from the packed operands: the same
+/// products, each added to the f32 sum in k order (the tiles sum each 32-deep step exactly
+/// first, so the two round differently, within f32 rounding of each other).
+pub fn gemm_bf16_portable(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
+    assert_eq!(a.k, b.k, "inner dimensions");
+    assert!(a.m == 0 || b.n == 0 || c.len() >= (a.m - 1) * ldc + b.n, "C too small");
+    let a_at = |i: usize, p: usize| {
+        a.data.as_ref()[((i / BLOCK * a.steps + p / STEP) * BLOCK + i % BLOCK) * STEP + p % STEP]
+    };
+    let b_at = |p: usize, j: usize| {
+        let tile = (j / BLOCK * b.steps + p / STEP) * 2 + j % BLOCK / TILE;
+        b.data.as_ref()[(tile * TILE + p % STEP / 2) * STEP + j % TILE * 2 + p % 2]
+    };
+    for i in 0..a.m {
+        for j in 0..b.n {
+            let mut acc = if accumulate { c[i * ldc + j] } else { 0.0 };
+            for p in 0..a.k {
+                acc += bf16_value(a_at(i, p)) * bf16_value(b_at(p, j));
+            }
+            c[i * ldc + j] = acc;
+        }
+    }
+}
+
+/// Whether the AMX tile path runs: the CPU has AMX-BF16 and Linux granted this process the
+/// tile registers. Asked once.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static OK: OnceLock<bool> = OnceLock::new();
+        *OK.get_or_init(|| {
+            if std::env::var_os("DCGAN_NO_AMX").is_some() {
+                return false;
+            }
+            tiles::cpu_has_amx_bf16() && tiles::request_tile_permission()
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+mod tiles {
+    use super::{BLOCK, PackedA16, PackedB16, STEP_LEN, TILE};
+    use std::arch::asm;
+
+    pub(super) fn cpu_has_amx_bf16() -> bool {
+        // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
+        let max_leaf = std::arch::x86_64::__cpuid(0).eax;
+        if max_leaf < 7 {
+            return false;
+        }
+        let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+        edx & (1 << 22) != 0 && edx & (1 << 24) != 0
+    }
+
+    /// Linux: ask for the AMX tile data state (`ARCH_REQ_XCOMP_PERM`, `XFEATURE_XTILEDATA`).
+    /// Other systems: no.
+    pub(super) fn request_tile_permission() -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            const SYS_ARCH_PRCTL: i64 = 158;
+            const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+            const XFEATURE_XTILEDATA: i64 = 18;
+            let ret: i64;
+            // SAFETY: a plain system call; it only changes this process's permissions.
+            unsafe {
+                asm!(
+                    "syscall",
+                    inlateout("rax") SYS_ARCH_PRCTL => ret,
+                    in("rdi") ARCH_REQ_XCOMP_PERM,
+                    in("rsi") XFEATURE_XTILEDATA,
+                    lateout("rcx") _,
+                    lateout("r11") _,
+                    options(nostack),
+                );
+            }
+            ret == 0
+        }
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+
+    /// Palette 1, all eight tiles 16 rows × 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        colsb: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    const CONFIG: TileConfig = {
+        let mut colsb = [0u16; 16];
+        let mut rows = [0u8; 16];
+        let mut t = 0;
+        while t < 8 {
+            colsb[t] = 64;
+            rows[t] = TILE as u8;
+            t += 1;
+        }
+        TileConfig { palette: 1, start_row: 0, reserved: [0; 14], colsb, rows }
+    };
+
+    /// A C block's four accumulators in a 32×32 f32 scratch (row stride 128 bytes).
+    #[repr(C, align(64))]
+    struct Scratch([f32; BLOCK * BLOCK]);
+
+    /// B column blocks per pass over A: their packed panels (up to 512 KiB at k = 4096)
+    /// stay in L2 while every A block streams past them.
+    const B_BLOCKS_PER_PASS: usize = 8;
+
+    pub(super) unsafe fn gemm(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
+        let (m, n, steps) = (a.m, b.n, a.steps);
+        let (mb, nb) = (m.div_ceil(BLOCK), n.div_ceil(BLOCK));
+        let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
+        let cp = c.as_mut_ptr();
+        unsafe {
+            asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
+            for jb0 in (0..nb).step_by(B_BLOCKS_PER_PASS) {
+                for ib in 0..mb {
+                    let ap = a.data.as_ref().as_ptr().add(ib * steps * STEP_LEN);
+                    for jb in jb0..(jb0 + B_BLOCKS_PER_PASS).min(nb) {
+                        let bp = b.data.as_ref().as_ptr().add(jb * steps * STEP_LEN);
+                        let (rows, cols) = (BLOCK.min(m - ib * BLOCK), BLOCK.min(n - jb * BLOCK));
+                        let cb = cp.add(ib * BLOCK * ldc + jb * BLOCK);
+                        if rows == BLOCK && cols == BLOCK {
+                            block(ap, bp, steps, cb, ldc, accumulate);
+                        } else {
+                            // An edge block goes through the scratch: copy in, multiply, copy out.
+                            let sp = scratch.0.as_mut_ptr();
+                            for r in 0..BLOCK {
+                                for q in 0..BLOCK {
+                                    *sp.add(r * BLOCK + q) = if accumulate && r < rows && q < cols {
+                                        *cb.add(r * ldc + q)
+                                    } else {
+                                        0.0
+                                    };
+                                }
+                            }
+                            block(ap, bp, steps, sp, BLOCK, true);
+                            for r in 0..rows {
+                                for q in 0..cols {
+                                    *cb.add(r * ldc + q) = *sp.add(r * BLOCK + q);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            asm!("tilerelease", options(nostack, nomem));
+        }
+    }
+
+    /// One 32×32 C block at `c` (row stride ldc floats): tiles loaded from C (or zeroed),
+    /// `steps` tile multiplies each, stored back.
+    #[inline(always)]
+    unsafe fn block(a: *const u16, b: *const u16, steps: usize, c: *mut f32, ldc: usize, accumulate: bool) {
+        let cs = ldc * 4;
+        let (c0, c1, c2, c3) = unsafe { (c, c.add(TILE), c.add(TILE * ldc), c.add(TILE * ldc + TILE)) };
+        unsafe {
+            if accumulate {
+                asm!(
+                    "tileloadd tmm0, [{c0} + {cs}]",
+                    "tileloadd tmm1, [{c1} + {cs}]",
+                    "tileloadd tmm2, [{c2} + {cs}]",
+                    "tileloadd tmm3, [{c3} + {cs}]",
+                    c0 = in(reg) c0, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3, cs = in(reg) cs,
+                    options(nostack, readonly),
+                );
+            } else {
+                asm!(
+                    "tilezero tmm0",
+                    "tilezero tmm1",
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    options(nostack, nomem)
+                );
+            }
+            for s in 0..steps {
+                let (ap, bp) = (a.add(s * STEP_LEN), b.add(s * STEP_LEN));
+                asm!(
+                    "tileloadd tmm4, [{a0} + {rs}]",
+                    "tileloadd tmm6, [{b0} + {rs}]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b1} + {rs}]",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{a1} + {rs}]",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    a0 = in(reg) ap, a1 = in(reg) ap.add(STEP_LEN / 2),
+                    b0 = in(reg) bp, b1 = in(reg) bp.add(STEP_LEN / 2),
+                    rs = in(reg) 64usize,
+                    options(nostack, readonly),
+                );
+            }
+            asm!(
+                "tilestored [{c0} + {cs}], tmm0",
+                "tilestored [{c1} + {cs}], tmm1",
+                "tilestored [{c2} + {cs}], tmm2",
+                "tilestored [{c3} + {cs}], tmm3",
+                c0 = in(reg) c0, c1 = in(reg) c1, c2 = in(reg) c2, c3 = in(reg) c3, cs = in(reg) cs,
+                options(nostack),
+            );
+        }
+    }
+}
