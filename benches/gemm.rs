@@ -6,12 +6,17 @@
 //! Criterion's "elements/s" here is FLOP/s (throughput = 2·m·n·k). A plain
 //! `GFLOP/s` line per case is also printed to stderr from a separate short timing loop.
 //!
+//! `bf16_tiles_1thread` is `--matmul bf16`'s product on one thread: both operands rounded
+//! and packed into AMX tile layout (counted in its time, as the convolutions pay it), then
+//! the tile gemm (the portable loop on CPUs without AMX: see `amx::available`).
+//!
 //! Run: `cargo bench --bench gemm` (filter e.g. `cargo bench --bench gemm -- square`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use dcgan::backend::cpu::amx::{self, PackedA16, PackedB16, gemm_bf16};
 use dcgan::backend::cpu::gemm::{MatRef, gemm_kernel_name, sgemm, sgemm_naive};
 
 #[derive(Clone, Copy)]
@@ -20,6 +25,7 @@ enum Impl {
     Sgemm1T,
     MatrixMultiply,
     Naive,
+    Bf16Tiles,
 }
 
 impl Impl {
@@ -29,6 +35,7 @@ impl Impl {
             Impl::Sgemm1T => "sgemm_1thread",
             Impl::MatrixMultiply => "matrixmultiply",
             Impl::Naive => "naive",
+            Impl::Bf16Tiles => "bf16_tiles_1thread",
         }
     }
 }
@@ -79,6 +86,7 @@ impl Case {
             Impl::Sgemm => sgemm(m, n, k, 1.0, a, b, 0.0, c, n),
             Impl::Sgemm1T => one.install(|| sgemm(m, n, k, 1.0, a, b, 0.0, c, n)),
             Impl::Naive => sgemm_naive(m, n, k, 1.0, a, b, 0.0, c, n),
+            Impl::Bf16Tiles => gemm_bf16(&PackedA16::new(m, k, a), &PackedB16::new(k, n, b), false, c, n),
             Impl::MatrixMultiply => unsafe {
                 matrixmultiply::sgemm(
                     m,
@@ -141,9 +149,10 @@ fn bench_cases(c: &mut Criterion, group: &str, cases: Vec<(Case, Vec<Impl>)>) {
 
 fn square(c: &mut Criterion) {
     eprintln!("sgemm kernel path: {}; rayon threads: {}", gemm_kernel_name(), rayon::current_num_threads());
+    eprintln!("bf16 products: {}", if amx::available() { "AMX tiles" } else { "portable loop (no AMX)" });
     let mut cases = Vec::new();
     for s in [256usize, 512, 1024, 2048] {
-        let mut impls = vec![Impl::Sgemm, Impl::Sgemm1T, Impl::MatrixMultiply];
+        let mut impls = vec![Impl::Sgemm, Impl::Sgemm1T, Impl::MatrixMultiply, Impl::Bf16Tiles];
         if s <= 256 {
             impls.push(Impl::Naive);
         }
@@ -157,7 +166,7 @@ fn square(c: &mut Criterion) {
 /// ConvTranspose forward per image: col[Cout·16 × HWin] = Wᵀ · x[Cin × HWin] (then col2im).
 /// Backward of a conv: dW += dY · colᵀ (B transposed), dcol = Wᵀ · dY (A transposed).
 fn dcgan(c: &mut Criterion) {
-    let both = || vec![Impl::Sgemm, Impl::MatrixMultiply];
+    let both = || vec![Impl::Sgemm, Impl::MatrixMultiply, Impl::Bf16Tiles];
     let cases = vec![
         // Discriminator, conv forward per image.
         (Case::new("d1_fwd", 64, 1024, 48, false, false), both()),

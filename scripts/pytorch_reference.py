@@ -9,9 +9,12 @@ between two synchronizations); median and min ms/step.
         --batch-size 128 --steps 20 --warmup 3 --threads 2
     python3 scripts/pytorch_reference.py --device cuda            # fp32 math, like dcgan's
     python3 scripts/pytorch_reference.py --device cuda --tf32     # cuDNN/cuBLAS tensor cores
+    python3 scripts/pytorch_reference.py --autocast-bf16          # beside `--matmul bf16`
 
 On a GPU, TF32 is off unless `--tf32` is given, so both engines do fp32 arithmetic;
-`cudnn.benchmark` is on, as in pytorch/examples' DCGAN.
+`cudnn.benchmark` is on, as in pytorch/examples' DCGAN. `--autocast-bf16` runs the forward
+passes under `torch.autocast(dtype=torch.bfloat16)`, PyTorch's mixed precision (on the CPU,
+oneDNN's AMX kernels where the CPU has them), to set beside `dcgan bench --matmul bf16`.
 
 Prints one JSON object (the same field names as `dcgan bench --json` where they overlap),
 with `blas_gemm_gflops`: PyTorch's BLAS (MKL in the pip wheels) on a 2048³ sgemm, best of 4
@@ -94,6 +97,7 @@ def main():
     ap.add_argument("--ndf", type=int, default=64)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--tf32", action="store_true", help="let cuDNN and cuBLAS use TF32 tensor cores")
+    ap.add_argument("--autocast-bf16", action="store_true", help="forward passes under bf16 autocast")
     a = ap.parse_args()
 
     dev = torch.device(a.device)
@@ -116,18 +120,23 @@ def main():
     ones = torch.full((b,), 1.0, device=dev)
     zeros = torch.full((b,), 0.0, device=dev)
 
+    autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.autocast_bf16)
+
     def step():
         # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
         netD.zero_grad()
-        err_real = criterion(netD(real).view(-1), ones)
+        with autocast():
+            err_real = criterion(netD(real).view(-1), ones)
         err_real.backward()
-        fake = netG(noise)
-        err_fake = criterion(netD(fake.detach()).view(-1), zeros)
+        with autocast():
+            fake = netG(noise)
+            err_fake = criterion(netD(fake.detach()).view(-1), zeros)
         err_fake.backward()
         optD.step()
         # (2) Update G: maximize log(D(G(z)))
         netG.zero_grad()
-        err_g = criterion(netD(fake).view(-1), ones)
+        with autocast():
+            err_g = criterion(netD(fake).view(-1), ones)
         err_g.backward()
         optG.step()
 
@@ -145,6 +154,7 @@ def main():
     gemm = blas_gemm_gflops(dev, 4096 if dev.type == "cuda" else 2048)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     tf32 = ", TF32" if dev.type == "cuda" and a.tf32 else ""
+    tf32 += ", bf16 autocast" if a.autocast_bf16 else ""
     print(json.dumps({
         "device": "%s (PyTorch %s%s)" % (name, torch.__version__, tf32),
         "image_size": a.image_size,

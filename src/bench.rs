@@ -494,6 +494,10 @@ pub fn render_text(r: &BenchReport) -> String {
             100.0 * r.peak_gflops / fma
         );
     }
+    if r.matmul == "bf16" {
+        s += "  (the convolutions' products ran in bf16, on the AMX tiles where the CPU has them: \
+              the f32 peaks above do not bound them)\n";
+    }
     s += &format!("  peak RSS {:.0} MiB", r.peak_rss_mib);
     if let Some(mib) = r.device_memory_mib {
         s += &format!(", device memory held by the engine {mib:.0} MiB");

@@ -164,6 +164,54 @@ fn resume_continues_bit_for_bit() {
     }
 }
 
+/// `--matmul bf16`: the convolutions' products in bf16. The run trains to other numbers than
+/// the f32 one (its products are rounded), resumes bit for bit keeping its precision, and a
+/// device without bf16 products refuses it; `bench` names it.
+#[test]
+fn bf16_matmul_trains_resumes_bit_for_bit_and_is_refused_off_the_cpu() {
+    let (f32_run, a, b) = (scratch("matmul-f32"), scratch("matmul-bf16-a"), scratch("matmul-bf16-b"));
+    let data = fixture();
+    let common = ["--data", data.as_str(), "--checkpoint-every", "500"];
+    let with = |extra: &[&'static str]| -> Vec<&str> {
+        common.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    assert!(train(&f32_run, &with(&["--steps", "6"])).status.success());
+    let o = train(&a, &with(&["--steps", "6", "--matmul", "bf16"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train(&b, &with(&["--steps", "3", "--matmul", "bf16"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resume = ["train", "--resume", b.to_str().unwrap(), "--steps", "6", "--no-progress"];
+    let o = dcgan(&resume);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = |d: &Path| std::fs::read(d.join("metrics.csv")).unwrap();
+    assert_ne!(metrics(&a), metrics(&f32_run), "bf16 products trained to the f32 run's numbers");
+    assert_eq!(metrics(&a), metrics(&b), "6 bf16 steps straight against 3 + 3 resumed");
+    let weights = |d: &Path| std::fs::read(d.join("checkpoints/step_000006/generator.safetensors")).unwrap();
+    assert!(weights(&a) == weights(&b), "G differs between 6 straight bf16 steps and 3 + 3 resumed");
+    assert_fails(
+        &["train", "--resume", b.to_str().unwrap(), "--steps", "9", "--matmul", "f32"],
+        &["--matmul f32", "has bf16"],
+    );
+    assert_fails(
+        &[&["train", "--device", "emu", "--matmul", "bf16", "--steps", "1"], &common[..]].concat(),
+        &["--matmul bf16", "--device cpu"],
+    );
+    assert_fails(&["train", "--matmul", "f16"], &["--matmul", "f16"]);
+    let j = bench_json(&[
+        "--batch-size",
+        "4",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--peak",
+        "50",
+        "--matmul",
+        "bf16",
+    ]);
+    assert_eq!(j["matmul"].as_str(), Some("bf16"), "{j}");
+}
+
 /// `--spectral-norm`: D's state is PyTorch's spectral_norm names (weight_orig, weight_u,
 /// weight_v) without BatchNorm, and the power iteration's u and v resume with it: 3 + 3 steps
 /// give the bits of 6 straight.
