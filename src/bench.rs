@@ -102,6 +102,12 @@ pub struct BenchReport {
     pub percent_of_fma_peak: Option<f64>,
     /// `conv_only_gflops` against `fma_peak_gflops`.
     pub conv_only_percent_of_fma_peak: Option<f64>,
+    /// With `--matmul bf16` on AMX: the tile units' bf16 multiply rate on every thread
+    /// (`amx::tile_peak_gflops`), and the convolutions against it, over the step and over
+    /// their own time.
+    pub bf16_tile_peak_gflops: Option<f64>,
+    pub percent_of_bf16_tile_peak: Option<f64>,
+    pub conv_only_percent_of_bf16_tile_peak: Option<f64>,
     pub peak_rss_mib: f64,
     /// On a GPU device: the device memory the engine's allocator holds after the run (its
     /// peak; the driver's own context comes on top). None on the CPU.
@@ -391,6 +397,9 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     // Read before the peak's own gemm takes its buffers from the same allocator.
     let device_memory_mib = dev.device_memory_reserved().map(|b| b as f64 / (1024.0 * 1024.0));
     let ((peak, peak_source), fma_peak) = measure_peaks(dev, opts.peak_gflops);
+    let tile_peak = (dev == Device::Cpu && opts.matmul == MatmulPrecision::Bf16)
+        .then(|| crate::backend::cpu::amx::tile_peak_gflops(5))
+        .flatten();
     let gflops = conv_flops / median / 1e9;
     let conv_seconds: f64 =
         table.iter().filter(|(k, _)| k.starts_with("conv")).map(|(_, e)| per_step(e.seconds)).sum();
@@ -425,6 +434,9 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         fma_peak_source: fma_peak.map(|(_, s)| s.to_string()),
         percent_of_fma_peak: fma_peak.map(|(p, _)| 100.0 * gflops / p),
         conv_only_percent_of_fma_peak: fma_peak.map(|(p, _)| 100.0 * conv_only_gflops / p),
+        bf16_tile_peak_gflops: tile_peak,
+        percent_of_bf16_tile_peak: tile_peak.map(|p| 100.0 * gflops / p),
+        conv_only_percent_of_bf16_tile_peak: tile_peak.map(|p| 100.0 * conv_only_gflops / p),
         peak_rss_mib: peak_rss_mib(),
         device_memory_mib,
         breakdown,
@@ -494,9 +506,16 @@ pub fn render_text(r: &BenchReport) -> String {
             100.0 * r.peak_gflops / fma
         );
     }
-    if r.matmul == "bf16" {
-        s += "  (the convolutions' products ran in bf16, on the AMX tiles where the CPU has them: \
-              the f32 peaks above do not bound them)\n";
+    if let (Some(tile), Some(pct), Some(own)) =
+        (r.bf16_tile_peak_gflops, r.percent_of_bf16_tile_peak, r.conv_only_percent_of_bf16_tile_peak)
+    {
+        s += &format!(
+            "  bf16 products on the AMX tiles (the f32 peaks above do not bound them): {pct:.1}% of \
+             {tile:.0} GFLOP/s (measured: tile multiply loop on every thread), {own:.1}% in the \
+             convolutions' own time\n"
+        );
+    } else if r.matmul == "bf16" {
+        s += "  bf16 products on the portable loop (this CPU has no AMX)\n";
     }
     s += &format!("  peak RSS {:.0} MiB", r.peak_rss_mib);
     if let Some(mib) = r.device_memory_mib {

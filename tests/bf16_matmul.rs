@@ -42,8 +42,18 @@ fn rounded(x: f32) -> f64 {
 #[test]
 fn tile_gemm_matches_the_rounded_product_on_every_layout_and_edge() {
     let mut rng = Rng::new(7);
-    let shapes =
-        [(1, 1, 1), (5, 7, 3), (16, 16, 32), (32, 32, 64), (33, 47, 70), (64, 96, 257), (100, 130, 96)];
+    // The last two run several 512-deep passes, the last one over more than 16 column blocks.
+    let shapes = [
+        (1, 1, 1),
+        (5, 7, 3),
+        (16, 16, 32),
+        (32, 32, 64),
+        (33, 47, 70),
+        (64, 96, 257),
+        (100, 130, 96),
+        (40, 50, 1100),
+        (33, 530, 600),
+    ];
     for (m, n, k) in shapes {
         for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
             let (a, ars, acs) = operand(m, k, a_t, &mut rng);

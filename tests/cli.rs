@@ -197,19 +197,21 @@ fn bf16_matmul_trains_resumes_bit_for_bit_and_is_refused_off_the_cpu() {
         &["--matmul bf16", "--device cpu"],
     );
     assert_fails(&["train", "--matmul", "f16"], &["--matmul", "f16"]);
-    let j = bench_json(&[
-        "--batch-size",
-        "4",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--peak",
-        "50",
-        "--matmul",
-        "bf16",
-    ]);
+    // With AMX the report adds the tile units' measured rate and the convolutions against it.
+    let bench = ["--batch-size", "4", "--steps", "1", "--warmup", "0", "--peak", "50"];
+    let j = bench_json(&[&bench[..], &["--matmul", "bf16"]].concat());
     assert_eq!(j["matmul"].as_str(), Some("bf16"), "{j}");
+    match j["bf16_tile_peak_gflops"].as_f64() {
+        Some(tile) => {
+            assert!(dcgan::backend::cpu::amx::available() && tile > 0.0, "{j}");
+            let pct = j["percent_of_bf16_tile_peak"].as_f64().expect("percent with the peak");
+            let gflops = j["gflops"].as_f64().unwrap();
+            assert!((pct - 100.0 * gflops / tile).abs() < 1e-6 * pct.max(1.0), "{j}");
+        }
+        None => assert!(!dcgan::backend::cpu::amx::available(), "AMX present, no tile peak: {j}"),
+    }
+    let f32_report = bench_json(&bench);
+    assert!(f32_report["matmul"] == "f32" && f32_report["bf16_tile_peak_gflops"].is_null(), "{f32_report}");
 }
 
 /// `--spectral-norm`: D's state is PyTorch's spectral_norm names (weight_orig, weight_u,
