@@ -177,7 +177,7 @@ fn bf16_matmul_trains_resumes_bit_for_bit_and_is_refused_off_the_cpu() {
     };
     assert!(train(&f32_run, &with(&["--steps", "6"])).status.success());
     let o = train(&a, &with(&["--steps", "6", "--matmul", "bf16"]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.status.success() && stderr(&o).contains("convolution products in bf16"), "{}", stderr(&o));
     let o = train(&b, &with(&["--steps", "3", "--matmul", "bf16"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let resume = ["train", "--resume", b.to_str().unwrap(), "--steps", "6", "--no-progress"];
