@@ -105,6 +105,41 @@ impl PackedB16 {
         pack_b(k, n, steps, &b, bytemuck::cast_slice_mut(data.as_mut()));
         PackedB16 { data, k, n, steps }
     }
+
+    /// A zero k × n operand for a producer to write in place (`Bf16Lanes`): im2col writes
+    /// the forward's col straight into it, with no f32 copy in between.
+    pub fn zeroed(k: usize, n: usize) -> PackedB16 {
+        let steps = k.div_ceil(STEP);
+        PackedB16 { data: Packed::zeros(n.div_ceil(BLOCK) * steps * STEP_LEN), k, n, steps }
+    }
+
+    /// Where a producer writes, and the lanes themselves.
+    pub fn lanes_mut(&mut self) -> (Bf16Lanes, &mut [u32]) {
+        (Bf16Lanes { k: self.k, n: self.n, steps: self.steps }, bytemuck::cast_slice_mut(self.data.as_mut()))
+    }
+}
+
+/// `PackedB16`'s layout as u32 lanes: the lane at `lane(p, j)` holds rows p and p + 1 (p
+/// even) of column j, bf16 bits, row p in the low half; columns j..j + 16 from a multiple of
+/// 16 are 16 consecutive lanes.
+#[derive(Clone, Copy, Debug)]
+pub struct Bf16Lanes {
+    pub k: usize,
+    pub n: usize,
+    steps: usize,
+}
+
+impl Bf16Lanes {
+    #[inline]
+    pub fn lane(&self, p: usize, j: usize) -> usize {
+        let tile = (j / BLOCK * self.steps + p / STEP) * 2 + j % BLOCK / TILE;
+        (tile * TILE + p % STEP / 2) * TILE + j % TILE
+    }
+
+    /// Lanes in the buffer.
+    pub fn lane_count(&self) -> usize {
+        self.n.div_ceil(BLOCK) * self.steps * STEP_LEN / 2
+    }
 }
 
 /// Whether the packing loops run compiled for AVX-512 (every AMX CPU has it), where their
@@ -229,7 +264,7 @@ fn pack_b_body(ks: Range<usize>, cols: Range<usize>, steps: usize, b: &MatRef, l
 
 /// The packers' register-transpose paths.
 #[cfg(target_arch = "x86_64")]
-mod wide {
+pub(crate) mod wide {
     use super::{BLOCK, MatRef, STEP, TILE};
     use crate::backend::cpu::gemm::x86::transpose16;
     use std::arch::x86_64::*;
@@ -244,6 +279,13 @@ mod wide {
             _mm512_srli_epi32::<16>(_mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))));
         let quiet = _mm512_or_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(0x40));
         _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), quiet)
+    }
+
+    /// Two rows' 16 values as 16 lanes of bf16 pairs (`even` in the low halves).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn pair_lanes(even: __m512, odd: __m512) -> __m512i {
+        _mm512_or_si512(round16(even), _mm512_slli_epi32::<16>(round16(odd)))
     }
 
     /// Full 16-row, 32-deep tiles of a transposed A (element (i, p) at i + p·col_stride):
@@ -262,9 +304,9 @@ mod wide {
                 for p0 in (0..kf).step_by(STEP) {
                     let mut r = [_mm512_setzero_ps(); 16];
                     for (q, v) in r.iter_mut().enumerate() {
-                        let even = round16(_mm512_loadu_ps(src.add(i0 + (p0 + 2 * q) * cs)));
-                        let odd = round16(_mm512_loadu_ps(src.add(i0 + (p0 + 2 * q + 1) * cs)));
-                        *v = _mm512_castsi512_ps(_mm512_or_si512(even, _mm512_slli_epi32::<16>(odd)));
+                        let even = _mm512_loadu_ps(src.add(i0 + (p0 + 2 * q) * cs));
+                        let odd = _mm512_loadu_ps(src.add(i0 + (p0 + 2 * q + 1) * cs));
+                        *v = _mm512_castsi512_ps(pair_lanes(even, odd));
                     }
                     transpose16(&mut r);
                     for (row, v) in r.iter().enumerate() {

@@ -38,7 +38,7 @@
 //!
 //! Workspaces come from a small pool and are reused across calls and steps.
 
-use super::amx::{PackedA16, PackedB16, gemm_bf16};
+use super::amx::{Bf16Lanes, PackedA16, PackedB16, gemm_bf16};
 use super::gemm::{
     MatRef, PackedA, PackedBLayout, sgemm, sgemm_serial, sgemm_serial_packed, sgemm_serial_prepacked,
     sgemm_serial_prepacked_b,
@@ -219,7 +219,7 @@ impl Taps {
             // SAFETY: `k4s2` is only set with AVX-512F present and a fitting geometry.
             unsafe {
                 match out {
-                    ColOut::PackedT(layout) => self.plane_k4s2_t_avx512(src, layout, col, r0, c0),
+                    ColOut::PackedT(_) | ColOut::Bf16T(_) => self.plane_k4s2_t_avx512(src, out, col, r0, c0),
                     _ => self.plane_k4s2_avx512(src, masks, scratch, col, out, r0, c0),
                 }
             }
@@ -290,6 +290,17 @@ impl Taps {
                 let mask = masks[j][(oy + 1) as usize][(ox + 1) as usize];
                 _mm512_maskz_loadu_ps(mask, plane.wrapping_add(16 * j))
             };
+            if let ColOut::Bf16(lanes) = out {
+                // Rows r0 + t and r0 + t + 1 (r0 even) share their lanes.
+                let base = col.as_mut_ptr() as *mut __m512i;
+                for t in (0..16).step_by(2) {
+                    for j in 0..hw / 16 {
+                        let v = super::amx::wide::pair_lanes(tap(t, j), tap(t + 1, j));
+                        _mm512_storeu_si512(base.byte_add(4 * lanes.lane(r0 + t, c0 + 16 * j)), v);
+                    }
+                }
+                return;
+            }
             let base = col.as_mut_ptr();
             for t in 0..16 {
                 let (row, stride) = out.row(r0 + t);
@@ -306,27 +317,34 @@ impl Taps {
     /// four floats, so a pixel's vector is four 128-bit loads put in its four lanes of four:
     /// 48 inserts per 16 pixels, which two ports can take, where the parity split and a 16×16
     /// register transpose took 68 port-5 shuffles. Rows above or below the plane stay zero,
-    /// and the first and last pixel of a row mask the column outside it.
+    /// and the first and last pixel of a row mask the column outside it. Into `PackedT`
+    /// panels, or (`Bf16T`) rounded two pixels at a time into the bf16 tile gemm's B.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn plane_k4s2_t_avx512(
-        &self,
-        src: &[f32],
-        layout: PackedBLayout,
-        col: &mut [f32],
-        r0: usize,
-        c0: usize,
-    ) {
+    unsafe fn plane_k4s2_t_avx512(&self, src: &[f32], out: ColOut, col: &mut [f32], r0: usize, c0: usize) {
         use std::arch::x86_64::*;
         let (h, w, (ho, wo)) = (self.h, self.w, (self.h / 2, self.w / 2));
-        assert!(src.len() >= h * w && wo >= 2 && r0.is_multiple_of(16) && layout.nr.is_multiple_of(16));
-        assert!(ColOut::PackedT(layout).holds(r0 + 16, c0 + self.hw, col.len()));
+        let aligned = match out {
+            ColOut::PackedT(layout) => layout.nr.is_multiple_of(16),
+            // Pixel pairs start on even positions and never span two rows.
+            ColOut::Bf16T(_) => c0.is_multiple_of(2) && wo.is_multiple_of(2),
+            _ => false,
+        };
+        assert!(src.len() >= h * w && wo >= 2 && r0.is_multiple_of(16) && aligned);
+        assert!(out.holds(r0 + 16, c0 + self.hw, col.len()));
         let (x, base) = (src.as_ptr(), col.as_mut_ptr());
         // SAFETY: a run of columns 2ox − 1.. of row iy < h, its lanes outside 0..w masked (the
         // zero-masked lanes are not read); each store is one 16-float run of position c0 + q's
-        // panel row, inside `col` (checked above; r0 is a multiple of 16, so the run never
-        // straddles a 32-wide panel).
-        let pixel = |oy: usize, ox: usize, mask: __mmask16| unsafe {
+        // panel row, or 16 lanes of its pair's tile row, inside `col` (checked above; r0 is a
+        // multiple of 16, so the run never straddles a 32-wide panel or a tile).
+        let pixel = |oy: usize, ox: usize| unsafe {
+            let mask: __mmask16 = if ox == 0 {
+                0xE
+            } else if ox == wo - 1 {
+                0x7
+            } else {
+                0xF
+            };
             let left = x.wrapping_add(2 * ox).wrapping_sub(1);
             let run = |ki: usize| {
                 let at = left.wrapping_add((2 * oy + ki - 1) * w);
@@ -345,14 +363,26 @@ impl Taps {
             if oy + 1 < ho {
                 v = _mm512_insertf32x4::<3>(v, run(3));
             }
-            _mm512_storeu_ps(base.add(layout.offset(c0 + oy * wo + ox, r0)), v);
+            v
         };
         for oy in 0..ho {
-            pixel(oy, 0, 0xE);
-            for ox in 1..wo - 1 {
-                pixel(oy, ox, 0xF);
+            // SAFETY: as for `pixel` above.
+            match out {
+                ColOut::Bf16T(lanes) => {
+                    for ox in (0..wo).step_by(2) {
+                        let v = super::amx::wide::pair_lanes(pixel(oy, ox), pixel(oy, ox + 1));
+                        let at = lanes.lane(c0 + oy * wo + ox, r0);
+                        unsafe { _mm512_storeu_si512(base.add(at) as *mut __m512i, v) };
+                    }
+                }
+                ColOut::PackedT(layout) => {
+                    for ox in 0..wo {
+                        let at = layout.offset(c0 + oy * wo + ox, r0);
+                        unsafe { _mm512_storeu_ps(base.add(at), pixel(oy, ox)) };
+                    }
+                }
+                _ => unreachable!("checked above"),
             }
-            pixel(oy, wo - 1, 0x7);
         }
     }
 
@@ -431,6 +461,11 @@ enum ColOut {
     Packed(PackedBLayout),
     /// colᵀ as packed B panels, 32 or 16 wide (`packed_t_for`), for backward-weight's dy · colᵀ.
     PackedT(PackedBLayout),
+    /// The bf16 tile gemm's B (`PackedB16`), pairs of rows rounded into u32 lanes; the buffer
+    /// is those lanes, passed as f32-sized elements. Only the k4 s2 im2col writes it.
+    Bf16(Bf16Lanes),
+    /// colᵀ as the bf16 tile gemm's B, for backward-weight's dy · colᵀ (as `Bf16`).
+    Bf16T(Bf16Lanes),
 }
 
 impl ColOut {
@@ -455,6 +490,7 @@ impl ColOut {
             ColOut::RowMajor { ld } => (r * ld, 32),
             ColOut::Packed(layout) => layout.row(r),
             ColOut::PackedT(_) => unreachable!("colᵀ is written position by position"),
+            ColOut::Bf16(_) | ColOut::Bf16T(_) => unreachable!("bf16 pairs are written two rows at a time"),
         }
     }
 
@@ -464,6 +500,8 @@ impl ColOut {
             ColOut::RowMajor { ld } => cols <= ld && rows * ld <= len,
             ColOut::Packed(l) => rows <= l.k && cols <= l.n && l.len() <= len,
             ColOut::PackedT(l) => cols <= l.k && rows <= l.n && l.len() <= len,
+            ColOut::Bf16(l) => rows <= l.k && cols <= l.n && l.lane_count() <= len,
+            ColOut::Bf16T(l) => cols <= l.k && rows <= l.n && l.lane_count() <= len,
         }
     }
 }
@@ -629,6 +667,13 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f3
         let ld = gn * hw;
         // y_g = w · col, into y itself for one image, else into a block scattered after.
         let gemm = |y_g: &mut [f32]| match (&wa, ColOut::packed_for(&taps, rows, ld)) {
+            // im2col rounds straight into the tile gemm's B: no f32 col in between.
+            (PackedWeight::Bf16(wa), _) if taps.k4s2.is_some() => {
+                let mut col = PackedB16::zeroed(rows, ld);
+                let (lanes, buf) = col.lanes_mut();
+                im2col(x, g, &taps, n0, gn, 0..g.c_in, bytemuck::cast_slice_mut(buf), ColOut::Bf16(lanes));
+                gemm_bf16(wa, &col, false, y_g, ld);
+            }
             (PackedWeight::Bf16(wa), _) => {
                 let mut col = Scratch::take(rows * ld);
                 im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col, ColOut::RowMajor { ld });
@@ -1038,6 +1083,16 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
                 // im2col writes colᵀ as the gemm's packed B where it can (no transposing
                 // copy after it), else col row-major for the gemm to pack.
                 match ColOut::packed_t_for(&taps, ld, cols) {
+                    // im2col rounds colᵀ straight into the tile gemm's B.
+                    _ if bf16 && taps.k4s2.is_some() && g.w_out.is_multiple_of(2) => {
+                        let mut col_t = PackedB16::zeroed(ld, cols);
+                        let (lanes, buf) = col_t.lanes_mut();
+                        let buf = bytemuck::cast_slice_mut(buf);
+                        im2col(x, g, &taps, n0, gn, chans.clone(), buf, ColOut::Bf16T(lanes));
+                        let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
+                        let dy_g = PackedA16::new(g.c_out, ld, dy_g);
+                        gemm_bf16(&dy_g, &col_t, beta == 1.0, &mut acc, cols);
+                    }
                     _ if bf16 => {
                         let col = col.get_or_insert_with(|| Scratch::take(cols * gs * hw));
                         im2col(x, g, &taps, n0, gn, chans.clone(), col, ColOut::RowMajor { ld });
