@@ -176,6 +176,7 @@ fn bf16_convolutions_match_f64_convolutions_of_the_rounded_inputs() {
         geom(2, 5, (6, 7), 4, 3, 1, 1),    // k3 s1: the general col2im
         geom(2, 17, (6, 10), 5, 4, 2, 1),  // odd channels, non-square
         geom(2, 8, (8, 8), 40, 4, 2, 1),   // 40 output channels: wᵀ's full 32-deep steps
+        geom(3, 6, (8, 8), 5, 4, 2, 1),    // an odd channel count over 16-pixel dy planes
     ]
     .into_iter()
     .enumerate()
