@@ -1,6 +1,7 @@
 //! conv2d and conv_transpose2d kernels of the CPU backend at the DCGAN-64 batch-128 layer
 //! shapes — forward, backward-data and backward-weight — each beside a naive direct loop
-//! (on 2 images, so it finishes). Criterion's "elements/s" is FLOP/s (2 per multiply-add).
+//! (on 2 images, so it finishes), and with `--matmul bf16`'s products (`cpu_bf16_b128`: AMX
+//! tiles where the CPU has them). Criterion's "elements/s" is FLOP/s (2 per multiply-add).
 //!
 //! Run: `cargo bench --bench conv` (filter e.g. `cargo bench --bench conv -- conv_transpose2d`).
 
@@ -8,6 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use dcgan::backend::cpu::{MatmulPrecision, set_matmul_precision};
 use dcgan::backend::{ConvGeom, Device, Storage};
 
 const BATCH: usize = 128;
@@ -125,6 +127,11 @@ fn bench_family(
             grp.throughput(Throughput::Elements(2 * g.macs()));
             grp.bench_with_input(BenchmarkId::new(format!("cpu_b{BATCH}"), name), &g, |b, g| {
                 b.iter(|| black_box(run_fast(g, dir, &x, &w, &y)))
+            });
+            grp.bench_with_input(BenchmarkId::new(format!("cpu_bf16_b{BATCH}"), name), &g, |b, g| {
+                set_matmul_precision(MatmulPrecision::Bf16);
+                b.iter(|| black_box(run_fast(g, dir, &x, &w, &y)));
+                set_matmul_precision(MatmulPrecision::F32);
             });
             let (x, w, y) = (data(gn.x_len(), 1), data(gn.w_len(), 2), data(gn.y_len(), 3));
             grp.throughput(Throughput::Elements(2 * gn.macs()));
