@@ -505,11 +505,15 @@ mod tiles {
     #[repr(C, align(64))]
     struct Scratch([f32; BLOCK * BLOCK]);
 
-    /// B column blocks per pass over A: their packed panels (512 KiB at k = 1024) stay in L2
-    /// while every A block streams past them. Each C block sums all of k in its tiles: a
-    /// 512-deep split, with the tiles stored to C and reloaded between passes, ran 0-20%
-    /// slower even at k = 4096 (measured on this project's DCGAN shapes).
-    const B_BLOCKS_PER_PASS: usize = 8;
+    /// B column blocks per pass over A: their packed panels (1 MiB at most, half the L2)
+    /// stay in L2 while every A block streams past them. 8 blocks, fewer from k = 2048 on
+    /// (at k = 4096, 4 blocks ran 15-20% faster than 8, and 1 or 2 no faster than 4). Each
+    /// C block sums all of k in its tiles: splitting k into 128- to 512-deep passes, with
+    /// the tiles stored to C and reloaded between passes, ran 0-25% slower on the DCGAN
+    /// shapes.
+    fn b_blocks_per_pass(steps: usize) -> usize {
+        (512 / steps.max(1)).clamp(1, 8)
+    }
 
     pub(super) unsafe fn gemm(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
         let (m, n, steps) = (a.m, b.n, a.steps);
@@ -518,10 +522,11 @@ mod tiles {
         let cp = c.as_mut_ptr();
         unsafe {
             asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
-            for jb0 in (0..nb).step_by(B_BLOCKS_PER_PASS) {
+            let per_pass = b_blocks_per_pass(steps);
+            for jb0 in (0..nb).step_by(per_pass) {
                 for ib in 0..mb {
                     let ap = a.data.as_ref().as_ptr().add(ib * steps * STEP_LEN);
-                    for jb in jb0..(jb0 + B_BLOCKS_PER_PASS).min(nb) {
+                    for jb in jb0..(jb0 + per_pass).min(nb) {
                         let bp = b.data.as_ref().as_ptr().add(jb * steps * STEP_LEN);
                         let (rows, cols) = (BLOCK.min(m - ib * BLOCK), BLOCK.min(n - jb * BLOCK));
                         let cb = cp.add(ib * BLOCK * ldc + jb * BLOCK);
