@@ -5,7 +5,8 @@
 //! inputs.
 
 mod common;
-use common::{assert_close, random, to_f32};
+use common::reference::{conv_directions, conv_geom as geom};
+use common::{assert_close, cpu_bits_with_threads, random, to_f32};
 use dcgan::Rng;
 use dcgan::backend::cpu::amx::{
     self, PackedA16, PackedB16, bf16_bits, bf16_value, gemm_bf16, gemm_bf16_portable,
@@ -102,62 +103,6 @@ fn tile_gemm_matches_the_rounded_product_on_every_layout_and_edge() {
     );
 }
 
-fn geom(
-    n: usize,
-    c_in: usize,
-    (h_in, w_in): (usize, usize),
-    c_out: usize,
-    k: usize,
-    s: usize,
-    p: usize,
-) -> ConvGeom {
-    let out = |x: usize| (x + 2 * p - k) / s + 1;
-    ConvGeom {
-        n,
-        c_in,
-        h_in,
-        w_in,
-        c_out,
-        h_out: out(h_in),
-        w_out: out(w_in),
-        kh: k,
-        kw: k,
-        stride: s,
-        pad: p,
-    }
-}
-
-/// y, dx and dw of `g` in f64 from x, w and dy.
-fn reference(g: &ConvGeom, x: &[f64], w: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let (mut y, mut dx, mut dw) = (vec![0.0; g.y_len()], vec![0.0; g.x_len()], vec![0.0; g.w_len()]);
-    for b in 0..g.n {
-        for co in 0..g.c_out {
-            for oy in 0..g.h_out {
-                for ox in 0..g.w_out {
-                    let yi = ((b * g.c_out + co) * g.h_out + oy) * g.w_out + ox;
-                    for c in 0..g.c_in {
-                        for ki in 0..g.kh {
-                            for kj in 0..g.kw {
-                                let iy = (oy * g.stride + ki) as isize - g.pad as isize;
-                                let ix = (ox * g.stride + kj) as isize - g.pad as isize;
-                                if iy < 0 || ix < 0 || iy as usize >= g.h_in || ix as usize >= g.w_in {
-                                    continue;
-                                }
-                                let xi = ((b * g.c_in + c) * g.h_in + iy as usize) * g.w_in + ix as usize;
-                                let wi = ((co * g.c_in + c) * g.kh + ki) * g.kw + kj;
-                                y[yi] += x[xi] * w[wi];
-                                dx[xi] += dy[yi] * w[wi];
-                                dw[wi] += dy[yi] * x[xi];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    (y, dx, dw)
-}
-
 /// Largest |got − want| over the largest |want|.
 fn relative_error(got: &[f32], want: &[f64]) -> f64 {
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -185,8 +130,8 @@ fn bf16_convolutions_match_f64_convolutions_of_the_rounded_inputs() {
         let (x, w, dy) =
             (random(g.x_len(), &mut rng), random(g.w_len(), &mut rng), random(g.y_len(), &mut rng));
         let round_all = |v: &[f64]| v.iter().map(|&t| rounded(t as f32)).collect::<Vec<f64>>();
-        let (y, dx, dw) = reference(&g, &round_all(&x), &round_all(&w), &round_all(&dy));
-        let (y_f32, ..) = reference(&g, &x, &w, &dy);
+        let (y, dx, dw) = conv_directions(&g, &round_all(&x), &round_all(&w), &round_all(&dy));
+        let (y_f32, ..) = conv_directions(&g, &x, &w, &dy);
         let up = |v: &[f64]| Storage::Cpu(to_f32(v));
         let got_y = be.download(&be.conv2d_forward(&up(&x), &up(&w), &g));
         assert_close(&got_y, &y, 1e-4, &format!("forward {g:?}"));
@@ -227,15 +172,9 @@ fn dense_layers_and_f32_mode_keep_f32_products() {
     assert_eq!(run(&strided, MatmulPrecision::F32), f32_bits);
 }
 
-/// The bits of `op` on `threads` rayon threads, in bf16 mode (set on the pool's thread, where
-/// the op is launched).
+/// The bits of `op` on `threads` rayon threads, in bf16.
 fn bf16_bits_with_threads(threads: usize, op: impl Fn(&dyn Backend) -> Storage + Sync) -> Vec<u32> {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    let be = Device::Cpu.backend();
-    pool.install(|| {
-        set_matmul_precision(MatmulPrecision::Bf16);
-        be.download(&op(be)).into_iter().map(f32::to_bits).collect()
-    })
+    cpu_bits_with_threads(threads, MatmulPrecision::Bf16, op)
 }
 
 #[test]

@@ -7,68 +7,16 @@
 
 #[macro_use]
 mod common;
-use common::{assert_close, random, to_f32};
+use common::reference::{conv_directions, conv_geom as geom};
+use common::{assert_close, cpu_bits_with_threads, random, to_f32};
 use dcgan::Rng;
+use dcgan::backend::cpu::MatmulPrecision;
 use dcgan::backend::{Backend, ConvGeom, Device, Storage};
-
-fn geom(
-    n: usize,
-    c_in: usize,
-    (h_in, w_in): (usize, usize),
-    c_out: usize,
-    k: usize,
-    s: usize,
-    p: usize,
-) -> ConvGeom {
-    ConvGeom {
-        n,
-        c_in,
-        h_in,
-        w_in,
-        c_out,
-        h_out: (h_in + 2 * p - k) / s + 1,
-        w_out: (w_in + 2 * p - k) / s + 1,
-        kh: k,
-        kw: k,
-        stride: s,
-        pad: p,
-    }
-}
-
-/// Calls f(x index, y index, w index) for every multiply-add of the convolution.
-fn for_each_mac(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
-    for b in 0..g.n {
-        for co in 0..g.c_out {
-            for oy in 0..g.h_out {
-                for ox in 0..g.w_out {
-                    let yi = ((b * g.c_out + co) * g.h_out + oy) * g.w_out + ox;
-                    for c in 0..g.c_in {
-                        for ki in 0..g.kh {
-                            for kj in 0..g.kw {
-                                let iy = (oy * g.stride + ki) as isize - g.pad as isize;
-                                let ix = (ox * g.stride + kj) as isize - g.pad as isize;
-                                if iy >= 0 && ix >= 0 && (iy as usize) < g.h_in && (ix as usize) < g.w_in {
-                                    let xi = ((b * g.c_in + c) * g.h_in + iy as usize) * g.w_in + ix as usize;
-                                    f(xi, yi, ((co * g.c_in + c) * g.kh + ki) * g.kw + kj);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
 
 fn check(g: ConvGeom, seed: u64) {
     let mut rng = Rng::new(seed);
     let (x, w, dy) = (random(g.x_len(), &mut rng), random(g.w_len(), &mut rng), random(g.y_len(), &mut rng));
-    let (mut y, mut dx, mut dw) = (vec![0.0; g.y_len()], vec![0.0; g.x_len()], vec![0.0; g.w_len()]);
-    for_each_mac(&g, |xi, yi, wi| {
-        y[yi] += x[xi] * w[wi];
-        dx[xi] += dy[yi] * w[wi];
-        dw[wi] += dy[yi] * x[xi];
-    });
+    let (y, dx, dw) = conv_directions(&g, &x, &w, &dy);
     let be = Device::Cpu.backend();
     let up = |v: &[f64]| Storage::Cpu(to_f32(v));
     let what = format!("{g:?}");
@@ -168,11 +116,9 @@ impl WithKw for ConvGeom {
     }
 }
 
-/// The bits of what `op` computes on the CPU backend with `threads` rayon threads.
+/// The bits of what `op` computes on the CPU backend with `threads` rayon threads, in f32.
 fn bits_with_threads(threads: usize, op: impl Fn(&dyn Backend) -> Storage + Sync) -> Vec<u32> {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    let be = Device::Cpu.backend();
-    pool.install(|| be.download(&op(be)).into_iter().map(f32::to_bits).collect())
+    cpu_bits_with_threads(threads, MatmulPrecision::F32, op)
 }
 
 /// Backward-weight splits its channels into one block per thread: the split must change no

@@ -35,6 +35,22 @@ pub fn cuda_device() -> Option<Device> {
 }
 
 /// Random f32 values, returned as f64 so references see exactly the values the engine sees.
+/// The bits of what `op` computes on the CPU backend on a pool of `threads` rayon threads,
+/// the convolutions' products in `precision` (set on the pool's thread, where `op` launches
+/// its kernels).
+pub fn cpu_bits_with_threads(
+    threads: usize,
+    precision: dcgan::backend::cpu::MatmulPrecision,
+    op: impl Fn(&dyn dcgan::backend::Backend) -> dcgan::backend::Storage + Sync,
+) -> Vec<u32> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let be = Device::Cpu.backend();
+    pool.install(|| {
+        dcgan::backend::cpu::set_matmul_precision(precision);
+        be.download(&op(be)).into_iter().map(f32::to_bits).collect()
+    })
+}
+
 pub fn random(len: usize, rng: &mut Rng) -> Vec<f64> {
     (0..len).map(|_| rng.uniform(-1.0, 1.0) as f64).collect()
 }

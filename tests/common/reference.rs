@@ -138,3 +138,66 @@ pub fn bce_with_logits(x: &[f64], t: &[f64]) -> f64 {
     let sum: f64 = x.iter().zip(t).map(|(&x, &t)| -(t * log_sig(x) + (1.0 - t) * log_sig(-x))).sum();
     sum / x.len() as f64
 }
+
+/// A square-kernel convolution: x [n, c_in, h_in, w_in], k×k, stride s, padding p.
+pub fn conv_geom(
+    n: usize,
+    c_in: usize,
+    (h_in, w_in): (usize, usize),
+    c_out: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+) -> dcgan::backend::ConvGeom {
+    let out = |x: usize| (x + 2 * p - k) / s + 1;
+    dcgan::backend::ConvGeom {
+        n,
+        c_in,
+        h_in,
+        w_in,
+        c_out,
+        h_out: out(h_in),
+        w_out: out(w_in),
+        kh: k,
+        kw: k,
+        stride: s,
+        pad: p,
+    }
+}
+
+/// The three directions of the convolution `g` from their definition, every multiply-add
+/// in turn: (y = conv(x, w), dx = its adjoint applied to dy, dw = its weight gradient).
+pub fn conv_directions(
+    g: &dcgan::backend::ConvGeom,
+    x: &[f64],
+    w: &[f64],
+    dy: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut y, mut dx, mut dw) = (vec![0.0; g.y_len()], vec![0.0; g.x_len()], vec![0.0; g.w_len()]);
+    for b in 0..g.n {
+        for co in 0..g.c_out {
+            for oy in 0..g.h_out {
+                for ox in 0..g.w_out {
+                    let yi = ((b * g.c_out + co) * g.h_out + oy) * g.w_out + ox;
+                    for c in 0..g.c_in {
+                        for ki in 0..g.kh {
+                            for kj in 0..g.kw {
+                                let iy = (oy * g.stride + ki) as isize - g.pad as isize;
+                                let ix = (ox * g.stride + kj) as isize - g.pad as isize;
+                                if iy < 0 || ix < 0 || iy as usize >= g.h_in || ix as usize >= g.w_in {
+                                    continue;
+                                }
+                                let xi = ((b * g.c_in + c) * g.h_in + iy as usize) * g.w_in + ix as usize;
+                                let wi = ((co * g.c_in + c) * g.kh + ki) * g.kw + kj;
+                                y[yi] += x[xi] * w[wi];
+                                dx[xi] += dy[yi] * w[wi];
+                                dw[wi] += dy[yi] * x[xi];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (y, dx, dw)
+}
