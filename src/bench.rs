@@ -299,7 +299,7 @@ mod fma_chains {
 }
 
 pub fn run(opts: &BenchOptions) -> BenchReport {
-    crate::backend::cpu::set_matmul_precision(opts.matmul);
+    let _precision = crate::backend::cpu::MatmulPrecisionScope::new(opts.matmul);
     let cfg = opts.model;
     let dev = opts.device;
     let mut rng = Rng::new(0);

@@ -427,6 +427,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
         bail!("--conditional {c}: expected 2 to 256 classes");
     }
     let device = dcgan::gan::parse_device(&a.device)?;
+    dcgan::gan::config::check_matmul_device(a.matmul, device)?;
     if let Some(t) = a.threads {
         if t == 0 {
             bail!("--threads 0: expected at least 1");

@@ -12,7 +12,7 @@ use dcgan::backend::cpu::amx::{
     self, PackedA16, PackedB16, bf16_bits, bf16_value, gemm_bf16, gemm_bf16_portable,
 };
 use dcgan::backend::cpu::gemm::MatRef;
-use dcgan::backend::cpu::{MatmulPrecision, set_matmul_precision};
+use dcgan::backend::cpu::{MatmulPrecision, MatmulPrecisionScope, matmul_precision, set_matmul_precision};
 use dcgan::backend::{Backend, ConvGeom, Device, Storage};
 
 #[test]
@@ -170,6 +170,20 @@ fn dense_layers_and_f32_mode_keep_f32_products() {
     let f32_bits = run(&strided, MatmulPrecision::F32);
     assert_ne!(run(&strided, MatmulPrecision::Bf16), f32_bits);
     assert_eq!(run(&strided, MatmulPrecision::F32), f32_bits);
+}
+
+/// `train` and `bench` set the precision for their run only: the thread gets its own back,
+/// and other threads never see it.
+#[test]
+fn a_precision_scope_restores_the_thread_s_setting() {
+    set_matmul_precision(MatmulPrecision::F32);
+    {
+        let _run = MatmulPrecisionScope::new(MatmulPrecision::Bf16);
+        assert_eq!(matmul_precision(), MatmulPrecision::Bf16);
+        let other = std::thread::spawn(matmul_precision).join().unwrap();
+        assert_eq!(other, MatmulPrecision::F32, "another thread saw this one's setting");
+    }
+    assert_eq!(matmul_precision(), MatmulPrecision::F32);
 }
 
 /// The bits of `op` on `threads` rayon threads, in bf16.

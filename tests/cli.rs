@@ -197,6 +197,7 @@ fn bf16_matmul_trains_resumes_bit_for_bit_and_is_refused_off_the_cpu() {
         &["--matmul bf16", "--device cpu"],
     );
     assert_fails(&["train", "--matmul", "f16"], &["--matmul", "f16"]);
+    assert_fails(&["bench", "--device", "emu", "--matmul", "bf16"], &["--matmul bf16", "--device cpu"]);
     // With AMX the report adds the tile units' measured rate and the convolutions against it.
     let bench = ["--batch-size", "4", "--steps", "1", "--warmup", "0", "--peak", "50"];
     let j = bench_json(&[&bench[..], &["--matmul", "bf16"]].concat());

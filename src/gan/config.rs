@@ -94,6 +94,17 @@ fn one() -> f32 {
 /// batch 64; anything bigger is a typo.
 pub const MAX_IMAGE_SIZE: usize = 2048;
 
+/// `--matmul bf16` exists on the CPU backend only.
+pub fn check_matmul_device(matmul: MatmulPrecision, device: crate::backend::Device) -> anyhow::Result<()> {
+    if matmul != MatmulPrecision::F32 && device != crate::backend::Device::Cpu {
+        anyhow::bail!(
+            "--matmul {}: only the CPU backend has bf16 products; use --device cpu or --matmul f32",
+            matmul.name()
+        );
+    }
+    Ok(())
+}
+
 /// Checks the flags that shape the networks and the batch, which `dcgan train` and
 /// `dcgan bench` share; the message names the flag and what it accepts. `[nz, ngf, ndf]`.
 pub fn check_model_flags(

@@ -266,14 +266,9 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     }
     cfg.validate()?;
     let device = crate::gan::parse_device(&cfg.device)?;
-    if cfg.matmul != MatmulPrecision::F32 && device != Device::Cpu {
-        bail!(
-            "--matmul {}: only the CPU backend has bf16 products; use --device cpu or --matmul f32",
-            cfg.matmul.name()
-        );
-    }
+    crate::gan::config::check_matmul_device(cfg.matmul, device)?;
     // The convolutions read it on this thread, the one that runs the training loop.
-    crate::backend::cpu::set_matmul_precision(cfg.matmul);
+    let _precision = crate::backend::cpu::MatmulPrecisionScope::new(cfg.matmul);
     if let Some(t) = cfg.threads {
         // Only the first call in a process can size the global pool; later calls keep it.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();

@@ -57,6 +57,25 @@ pub fn matmul_precision() -> MatmulPrecision {
     MATMUL_PRECISION.with(|c| c.get())
 }
 
+/// Sets this thread's product precision until the guard is dropped, then restores the one
+/// before: a training run or a bench leaves the thread as it found it.
+#[must_use = "the precision is restored when the guard is dropped"]
+pub struct MatmulPrecisionScope(MatmulPrecision);
+
+impl MatmulPrecisionScope {
+    pub fn new(p: MatmulPrecision) -> MatmulPrecisionScope {
+        let before = matmul_precision();
+        set_matmul_precision(p);
+        MatmulPrecisionScope(before)
+    }
+}
+
+impl Drop for MatmulPrecisionScope {
+    fn drop(&mut self) {
+        set_matmul_precision(self.0);
+    }
+}
+
 /// Elements per parallel task of an elementwise kernel: large enough to amortise rayon's
 /// scheduling, small enough to spread a 64×64 activation map over the cores.
 pub const CHUNK: usize = 1 << 14;
