@@ -43,7 +43,8 @@ fn rounded(x: f32) -> f64 {
 #[test]
 fn tile_gemm_matches_the_rounded_product_on_every_layout_and_edge() {
     let mut rng = Rng::new(7);
-    // The last two run several 512-deep passes, the last one over more than 16 column blocks.
+    // Then: two passes over B's column blocks, 17 blocks in passes of 8, and k = 2100 in
+    // passes of 7 blocks.
     let shapes = [
         (1, 1, 1),
         (5, 7, 3),
@@ -54,6 +55,7 @@ fn tile_gemm_matches_the_rounded_product_on_every_layout_and_edge() {
         (100, 130, 96),
         (40, 50, 1100),
         (33, 530, 600),
+        (20, 300, 2100),
     ];
     for (m, n, k) in shapes {
         for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {

@@ -505,8 +505,9 @@ mod tiles {
     #[repr(C, align(64))]
     struct Scratch([f32; BLOCK * BLOCK]);
 
-    /// B column blocks per pass over A: their packed panels (1 MiB at most, half the L2)
-    /// stay in L2 while every A block streams past them. 8 blocks, fewer from k = 2048 on
+    /// B column blocks per pass over A: their packed panels (up to 1 MiB, half the L2, for
+    /// any k below 16384) stay in L2 while every A block streams past them. 8 blocks, fewer
+    /// from k = 2048 on
     /// (at k = 4096, 4 blocks ran 15-20% faster than 8, and 1 or 2 no faster than 4). Each
     /// C block sums all of k in its tiles: splitting k into 128- to 512-deep passes, with
     /// the tiles stored to C and reloaded between passes, ran 0-25% slower on the DCGAN
