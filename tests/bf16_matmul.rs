@@ -43,8 +43,8 @@ fn rounded(x: f32) -> f64 {
 #[test]
 fn tile_gemm_matches_the_rounded_product_on_every_layout_and_edge() {
     let mut rng = Rng::new(7);
-    // Then: two passes over B's column blocks, 17 blocks in passes of 8, and k = 2100 in
-    // passes of 7 blocks.
+    // Edges of every kind, then k = 1100 (35 tile steps), 17 column blocks of B (passes of
+    // 8 over A), and k = 2100 (passes of 7).
     let shapes = [
         (1, 1, 1),
         (5, 7, 3),
