@@ -671,17 +671,28 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f3
         let ld = gn * hw;
         // y_g = w · col, into y itself for one image, else into a block scattered after.
         let gemm = |y_g: &mut [f32]| match (&wa, ColOut::packed_for(&taps, rows, ld)) {
-            // im2col rounds straight into the tile gemm's B: no f32 col in between.
-            (PackedWeight::Bf16(wa), _) if taps.k4s2.is_some() => {
-                let mut col = PackedB16::zeroed(rows, ld);
-                let (lanes, buf) = col.lanes_mut();
-                im2col(x, g, &taps, n0, gn, 0..g.c_in, bytemuck::cast_slice_mut(buf), ColOut::Bf16(lanes));
-                gemm_bf16(wa, &col, false, y_g, ld);
-            }
             (PackedWeight::Bf16(wa), _) => {
-                let mut col = Scratch::take(rows * ld);
-                im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col, ColOut::RowMajor { ld });
-                let col = PackedB16::new(rows, ld, MatRef::row_major(&col, ld));
+                // The k4 s2 im2col rounds straight into the tile gemm's B: no f32 col in
+                // between. Other geometries write col, then pack it.
+                let col = if taps.k4s2.is_some() {
+                    let mut col = PackedB16::zeroed(rows, ld);
+                    let (lanes, buf) = col.lanes_mut();
+                    im2col(
+                        x,
+                        g,
+                        &taps,
+                        n0,
+                        gn,
+                        0..g.c_in,
+                        bytemuck::cast_slice_mut(buf),
+                        ColOut::Bf16(lanes),
+                    );
+                    col
+                } else {
+                    let mut col = Scratch::take(rows * ld);
+                    im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col, ColOut::RowMajor { ld });
+                    PackedB16::new(rows, ld, MatRef::row_major(&col, ld))
+                };
                 gemm_bf16(wa, &col, false, y_g, ld);
             }
             // im2col writes the gemm's packed B panels (no packing copy after it), one KC
@@ -1087,23 +1098,23 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
                 // im2col writes colᵀ as the gemm's packed B where it can (no transposing
                 // copy after it), else col row-major for the gemm to pack.
                 match ColOut::packed_t_for(&taps, ld, cols) {
-                    // im2col rounds colᵀ straight into the tile gemm's B.
-                    _ if bf16 && taps.k4s2.is_some() && g.w_out.is_multiple_of(2) => {
-                        let mut col_t = PackedB16::zeroed(ld, cols);
-                        let (lanes, buf) = col_t.lanes_mut();
-                        let buf = bytemuck::cast_slice_mut(buf);
-                        im2col(x, g, &taps, n0, gn, chans.clone(), buf, ColOut::Bf16T(lanes));
-                        let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
-                        let dy_g = PackedA16::new(g.c_out, ld, dy_g);
-                        gemm_bf16(&dy_g, &col_t, beta == 1.0, &mut acc, cols);
-                    }
                     _ if bf16 => {
-                        let col = col.get_or_insert_with(|| Scratch::take(cols * gs * hw));
-                        im2col(x, g, &taps, n0, gn, chans.clone(), col, ColOut::RowMajor { ld });
+                        // The k4 s2 im2col rounds colᵀ straight into the tile gemm's B, two
+                        // pixels of a row at a time (so rows of even width); else col is
+                        // written, then packed transposed.
+                        let col_t = if taps.k4s2.is_some() && g.w_out.is_multiple_of(2) {
+                            let mut col_t = PackedB16::zeroed(ld, cols);
+                            let (lanes, buf) = col_t.lanes_mut();
+                            let buf = bytemuck::cast_slice_mut(buf);
+                            im2col(x, g, &taps, n0, gn, chans.clone(), buf, ColOut::Bf16T(lanes));
+                            col_t
+                        } else {
+                            let col = col.get_or_insert_with(|| Scratch::take(cols * gs * hw));
+                            im2col(x, g, &taps, n0, gn, chans.clone(), col, ColOut::RowMajor { ld });
+                            PackedB16::new(ld, cols, MatRef::row_major_t(col, ld))
+                        };
                         let dy_g = MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld);
-                        let dy_g = PackedA16::new(g.c_out, ld, dy_g);
-                        let col_t = PackedB16::new(ld, cols, MatRef::row_major_t(col, ld));
-                        gemm_bf16(&dy_g, &col_t, beta == 1.0, &mut acc, cols);
+                        gemm_bf16(&PackedA16::new(g.c_out, ld, dy_g), &col_t, beta == 1.0, &mut acc, cols);
                     }
                     Some(layout) => {
                         let col = col.get_or_insert_with(|| Scratch::take(layout.len()));
