@@ -32,6 +32,21 @@ const BLOCK: usize = 2 * TILE;
 /// bf16 elements of one packed block step (two tiles of 16 rows × 64 bytes).
 const STEP_LEN: usize = BLOCK * STEP;
 
+/// Where A's element (i, p) lies in `PackedA16`: block i / 32, step p / 32, row i % 32 of
+/// its two tiles.
+#[inline(always)]
+fn a_offset(steps: usize, i: usize, p: usize) -> usize {
+    ((i / BLOCK * steps + p / STEP) * BLOCK + i % BLOCK) * STEP + p % STEP
+}
+
+/// The u32 lane of `PackedB16` that holds B's rows p and p + 1 (p even) of column j: block
+/// j / 32, step p / 32, tile j % 32 / 16, tile row p % 32 / 2.
+#[inline(always)]
+fn b_lane(steps: usize, p: usize, j: usize) -> usize {
+    let tile = (j / BLOCK * steps + p / STEP) * 2 + j % BLOCK / TILE;
+    (tile * TILE + p % STEP / 2) * TILE + j % TILE
+}
+
 /// f32 → bf16 bits, rounding to nearest even; NaN stays a (quiet) NaN.
 #[inline(always)]
 pub fn bf16_bits(x: f32) -> u16 {
@@ -71,8 +86,7 @@ impl Drop for Packed {
     }
 }
 
-/// A (m × k) as bf16 tiles: element (i, p) at
-/// `((i / 32 · steps + p / 32) · 32 + i % 32) · 32 + p % 32`.
+/// A (m × k) as bf16 tiles: element (i, p) at `a_offset(steps, i, p)`.
 pub struct PackedA16 {
     data: Packed,
     m: usize,
@@ -89,8 +103,8 @@ impl PackedA16 {
     }
 }
 
-/// B (k × n) in pair-interleaved tiles: element (p, j) at
-/// `(((j / 32 · steps + p / 32) · 2 + j % 32 / 16) · 16 + p % 32 / 2) · 32 + j % 16 · 2 + p % 2`.
+/// B (k × n) in pair-interleaved tiles: element (p, j) is the low (p even) or high half of
+/// u32 lane `b_lane(steps, p, j)`.
 pub struct PackedB16 {
     data: Packed,
     k: usize,
@@ -100,10 +114,10 @@ pub struct PackedB16 {
 
 impl PackedB16 {
     pub fn new(k: usize, n: usize, b: MatRef) -> PackedB16 {
-        let steps = k.div_ceil(STEP);
-        let mut data = Packed::zeros(n.div_ceil(BLOCK) * steps * STEP_LEN);
-        pack_b(k, n, steps, &b, bytemuck::cast_slice_mut(data.as_mut()));
-        PackedB16 { data, k, n, steps }
+        let mut packed = PackedB16::zeroed(k, n);
+        let steps = packed.steps;
+        pack_b(k, n, steps, &b, packed.lanes_mut().1);
+        packed
     }
 
     /// A zero k × n operand for a producer to write in place (`Bf16Lanes`): im2col writes
@@ -132,8 +146,7 @@ pub struct Bf16Lanes {
 impl Bf16Lanes {
     #[inline]
     pub fn lane(&self, p: usize, j: usize) -> usize {
-        let tile = (j / BLOCK * self.steps + p / STEP) * 2 + j % BLOCK / TILE;
-        (tile * TILE + p % STEP / 2) * TILE + j % TILE
+        b_lane(self.steps, p, j)
     }
 
     /// Lanes in the buffer.
@@ -213,9 +226,8 @@ fn pack_b(k: usize, n: usize, steps: usize, b: &MatRef, lanes: &mut [u32]) {
 #[inline(always)]
 fn pack_a_body(rows: Range<usize>, ks: Range<usize>, steps: usize, a: &MatRef, data: &mut [u16]) {
     for i in rows {
-        let (blk, r) = (i / BLOCK, i % BLOCK);
         for p0 in ks.clone().step_by(STEP) {
-            let dst = &mut data[((blk * steps + p0 / STEP) * BLOCK + r) * STEP..][..STEP];
+            let dst = &mut data[a_offset(steps, i, p0)..][..STEP];
             let run = STEP.min(ks.end - p0);
             if a.col_stride == 1 {
                 let src = &a.data[i * a.row_stride + p0..][..run];
@@ -240,12 +252,11 @@ fn pack_b_body(ks: Range<usize>, cols: Range<usize>, steps: usize, b: &MatRef, l
         if p < ks.end { bf16_bits(b.data[p * b.row_stride + j * b.col_stride]) as u32 } else { 0 }
     };
     for p in ks.clone().step_by(2) {
-        let (s, q) = (p / STEP, p % STEP / 2);
         let mut j0 = cols.start;
         while j0 < cols.end {
-            let tile = (j0 / BLOCK * steps + s) * 2 + j0 % BLOCK / TILE;
+            // Up to the end of the tile row: consecutive lanes.
             let run = (TILE - j0 % TILE).min(cols.end - j0);
-            let dst = &mut lanes[(tile * TILE + q) * TILE + j0 % TILE..][..run];
+            let dst = &mut lanes[b_lane(steps, p, j0)..][..run];
             if p + 1 < ks.end && b.col_stride == 1 {
                 let row0 = &b.data[p * b.row_stride + j0..][..run];
                 let row1 = &b.data[(p + 1) * b.row_stride + j0..][..run];
@@ -265,7 +276,7 @@ fn pack_b_body(ks: Range<usize>, cols: Range<usize>, steps: usize, b: &MatRef, l
 /// The packers' register-transpose paths.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod wide {
-    use super::{BLOCK, MatRef, STEP, TILE};
+    use super::{BLOCK, MatRef, STEP, TILE, a_offset, b_lane};
     use crate::backend::cpu::gemm::x86::transpose16;
     use std::arch::x86_64::*;
 
@@ -311,7 +322,7 @@ pub(crate) mod wide {
                     transpose16(&mut r);
                     for (row, v) in r.iter().enumerate() {
                         let i = i0 + row;
-                        let at = ((i / BLOCK * steps + p0 / STEP) * BLOCK + i % BLOCK) * STEP;
+                        let at = a_offset(steps, i, p0);
                         _mm512_storeu_ps(dst.add(at) as *mut f32, *v);
                     }
                 }
@@ -347,9 +358,8 @@ pub(crate) mod wide {
                         *v = _mm512_castsi512_ps(_mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi));
                     }
                     transpose16(&mut r);
-                    let tile = (j0 / BLOCK * steps + p0 / STEP) * 2 + j0 % BLOCK / TILE;
                     for (q, v) in r.iter().enumerate() {
-                        _mm512_storeu_ps(dst.add((tile * TILE + q) * TILE) as *mut f32, *v);
+                        _mm512_storeu_ps(dst.add(b_lane(steps, p0 + 2 * q, j0)) as *mut f32, *v);
                     }
                 }
             }
@@ -382,13 +392,9 @@ pub fn gemm_bf16(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], 
 pub fn gemm_bf16_portable(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
     assert_eq!(a.k, b.k, "inner dimensions");
     assert!(a.m == 0 || b.n == 0 || c.len() >= (a.m - 1) * ldc + b.n, "C too small");
-    let a_at = |i: usize, p: usize| {
-        a.data.as_ref()[((i / BLOCK * a.steps + p / STEP) * BLOCK + i % BLOCK) * STEP + p % STEP]
-    };
-    let b_at = |p: usize, j: usize| {
-        let tile = (j / BLOCK * b.steps + p / STEP) * 2 + j % BLOCK / TILE;
-        b.data.as_ref()[(tile * TILE + p % STEP / 2) * STEP + j % TILE * 2 + p % 2]
-    };
+    let a_at = |i: usize, p: usize| a.data.as_ref()[a_offset(a.steps, i, p)];
+    // A lane is two bf16, row p's the first (little-endian low half).
+    let b_at = |p: usize, j: usize| b.data.as_ref()[2 * b_lane(b.steps, p, j) + p % 2];
     for i in 0..a.m {
         for j in 0..b.n {
             let mut acc = if accumulate { c[i * ldc + j] } else { 0.0 };
