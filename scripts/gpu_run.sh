@@ -13,6 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 manifest=$(cat "$here/manifest_dir")
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
 tmp=$(mktemp -d)
+# The unpacked toolchain and binaries are a few hundred MB: never leave them behind.
+trap 'rm -rf "$tmp"' EXIT
 tar -C "$tmp" -xJf "$here/nvrtc.tar.xz"
 tar -C "$tmp" -xJf "$here/bin.tar.xz"
 ln -sf libnvrtc.so.12 "$tmp/cuda_nvrtc/lib/libnvrtc.so"

@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A clean build of every target takes about 3 GiB under target/. When the disk fills, the
+# linker dies with "signal 7 [Bus error]", which names nothing; say it here first.
+free_kib=$(df -Pk . | awk 'NR == 2 {print $4}')
+if [ "${free_kib:-0}" -lt $((4 * 1024 * 1024)) ]; then
+    echo "warning: only $((free_kib / 1024)) MiB free on $(df -P . | awk 'NR == 2 {print $6}'); a clean build needs about 3 GiB" >&2
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
