@@ -551,22 +551,18 @@ mod tiles {
                         if rows == BLOCK && cols == BLOCK {
                             block(ap, bp, steps, cb, ldc, accumulate);
                         } else {
-                            // An edge block goes through the scratch: copy in, multiply, copy out.
+                            // An edge block goes through the scratch. What the scratch holds
+                            // past the block's rows and columns only feeds C elements that are
+                            // never copied out.
                             let sp = scratch.0.as_mut_ptr();
-                            for r in 0..BLOCK {
-                                for q in 0..BLOCK {
-                                    *sp.add(r * BLOCK + q) = if accumulate && r < rows && q < cols {
-                                        *cb.add(r * ldc + q)
-                                    } else {
-                                        0.0
-                                    };
+                            if accumulate {
+                                for r in 0..rows {
+                                    std::ptr::copy_nonoverlapping(cb.add(r * ldc), sp.add(r * BLOCK), cols);
                                 }
                             }
-                            block(ap, bp, steps, sp, BLOCK, true);
+                            block(ap, bp, steps, sp, BLOCK, accumulate);
                             for r in 0..rows {
-                                for q in 0..cols {
-                                    *cb.add(r * ldc + q) = *sp.add(r * BLOCK + q);
-                                }
+                                std::ptr::copy_nonoverlapping(sp.add(r * BLOCK), cb.add(r * ldc), cols);
                             }
                         }
                     }
