@@ -27,8 +27,9 @@ use std::ops::Range;
 const TILE: usize = 16;
 /// The depth of one tile multiply: 32 bf16 per tile row.
 const STEP: usize = 32;
-/// Rows and columns of a C block: 2×2 accumulator tiles.
-const BLOCK: usize = 2 * TILE;
+/// Rows and columns of a C block: 2×2 accumulator tiles. A row band of a product
+/// (`gemm_bf16_rows`) starts on a multiple of it.
+pub const BLOCK: usize = 2 * TILE;
 /// bf16 elements of one packed block step (two tiles of 16 rows × 64 bytes).
 const STEP_LEN: usize = BLOCK * STEP;
 
@@ -381,8 +382,26 @@ pub(crate) mod wide {
 /// C (m × n, row stride ldc) = [C +] bf16(A)·bf16(B) on this thread: AMX where the CPU has
 /// it, else the reference loop (same bits).
 pub fn gemm_bf16(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
+    gemm_bf16_rows(a, 0..a.m, b, accumulate, c, ldc);
+}
+
+/// [`gemm_bf16`] for rows `rows` of A (starting on a 32-row block) into C, which holds
+/// those rows only: a band of a product made and used while it is in cache. Each C element
+/// is the same sum as in the whole product.
+pub fn gemm_bf16_rows(
+    a: &PackedA16,
+    rows: Range<usize>,
+    b: &PackedB16,
+    accumulate: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
     assert_eq!(a.k, b.k, "inner dimensions");
-    let (m, n) = (a.m, b.n);
+    assert!(
+        rows.start.is_multiple_of(BLOCK) && rows.start <= rows.end && rows.end <= a.m,
+        "rows {rows:?} of A"
+    );
+    let (m, n) = (rows.len(), b.n);
     if m == 0 || n == 0 {
         return;
     }
@@ -391,10 +410,10 @@ pub fn gemm_bf16(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], 
     if available() {
         // SAFETY: AMX is present and the process may use it (`available`); C's extent is
         // checked above and the packed operands hold whole blocks.
-        unsafe { tiles::gemm(a, b, accumulate, c, ldc) };
+        unsafe { tiles::gemm(a, rows, b, accumulate, c, ldc) };
         return;
     }
-    gemm_bf16_portable(a, b, accumulate, c, ldc);
+    portable(a, rows, b, accumulate, c, ldc);
 }
 
 /// [`gemm_bf16`] without AMX, one C element at a time from the packed operands: the same
@@ -403,16 +422,20 @@ pub fn gemm_bf16(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], 
 pub fn gemm_bf16_portable(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
     assert_eq!(a.k, b.k, "inner dimensions");
     assert!(a.m == 0 || b.n == 0 || c.len() >= (a.m - 1) * ldc + b.n, "C too small");
+    portable(a, 0..a.m, b, accumulate, c, ldc);
+}
+
+fn portable(a: &PackedA16, rows: Range<usize>, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
     let a_at = |i: usize, p: usize| a.data.as_ref()[a_offset(a.steps, i, p)];
     // A lane is two bf16, row p's the first (little-endian low half).
     let b_at = |p: usize, j: usize| b.data.as_ref()[2 * b_lane(b.steps, p, j) + p % 2];
-    for i in 0..a.m {
+    for (ci, i) in rows.enumerate() {
         for j in 0..b.n {
-            let mut acc = if accumulate { c[i * ldc + j] } else { 0.0 };
+            let mut acc = if accumulate { c[ci * ldc + j] } else { 0.0 };
             for p in 0..a.k {
                 acc += bf16_value(a_at(i, p)) * bf16_value(b_at(p, j));
             }
-            c[i * ldc + j] = acc;
+            c[ci * ldc + j] = acc;
         }
     }
 }
@@ -458,6 +481,7 @@ pub fn available() -> bool {
 mod tiles {
     use super::{BLOCK, PackedA16, PackedB16, STEP_LEN, TILE};
     use std::arch::asm;
+    use std::ops::Range;
 
     pub(super) fn cpu_has_amx_bf16() -> bool {
         // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
@@ -533,9 +557,18 @@ mod tiles {
         (512 / steps.max(1)).clamp(1, 8)
     }
 
-    pub(super) unsafe fn gemm(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
-        let (m, n, steps) = (a.m, b.n, a.steps);
+    pub(super) unsafe fn gemm(
+        a: &PackedA16,
+        rows: Range<usize>,
+        b: &PackedB16,
+        accumulate: bool,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        let (m, n, steps) = (rows.len(), b.n, a.steps);
         let (mb, nb) = (m.div_ceil(BLOCK), n.div_ceil(BLOCK));
+        // A's blocks from the first of `rows` on.
+        let a0 = unsafe { a.data.as_ref().as_ptr().add(rows.start / BLOCK * steps * STEP_LEN) };
         let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
         let cp = c.as_mut_ptr();
         unsafe {
@@ -543,7 +576,7 @@ mod tiles {
             let per_pass = b_blocks_per_pass(steps);
             for jb0 in (0..nb).step_by(per_pass) {
                 for ib in 0..mb {
-                    let ap = a.data.as_ref().as_ptr().add(ib * steps * STEP_LEN);
+                    let ap = a0.add(ib * steps * STEP_LEN);
                     for jb in jb0..(jb0 + per_pass).min(nb) {
                         let bp = b.data.as_ref().as_ptr().add(jb * steps * STEP_LEN);
                         let (rows, cols) = (BLOCK.min(m - ib * BLOCK), BLOCK.min(n - jb * BLOCK));

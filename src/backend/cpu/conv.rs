@@ -42,7 +42,7 @@
 //!
 //! Workspaces come from a small pool and are reused across calls and steps.
 
-use super::amx::{Bf16Lanes, PackedA16, PackedB16, gemm_bf16};
+use super::amx::{self, Bf16Lanes, PackedA16, PackedB16, gemm_bf16, gemm_bf16_rows};
 use super::gemm::{
     MatRef, PackedA, PackedBLayout, sgemm, sgemm_serial, sgemm_serial_packed, sgemm_serial_prepacked,
     sgemm_serial_prepacked_b,
@@ -786,15 +786,19 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
                 let mut dy_buf = None;
                 let dy_g =
                     PackedB16::new(g.c_out, ld, MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld));
-                let mut col = Scratch::take(rows * ld);
-                gemm_bf16(w_t, &dy_g, false, &mut col, ld);
-                col_to_dx(&col, gn, 0..g.c_in, dx_t);
+                let band = band_channels(amx::BLOCK, kk);
+                let mut col = Scratch::take(band.min(g.c_in) * kk * ld);
+                for c0 in (0..g.c_in).step_by(band) {
+                    let chans = c0..(c0 + band).min(g.c_in);
+                    let col = &mut col[..chans.len() * kk * ld];
+                    gemm_bf16_rows(w_t, c0 * kk..chans.end * kk, &dy_g, false, col, ld);
+                    col_to_dx(col, gn, chans, dx_t);
+                }
             }
             (PackedWeight::F32(w_t), Some(layout)) => {
                 let mut dy_p = Scratch::take(layout.len());
                 gather_y(dy, g, n0, gn, ColOut::Packed(layout), &mut dy_p);
-                let step = w_t.panel_rows() / gcd(w_t.panel_rows(), kk);
-                let band = (BAND_ROWS / kk / step).max(1) * step;
+                let band = band_channels(w_t.panel_rows(), kk);
                 let mut col = Scratch::take(band.min(g.c_in) * kk * ld);
                 for c0 in (0..g.c_in).step_by(band) {
                     let chans = c0..(c0 + band).min(g.c_in);
@@ -818,6 +822,13 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
 /// Col rows per band of backward-data: a band of col (× 256 columns) is then 256 KiB, an
 /// eighth of L2.
 const BAND_ROWS: usize = 256;
+
+/// Input channels per band of backward-data: about `BAND_ROWS` col rows, a band starting on
+/// one of the packed weight's panels of `panel_rows` rows (`kk` col rows a channel).
+fn band_channels(panel_rows: usize, kk: usize) -> usize {
+    let step = panel_rows / gcd(panel_rows, kk);
+    (BAND_ROWS / kk / step).max(1) * step
+}
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
