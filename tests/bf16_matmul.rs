@@ -9,7 +9,7 @@ use common::reference::{conv_directions, conv_geom as geom};
 use common::{assert_close, cpu_bits_with_threads, random, to_f32};
 use dcgan::Rng;
 use dcgan::backend::cpu::amx::{
-    self, PackedA16, PackedB16, bf16_bits, bf16_value, gemm_bf16, gemm_bf16_portable,
+    self, PackedA16, PackedB16, bf16_bits, bf16_value, gemm_bf16, gemm_bf16_part, gemm_bf16_portable,
 };
 use dcgan::backend::cpu::gemm::MatRef;
 use dcgan::backend::cpu::{MatmulPrecision, MatmulPrecisionScope, matmul_precision, set_matmul_precision};
@@ -103,6 +103,30 @@ fn tile_gemm_matches_the_rounded_product_on_every_layout_and_edge() {
         "tile gemm ran on {}",
         if amx::available() { "AMX" } else { "the portable loop (no AMX here)" }
     );
+}
+
+#[test]
+fn row_bands_and_depth_slices_give_the_whole_products_bits() {
+    // What the convolutions rely on: a band of A's rows, or the sum carried through C over
+    // slices of whole 32-deep steps (the last one ragged), is the whole product, bit for bit.
+    let mut rng = Rng::new(11);
+    let (m, n, k) = (70, 45, 150);
+    let (a, _, _) = operand(m, k, false, &mut rng);
+    let (b, _, _) = operand(k, n, false, &mut rng);
+    let pa = PackedA16::new(m, k, MatRef::row_major(&a, k));
+    let mut whole = vec![0.0f32; m * n];
+    gemm_bf16(&pa, &PackedB16::new(k, n, MatRef::row_major(&b, n)), false, &mut whole, n);
+    let mut parts = vec![f32::NAN; m * n];
+    for rows in [0..32, 32..64, 64..m] {
+        for (s, depth) in [0..64, 64..128, 128..k].into_iter().enumerate() {
+            let b_slice =
+                PackedB16::new(depth.len(), n, MatRef::row_major(&b[depth.start * n..depth.end * n], n));
+            let c = &mut parts[rows.start * n..rows.end * n];
+            gemm_bf16_part(&pa, rows.clone(), depth, &b_slice, s > 0, c, n);
+        }
+    }
+    let differ = (0..m * n).filter(|&i| parts[i].to_bits() != whole[i].to_bits()).count();
+    assert_eq!(differ, 0, "{differ} of {} elements differ from the whole product", m * n);
 }
 
 /// Largest |got − want| over the largest |want|.

@@ -28,7 +28,7 @@ const TILE: usize = 16;
 /// The depth of one tile multiply: 32 bf16 per tile row.
 const STEP: usize = 32;
 /// Rows and columns of a C block: 2×2 accumulator tiles. A row band of a product
-/// (`gemm_bf16_rows`) starts on a multiple of it.
+/// (`gemm_bf16_part`) starts on a multiple of it.
 pub const BLOCK: usize = 2 * TILE;
 /// bf16 elements of one packed block step (two tiles of 16 rows × 64 bytes).
 const STEP_LEN: usize = BLOCK * STEP;
@@ -382,25 +382,35 @@ pub(crate) mod wide {
 /// C (m × n, row stride ldc) = [C +] bf16(A)·bf16(B) on this thread: AMX where the CPU has
 /// it, else the reference loop (same bits).
 pub fn gemm_bf16(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
-    gemm_bf16_rows(a, 0..a.m, b, accumulate, c, ldc);
+    gemm_bf16_part(a, 0..a.m, 0..a.k, b, accumulate, c, ldc);
 }
 
-/// [`gemm_bf16`] for rows `rows` of A (starting on a 32-row block) into C, which holds
-/// those rows only: a band of a product made and used while it is in cache. Each C element
-/// is the same sum as in the whole product.
-pub fn gemm_bf16_rows(
+/// [`gemm_bf16`] for rows `rows` and depths `depth` of A, times B (`depth.len()` deep), into
+/// C, which holds those rows only: a band of a product (rows) or a slice of its sum (depth),
+/// made and used while it is in cache. Rows start on a 32-row block; depths start on a
+/// 32-deep step and end on one or at A's depth. Each C element is the same sum as in the
+/// whole product: the tiles' f32 accumulators go to C and back unchanged between slices.
+pub fn gemm_bf16_part(
     a: &PackedA16,
     rows: Range<usize>,
+    depth: Range<usize>,
     b: &PackedB16,
     accumulate: bool,
     c: &mut [f32],
     ldc: usize,
 ) {
-    assert_eq!(a.k, b.k, "inner dimensions");
     assert!(
         rows.start.is_multiple_of(BLOCK) && rows.start <= rows.end && rows.end <= a.m,
         "rows {rows:?} of A"
     );
+    assert!(
+        depth.start.is_multiple_of(STEP)
+            && depth.start <= depth.end
+            && (depth.end.is_multiple_of(STEP) || depth.end == a.k)
+            && depth.end <= a.k,
+        "depths {depth:?} of A"
+    );
+    assert_eq!(depth.len(), b.k, "inner dimensions");
     let (m, n) = (rows.len(), b.n);
     if m == 0 || n == 0 {
         return;
@@ -410,10 +420,10 @@ pub fn gemm_bf16_rows(
     if available() {
         // SAFETY: AMX is present and the process may use it (`available`); C's extent is
         // checked above and the packed operands hold whole blocks.
-        unsafe { tiles::gemm(a, rows, b, accumulate, c, ldc) };
+        unsafe { tiles::gemm(a, rows, depth, b, accumulate, c, ldc) };
         return;
     }
-    portable(a, rows, b, accumulate, c, ldc);
+    portable(a, rows, depth, b, accumulate, c, ldc);
 }
 
 /// [`gemm_bf16`] without AMX, one C element at a time from the packed operands: the same
@@ -422,18 +432,26 @@ pub fn gemm_bf16_rows(
 pub fn gemm_bf16_portable(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
     assert_eq!(a.k, b.k, "inner dimensions");
     assert!(a.m == 0 || b.n == 0 || c.len() >= (a.m - 1) * ldc + b.n, "C too small");
-    portable(a, 0..a.m, b, accumulate, c, ldc);
+    portable(a, 0..a.m, 0..a.k, b, accumulate, c, ldc);
 }
 
-fn portable(a: &PackedA16, rows: Range<usize>, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
+fn portable(
+    a: &PackedA16,
+    rows: Range<usize>,
+    depth: Range<usize>,
+    b: &PackedB16,
+    accumulate: bool,
+    c: &mut [f32],
+    ldc: usize,
+) {
     let a_at = |i: usize, p: usize| a.data.as_ref()[a_offset(a.steps, i, p)];
     // A lane is two bf16, row p's the first (little-endian low half).
     let b_at = |p: usize, j: usize| b.data.as_ref()[2 * b_lane(b.steps, p, j) + p % 2];
     for (ci, i) in rows.enumerate() {
         for j in 0..b.n {
             let mut acc = if accumulate { c[ci * ldc + j] } else { 0.0 };
-            for p in 0..a.k {
-                acc += bf16_value(a_at(i, p)) * bf16_value(b_at(p, j));
+            for p in 0..b.k {
+                acc += bf16_value(a_at(i, depth.start + p)) * bf16_value(b_at(p, j));
             }
             c[ci * ldc + j] = acc;
         }
@@ -479,7 +497,7 @@ pub fn available() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod tiles {
-    use super::{BLOCK, PackedA16, PackedB16, STEP_LEN, TILE};
+    use super::{BLOCK, PackedA16, PackedB16, STEP, STEP_LEN, TILE};
     use std::arch::asm;
     use std::ops::Range;
 
@@ -560,15 +578,20 @@ mod tiles {
     pub(super) unsafe fn gemm(
         a: &PackedA16,
         rows: Range<usize>,
+        depth: Range<usize>,
         b: &PackedB16,
         accumulate: bool,
         c: &mut [f32],
         ldc: usize,
     ) {
-        let (m, n, steps) = (rows.len(), b.n, a.steps);
+        let (m, n, steps) = (rows.len(), b.n, b.steps);
         let (mb, nb) = (m.div_ceil(BLOCK), n.div_ceil(BLOCK));
-        // A's blocks from the first of `rows` on.
-        let a0 = unsafe { a.data.as_ref().as_ptr().add(rows.start / BLOCK * steps * STEP_LEN) };
+        // The first of `rows`' A blocks at the first of `depth`'s steps; A's blocks lie
+        // a.steps steps apart.
+        let a_block = a.steps * STEP_LEN;
+        let a0 = unsafe {
+            a.data.as_ref().as_ptr().add(rows.start / BLOCK * a_block + depth.start / STEP * STEP_LEN)
+        };
         let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
         let cp = c.as_mut_ptr();
         unsafe {
@@ -576,7 +599,7 @@ mod tiles {
             let per_pass = b_blocks_per_pass(steps);
             for jb0 in (0..nb).step_by(per_pass) {
                 for ib in 0..mb {
-                    let ap = a0.add(ib * steps * STEP_LEN);
+                    let ap = a0.add(ib * a_block);
                     for jb in jb0..(jb0 + per_pass).min(nb) {
                         let bp = b.data.as_ref().as_ptr().add(jb * steps * STEP_LEN);
                         let (rows, cols) = (BLOCK.min(m - ib * BLOCK), BLOCK.min(n - jb * BLOCK));

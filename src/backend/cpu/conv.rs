@@ -42,7 +42,7 @@
 //!
 //! Workspaces come from a small pool and are reused across calls and steps.
 
-use super::amx::{self, Bf16Lanes, PackedA16, PackedB16, gemm_bf16, gemm_bf16_rows};
+use super::amx::{self, Bf16Lanes, PackedA16, PackedB16, gemm_bf16, gemm_bf16_part};
 use super::gemm::{
     MatRef, PackedA, PackedBLayout, sgemm, sgemm_serial, sgemm_serial_packed, sgemm_serial_prepacked,
     sgemm_serial_prepacked_b,
@@ -671,29 +671,26 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f3
         let ld = gn * hw;
         // y_g = w · col, into y itself for one image, else into a block scattered after.
         let gemm = |y_g: &mut [f32]| match (&wa, ColOut::packed_for(&taps, rows, ld)) {
-            (PackedWeight::Bf16(wa), _) => {
-                // The k4 s2 im2col rounds straight into the tile gemm's B: no f32 col in
-                // between. Other geometries write col, then pack it.
-                let col = if taps.k4s2.is_some() {
-                    let mut col = PackedB16::zeroed(rows, ld);
+            // The k4 s2 im2col rounds straight into the tile gemm's B: no f32 col in between.
+            // A slice of channels at a time (whole 32-deep steps), each multiplied while it
+            // is in L2, the tiles' sums carried through y_g: the same bits as one product.
+            (PackedWeight::Bf16(wa), _) if taps.k4s2.is_some() => {
+                let kk = g.kh * g.kw;
+                let chans_per_slice = (BF16_SLICE_ROWS / kk).max(1);
+                for c0 in (0..g.c_in).step_by(chans_per_slice) {
+                    let chans = c0..(c0 + chans_per_slice).min(g.c_in);
+                    let depth = c0 * kk..chans.end * kk;
+                    let mut col = PackedB16::zeroed(depth.len(), ld);
                     let (lanes, buf) = col.lanes_mut();
-                    im2col(
-                        x,
-                        g,
-                        &taps,
-                        n0,
-                        gn,
-                        0..g.c_in,
-                        bytemuck::cast_slice_mut(buf),
-                        ColOut::Bf16(lanes),
-                    );
-                    col
-                } else {
-                    let mut col = Scratch::take(rows * ld);
-                    im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col, ColOut::RowMajor { ld });
-                    PackedB16::new(rows, ld, MatRef::row_major(&col, ld))
-                };
-                gemm_bf16(wa, &col, false, y_g, ld);
+                    im2col(x, g, &taps, n0, gn, chans, bytemuck::cast_slice_mut(buf), ColOut::Bf16(lanes));
+                    gemm_bf16_part(wa, 0..g.c_out, depth, &col, c0 > 0, y_g, ld);
+                }
+            }
+            // Other geometries write col, then pack it.
+            (PackedWeight::Bf16(wa), _) => {
+                let mut col = Scratch::take(rows * ld);
+                im2col(x, g, &taps, n0, gn, 0..g.c_in, &mut col, ColOut::RowMajor { ld });
+                gemm_bf16(wa, &PackedB16::new(rows, ld, MatRef::row_major(&col, ld)), false, y_g, ld);
             }
             // im2col writes the gemm's packed B panels (no packing copy after it), one KC
             // block of rows at a time, each multiplied while it is still in L2: the whole col
@@ -791,7 +788,7 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
                 for c0 in (0..g.c_in).step_by(band) {
                     let chans = c0..(c0 + band).min(g.c_in);
                     let col = &mut col[..chans.len() * kk * ld];
-                    gemm_bf16_rows(w_t, c0 * kk..chans.end * kk, &dy_g, false, col, ld);
+                    gemm_bf16_part(w_t, c0 * kk..chans.end * kk, 0..g.c_out, &dy_g, false, col, ld);
                     col_to_dx(col, gn, chans, dx_t);
                 }
             }
@@ -818,6 +815,10 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
     });
     dx
 }
+
+/// Col rows per slice of the bf16 forward's sum: a multiple of 32 (the tile gemm's step)
+/// for the k4 s2 layers' 16 taps a channel.
+const BF16_SLICE_ROWS: usize = 512;
 
 /// Col rows per band of backward-data: a band of col (× 256 columns) is then 256 KiB, an
 /// eighth of L2.
