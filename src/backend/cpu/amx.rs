@@ -566,11 +566,10 @@ mod tiles {
 
     /// B column blocks per pass over A: their packed panels (up to 1 MiB, half the L2, for
     /// any k below 16384) stay in L2 while every A block streams past them. 8 blocks, fewer
-    /// from k = 2048 on
-    /// (at k = 4096, 4 blocks ran 15-20% faster than 8, and 1 or 2 no faster than 4). Each
-    /// C block sums all of k in its tiles: splitting k into 128- to 512-deep passes, with
-    /// the tiles stored to C and reloaded between passes, ran 0-25% slower on the DCGAN
-    /// shapes.
+    /// from k = 2048 on (at k = 4096, 4 blocks ran 15-20% faster than 8, and 1 or 2 no
+    /// faster than 4). Each C block sums all of k in its tiles: splitting an operand already
+    /// made into 128- to 512-deep passes ran 0-25% slower on the DCGAN shapes. (Where the
+    /// caller makes B a slice at a time, `gemm_bf16_part`, slices pay: B is then in L2.)
     fn b_blocks_per_pass(steps: usize) -> usize {
         (512 / steps.max(1)).clamp(1, 8)
     }
