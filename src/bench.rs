@@ -106,6 +106,9 @@ pub struct BenchReport {
     /// (`amx::tile_peak_gflops`), and the convolutions against it, over the step and over
     /// their own time.
     pub bf16_tile_peak_gflops: Option<f64>,
+    /// What the tile gemm itself reaches on every thread (`amx::tile_gemm_gflops`): the
+    /// ceiling of the convolutions' products, below the tiles' own rate.
+    pub bf16_tile_gemm_gflops: Option<f64>,
     pub percent_of_bf16_tile_peak: Option<f64>,
     pub conv_only_percent_of_bf16_tile_peak: Option<f64>,
     pub peak_rss_mib: f64,
@@ -397,9 +400,9 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
     // Read before the peak's own gemm takes its buffers from the same allocator.
     let device_memory_mib = dev.device_memory_reserved().map(|b| b as f64 / (1024.0 * 1024.0));
     let ((peak, peak_source), fma_peak) = measure_peaks(dev, opts.peak_gflops);
-    let tile_peak = (dev == Device::Cpu && opts.matmul == MatmulPrecision::Bf16)
-        .then(|| crate::backend::cpu::amx::tile_peak_gflops(5))
-        .flatten();
+    let bf16_on_cpu = dev == Device::Cpu && opts.matmul == MatmulPrecision::Bf16;
+    let tile_peak = bf16_on_cpu.then(|| crate::backend::cpu::amx::tile_peak_gflops(5)).flatten();
+    let tile_gemm = bf16_on_cpu.then(|| crate::backend::cpu::amx::tile_gemm_gflops(5)).flatten();
     let gflops = conv_flops / median / 1e9;
     let conv_seconds: f64 =
         table.iter().filter(|(k, _)| k.starts_with("conv")).map(|(_, e)| per_step(e.seconds)).sum();
@@ -435,6 +438,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         percent_of_fma_peak: fma_peak.map(|(p, _)| 100.0 * gflops / p),
         conv_only_percent_of_fma_peak: fma_peak.map(|(p, _)| 100.0 * conv_only_gflops / p),
         bf16_tile_peak_gflops: tile_peak,
+        bf16_tile_gemm_gflops: tile_gemm,
         percent_of_bf16_tile_peak: tile_peak.map(|p| 100.0 * gflops / p),
         conv_only_percent_of_bf16_tile_peak: tile_peak.map(|p| 100.0 * conv_only_gflops / p),
         peak_rss_mib: peak_rss_mib(),
@@ -514,6 +518,13 @@ pub fn render_text(r: &BenchReport) -> String {
              {tile:.0} GFLOP/s (measured: tile multiply loop on every thread), {own:.1}% in the \
              convolutions' own time\n"
         );
+        if let Some(gemm) = r.bf16_tile_gemm_gflops {
+            s += &format!(
+                "  tile gemm: {gemm:.0} GFLOP/s = {:.1}% of the tiles' rate (measured: 256×1024 · 1024×256 \
+                 on every thread, packed, in L2)\n",
+                100.0 * gemm / tile
+            );
+        }
     } else if r.matmul == "bf16" {
         s += "  bf16 products on the portable loop (this CPU has no AMX)\n";
     }

@@ -208,11 +208,17 @@ fn bf16_matmul_trains_resumes_bit_for_bit_and_is_refused_off_the_cpu() {
             let pct = j["percent_of_bf16_tile_peak"].as_f64().expect("percent with the peak");
             let gflops = j["gflops"].as_f64().unwrap();
             assert!((pct - 100.0 * gflops / tile).abs() < 1e-6 * pct.max(1.0), "{j}");
+            let gemm = j["bf16_tile_gemm_gflops"].as_f64().expect("the tile gemm's rate with the peak");
+            assert!(gemm > 0.0 && gemm.is_finite(), "{j}");
         }
-        None => assert!(!dcgan::backend::cpu::amx::available(), "AMX present, no tile peak: {j}"),
+        None => {
+            assert!(!dcgan::backend::cpu::amx::available(), "AMX present, no tile peak: {j}");
+            assert!(j["bf16_tile_gemm_gflops"].is_null(), "{j}");
+        }
     }
     let f32_report = bench_json(&bench);
     assert!(f32_report["matmul"] == "f32" && f32_report["bf16_tile_peak_gflops"].is_null(), "{f32_report}");
+    assert!(f32_report["bf16_tile_gemm_gflops"].is_null(), "{f32_report}");
 }
 
 /// `--spectral-norm`: D's state is PyTorch's spectral_norm names (weight_orig, weight_u,

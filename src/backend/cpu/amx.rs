@@ -466,20 +466,54 @@ pub fn tile_peak_gflops(rounds: usize) -> Option<f64> {
     if available() {
         const ITERS: u64 = 2_500_000;
         // Four 16×16×32 multiply-adds an iteration.
-        let flops_per_iter = 4.0 * (TILE * TILE * STEP * 2) as f64;
-        let threads = rayon::current_num_threads() as f64;
-        let best = (0..rounds)
-            .map(|_| {
-                let t = std::time::Instant::now();
-                // SAFETY: AMX is present and the process may use it (`available`).
-                rayon::broadcast(|_| unsafe { tiles::multiply_loop(ITERS) });
-                flops_per_iter * ITERS as f64 * threads / t.elapsed().as_secs_f64() / 1e9
-            })
-            .fold(0.0, f64::max);
-        return Some(best);
+        let flops = 4.0 * (TILE * TILE * STEP * 2) as f64 * ITERS as f64;
+        // SAFETY: AMX is present and the process may use it (`available`).
+        return Some(best_rate_on_every_thread(rounds, flops, || unsafe { tiles::multiply_loop(ITERS) }));
     }
     let _ = rounds;
     None
+}
+
+/// What `gemm_bf16` reaches on the threads of the current rayon pool, in GFLOP/s: each
+/// multiplies its own packed 256×1024 by 1024×256 (operands and C in its L2, the size of a
+/// convolution's per-task product) 20 times a round, packing not timed; best of `rounds`.
+/// None without AMX (the portable loop's rate says nothing about the tiles).
+pub fn tile_gemm_gflops(rounds: usize) -> Option<f64> {
+    const M: usize = 256;
+    const K: usize = 1024;
+    const REPS: usize = 20;
+    if !available() {
+        return None;
+    }
+    // Each thread's operands and C, made on that thread (broadcast returns them in thread
+    // order); the lock is never contended.
+    let operands = rayon::broadcast(|_| {
+        let x: Vec<f32> = (0..M * K).map(|i| ((i * 7919) % 1999) as f32 / 1999.0 - 0.5).collect();
+        let a = PackedA16::new(M, K, MatRef::row_major(&x, K));
+        (a, PackedB16::new(K, M, MatRef::row_major(&x, M)), std::sync::Mutex::new(vec![0.0f32; M * M]))
+    });
+    let flops = (2 * M * M * K * REPS) as f64;
+    let rate = best_rate_on_every_thread(rounds, flops, || {
+        let (a, b, c) = &operands[rayon::current_thread_index().unwrap_or(0) % operands.len()];
+        let mut c = c.lock().expect("probe's C");
+        for _ in 0..REPS {
+            gemm_bf16(a, b, false, &mut c, M);
+        }
+    });
+    Some(rate)
+}
+
+/// `flops` of work done by `work` on every thread of the current rayon pool at once, as
+/// GFLOP/s over all of them, best of `rounds`.
+fn best_rate_on_every_thread(rounds: usize, flops: f64, work: impl Fn() + Sync) -> f64 {
+    let threads = rayon::current_num_threads() as f64;
+    (0..rounds)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            rayon::broadcast(|_| work());
+            flops * threads / t.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Whether the AMX tile path runs: the CPU has AMX-BF16 and Linux granted this process the
