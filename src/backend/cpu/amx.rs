@@ -74,11 +74,15 @@ struct Packed {
 }
 
 impl Packed {
-    /// `len` (even) zero bf16.
-    fn zeros(len: usize) -> Packed {
+    /// `len` (even) bf16 for an operand of `rows` × `cols` padded to whole tiles: zero where
+    /// the operand has padding (rows or cols not a multiple of 32), else unspecified, for a
+    /// packer that writes every element.
+    fn for_operand(len: usize, rows: usize, cols: usize) -> Packed {
         let floats = len / 2;
-        // 15 floats of slack hold any 64-byte alignment shift.
-        let buf = super::pool::zeros(floats + 15);
+        // 15 floats of slack hold any 64-byte alignment shift. Zeroing a whole operand that
+        // its packer then overwrites cost memory traffic for nothing.
+        let padded = !rows.is_multiple_of(BLOCK) || !cols.is_multiple_of(STEP); // both 32
+        let buf = if padded { super::pool::zeros(floats + 15) } else { super::pool::take(floats + 15) };
         let start = buf.as_ptr().align_offset(64).min(15);
         Packed { buf, start, len: floats }
     }
@@ -109,7 +113,7 @@ pub struct PackedA16 {
 impl PackedA16 {
     pub fn new(m: usize, k: usize, a: MatRef) -> PackedA16 {
         let steps = k.div_ceil(STEP);
-        let mut data = Packed::zeros(m.div_ceil(BLOCK) * steps * STEP_LEN);
+        let mut data = Packed::for_operand(m.div_ceil(BLOCK) * steps * STEP_LEN, m, k);
         pack_a(m, k, steps, &a, data.as_mut());
         PackedA16 { data, m, k, steps }
     }
@@ -126,17 +130,18 @@ pub struct PackedB16 {
 
 impl PackedB16 {
     pub fn new(k: usize, n: usize, b: MatRef) -> PackedB16 {
-        let mut packed = PackedB16::zeroed(k, n);
+        let mut packed = PackedB16::for_producer(k, n);
         let steps = packed.steps;
         pack_b(k, n, steps, &b, packed.lanes_mut().1);
         packed
     }
 
-    /// A zero k × n operand for a producer to write in place (`Bf16Lanes`): im2col writes
-    /// the forward's col straight into it, with no f32 copy in between.
-    pub fn zeroed(k: usize, n: usize) -> PackedB16 {
+    /// A k × n operand for a producer that writes every element in place (`Bf16Lanes`):
+    /// zero in the padding past k and n, unspecified within. im2col writes the forward's col
+    /// straight into it, with no f32 copy in between.
+    pub fn for_producer(k: usize, n: usize) -> PackedB16 {
         let steps = k.div_ceil(STEP);
-        PackedB16 { data: Packed::zeros(n.div_ceil(BLOCK) * steps * STEP_LEN), k, n, steps }
+        PackedB16 { data: Packed::for_operand(n.div_ceil(BLOCK) * steps * STEP_LEN, k, n), k, n, steps }
     }
 
     /// Where a producer writes, and the lanes themselves.

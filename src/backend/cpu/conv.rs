@@ -680,7 +680,7 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f3
                 for c0 in (0..g.c_in).step_by(chans_per_slice) {
                     let chans = c0..(c0 + chans_per_slice).min(g.c_in);
                     let depth = c0 * kk..chans.end * kk;
-                    let mut col = PackedB16::zeroed(depth.len(), ld);
+                    let mut col = PackedB16::for_producer(depth.len(), ld);
                     let (lanes, buf) = col.lanes_mut();
                     im2col(x, g, &taps, n0, gn, chans, bytemuck::cast_slice_mut(buf), ColOut::Bf16(lanes));
                     gemm_bf16_part(wa, 0..g.c_out, depth, &col, c0 > 0, y_g, ld);
@@ -1115,7 +1115,7 @@ fn backward_weight_tasks(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
                         // pixels of a row at a time (so rows of even width); else col is
                         // written, then packed transposed.
                         let col_t = if taps.k4s2.is_some() && g.w_out.is_multiple_of(2) {
-                            let mut col_t = PackedB16::zeroed(ld, cols);
+                            let mut col_t = PackedB16::for_producer(ld, cols);
                             let (lanes, buf) = col_t.lanes_mut();
                             let buf = bytemuck::cast_slice_mut(buf);
                             im2col(x, g, &taps, n0, gn, chans.clone(), buf, ColOut::Bf16T(lanes));
