@@ -12,8 +12,13 @@
 //! Layout: A is packed as 32-row blocks of 32-deep steps, each step two 16×32 bf16 tiles
 //! ([`PackedA16`]); B in the tiles' pair-interleaved ("VNNI") form, 32-column blocks of
 //! 32-deep steps, each step two tiles of 16 k-pairs × 16 columns ([`PackedB16`]). Both are
-//! zero-padded to whole blocks and steps. A C block is 2×2 tiles (tmm0-3) fed by two A tiles
+//! zero-padded to whole blocks and steps, and start on a cache line (a tile row straddling
+//! two lines halves the loads' rate). A C block is 2×2 tiles (tmm0-3) fed by two A tiles
 //! (tmm4-5) and two B tiles (tmm6-7): four tile loads per four tile multiplies.
+//!
+//! [`gemm_bf16_part`] multiplies a band of A's rows, or a slice of its depth with the sums
+//! carried through C, so that a caller can make an operand a piece at a time and use each
+//! piece while it is in L2; the bits are those of the whole product.
 //!
 //! The tiles are configured (`ldtilecfg`) at the start of each serial product on the thread
 //! that runs it and released at its end, so no thread keeps 8 KiB of tile state between
