@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, then every test, optimised.
+# The whole test suite, as CI runs it: formatting, lints, docs, then every test, optimised.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --release --all-targets -- -D warnings
+
+step "cargo doc (no broken links or stray HTML in the docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 step "CUDA toolchain from PyPI (libnvrtc, cuda_fp16.h, ptxas) for the NVRTC tests"
 # Installs once into .cache/cuda (or $DCGAN_CUDA_DIR) and exports LD_LIBRARY_PATH,

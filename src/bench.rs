@@ -95,7 +95,7 @@ pub struct BenchReport {
     pub percent_of_peak: f64,
     /// The ceiling no kernel can pass, where `peak_gflops` is what the engine's gemm reaches:
     /// on the CPU (AVX2 or AVX-512) the cores' FMA loop, on a GPU its rated fp32 rate
-    /// ([`fma_peak`]).
+    /// ([`measure_peaks`]).
     pub fma_peak_gflops: Option<f64>,
     /// Where `fma_peak_gflops` comes from.
     pub fma_peak_source: Option<String>,

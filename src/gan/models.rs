@@ -130,7 +130,7 @@ fn discriminator_layers(cfg: &DcganConfig, spectral_norm: bool, rng: &mut Rng, d
     d
 }
 
-/// A conditional D's logits for `images` of the classes `one_hot` ([n, classes]), [n]: its
+/// A conditional D's logits for `images` of the classes `one_hot` (\[n, classes\]), \[n\]: its
 /// unconditional logit ψ(φ(x)) plus the class term ⟨e_y, φ(x)⟩ of its [`ClassProjection`].
 pub fn conditional_logits(d: &Sequential, images: &Tensor, one_hot: &Tensor) -> Tensor {
     let n = images.shape()[0];

@@ -246,7 +246,7 @@ impl Gan {
         }
     }
 
-    /// ("D.<name>", shape) for each of D's parameters, then ("G.<name>", shape) for G's.
+    /// `("D.<name>", shape)` for each of D's parameters, then `("G.<name>", shape)` for G's.
     pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let named = |prefix: &str, model: &Sequential| {
             named_parameters(model)

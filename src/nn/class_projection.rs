@@ -27,7 +27,7 @@ impl ClassProjection {
         ClassProjection { embed: parameter(Tensor::zeros(&[features, classes], device)) }
     }
 
-    /// ⟨e_y, φ⟩ for each sample, [n]: `features` φ [n, ...] (flattened), `one_hot` [n, classes]
+    /// ⟨e_y, φ⟩ for each sample, \[n\]: `features` φ \[n, ...\] (flattened), `one_hot` \[n, classes\]
     /// the labels y. The gradient reaches both φ and the embedding.
     pub fn class_term(embed: &Tensor, features: &Tensor, one_hot: &Tensor) -> Tensor {
         let n = features.shape()[0];

@@ -23,7 +23,7 @@ const EPS_SQ: f32 = 1e-24;
 pub struct SpectralNormConv2d {
     /// W, [c_out, c_in, k, k]: `weight_orig`, the trained tensor.
     pub weight: Tensor,
-    /// The left singular vector estimate, [c_out].
+    /// The left singular vector estimate, \[c_out\].
     pub u: Tensor,
     /// The right singular vector estimate, [c_in·k·k].
     pub v: Tensor,
