@@ -30,8 +30,9 @@ use std::ops::Range;
 
 /// Rows of a tile, and f32 columns of an accumulator tile.
 const TILE: usize = 16;
-/// The depth of one tile multiply: 32 bf16 per tile row.
-const STEP: usize = 32;
+/// The depth of one tile multiply: 32 bf16 per tile row. A depth slice of a product
+/// (`gemm_bf16_part`) starts on a multiple of it.
+pub const STEP: usize = 32;
 /// Rows and columns of a C block: 2×2 accumulator tiles. A row band of a product
 /// (`gemm_bf16_part`) starts on a multiple of it.
 pub const BLOCK: usize = 2 * TILE;

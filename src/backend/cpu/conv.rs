@@ -676,7 +676,7 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeom, act: Option<Unary>) -> Vec<f3
             // is in L2, the tiles' sums carried through y_g: the same bits as one product.
             (PackedWeight::Bf16(wa), _) if taps.k4s2.is_some() => {
                 let kk = g.kh * g.kw;
-                let chans_per_slice = (BF16_SLICE_ROWS / kk).max(1);
+                let chans_per_slice = band_channels(BF16_SLICE_ROWS, amx::STEP, kk);
                 for c0 in (0..g.c_in).step_by(chans_per_slice) {
                     let chans = c0..(c0 + chans_per_slice).min(g.c_in);
                     let depth = c0 * kk..chans.end * kk;
@@ -783,7 +783,7 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
                 let mut dy_buf = None;
                 let dy_g =
                     PackedB16::new(g.c_out, ld, MatRef::row_major(y_group(dy, g, n0, gn, &mut dy_buf), ld));
-                let band = band_channels(amx::BLOCK, kk);
+                let band = band_channels(BAND_ROWS, amx::BLOCK, kk);
                 let mut col = Scratch::take(band.min(g.c_in) * kk * ld);
                 for c0 in (0..g.c_in).step_by(band) {
                     let chans = c0..(c0 + band).min(g.c_in);
@@ -795,7 +795,7 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
             (PackedWeight::F32(w_t), Some(layout)) => {
                 let mut dy_p = Scratch::take(layout.len());
                 gather_y(dy, g, n0, gn, ColOut::Packed(layout), &mut dy_p);
-                let band = band_channels(w_t.panel_rows(), kk);
+                let band = band_channels(BAND_ROWS, w_t.panel_rows(), kk);
                 let mut col = Scratch::take(band.min(g.c_in) * kk * ld);
                 for c0 in (0..g.c_in).step_by(band) {
                     let chans = c0..(c0 + band).min(g.c_in);
@@ -816,19 +816,19 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
     dx
 }
 
-/// Col rows per slice of the bf16 forward's sum: a multiple of 32 (the tile gemm's step)
-/// for the k4 s2 layers' 16 taps a channel.
+/// Col rows per slice of the bf16 forward's sum (256 KiB of bf16 col at 256 columns).
 const BF16_SLICE_ROWS: usize = 512;
 
 /// Col rows per band of backward-data: a band of col (× 256 columns) is then 256 KiB, an
 /// eighth of L2.
 const BAND_ROWS: usize = 256;
 
-/// Input channels per band of backward-data: about `BAND_ROWS` col rows, a band starting on
-/// one of the packed weight's panels of `panel_rows` rows (`kk` col rows a channel).
-fn band_channels(panel_rows: usize, kk: usize) -> usize {
-    let step = panel_rows / gcd(panel_rows, kk);
-    (BAND_ROWS / kk / step).max(1) * step
+/// Input channels per band of about `rows` col rows (`kk` a channel), so that every band
+/// starts on a multiple of `unit` rows: a packed weight's panel (backward-data's bands), or
+/// the tile gemm's 32-deep step (the bf16 forward's slices of its sum).
+fn band_channels(rows: usize, unit: usize, kk: usize) -> usize {
+    let step = unit / gcd(unit, kk);
+    (rows / kk / step).max(1) * step
 }
 
 fn gcd(a: usize, b: usize) -> usize {
