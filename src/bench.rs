@@ -106,11 +106,11 @@ pub struct BenchReport {
     /// (`amx::tile_peak_gflops`), and the convolutions against it, over the step and over
     /// their own time.
     pub bf16_tile_peak_gflops: Option<f64>,
+    pub percent_of_bf16_tile_peak: Option<f64>,
+    pub conv_only_percent_of_bf16_tile_peak: Option<f64>,
     /// What the tile gemm itself reaches on every thread (`amx::tile_gemm_gflops`): the
     /// ceiling of the convolutions' products, below the tiles' own rate.
     pub bf16_tile_gemm_gflops: Option<f64>,
-    pub percent_of_bf16_tile_peak: Option<f64>,
-    pub conv_only_percent_of_bf16_tile_peak: Option<f64>,
     pub peak_rss_mib: f64,
     /// On a GPU device: the device memory the engine's allocator holds after the run (its
     /// peak; the driver's own context comes on top). None on the CPU.
@@ -438,9 +438,9 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         percent_of_fma_peak: fma_peak.map(|(p, _)| 100.0 * gflops / p),
         conv_only_percent_of_fma_peak: fma_peak.map(|(p, _)| 100.0 * conv_only_gflops / p),
         bf16_tile_peak_gflops: tile_peak,
-        bf16_tile_gemm_gflops: tile_gemm,
         percent_of_bf16_tile_peak: tile_peak.map(|p| 100.0 * gflops / p),
         conv_only_percent_of_bf16_tile_peak: tile_peak.map(|p| 100.0 * conv_only_gflops / p),
+        bf16_tile_gemm_gflops: tile_gemm,
         peak_rss_mib: peak_rss_mib(),
         device_memory_mib,
         breakdown,

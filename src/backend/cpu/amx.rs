@@ -391,7 +391,8 @@ pub(crate) mod wide {
 }
 
 /// C (m × n, row stride ldc) = [C +] bf16(A)·bf16(B) on this thread: AMX where the CPU has
-/// it, else the reference loop (same bits).
+/// it, else the portable loop (the same products, rounded a little differently: see
+/// [`gemm_bf16_portable`]).
 pub fn gemm_bf16(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
     gemm_bf16_part(a, 0..a.m, 0..a.k, b, accumulate, c, ldc);
 }
