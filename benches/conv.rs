@@ -59,34 +59,6 @@ fn data(len: usize, seed: u32) -> Storage {
     )
 }
 
-/// Calls f(x index, y index, w index) for every multiply-add: the naive direct loop.
-fn for_each_mac(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
-    for b in 0..g.n {
-        for co in 0..g.c_out {
-            for oy in 0..g.h_out {
-                for ox in 0..g.w_out {
-                    let yi = ((b * g.c_out + co) * g.h_out + oy) * g.w_out + ox;
-                    for c in 0..g.c_in {
-                        for ki in 0..g.kh {
-                            let iy = (oy * g.stride + ki) as isize - g.pad as isize;
-                            if iy < 0 || iy >= g.h_in as isize {
-                                continue;
-                            }
-                            for kj in 0..g.kw {
-                                let ix = (ox * g.stride + kj) as isize - g.pad as isize;
-                                if ix >= 0 && ix < g.w_in as isize {
-                                    let xi = ((b * g.c_in + c) * g.h_in + iy as usize) * g.w_in + ix as usize;
-                                    f(xi, yi, ((co * g.c_in + c) * g.kh + ki) * g.kw + kj);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[derive(Clone, Copy)]
 enum Dir {
     Forward,
@@ -106,9 +78,9 @@ fn run_fast(g: &ConvGeom, dir: Dir, x: &Storage, w: &Storage, y: &Storage) -> St
 fn run_naive(g: &ConvGeom, dir: Dir, x: &[f32], w: &[f32], y: &[f32]) -> Vec<f32> {
     let mut out = vec![0.0; [g.y_len(), g.x_len(), g.w_len()][dir as usize]];
     match dir {
-        Dir::Forward => for_each_mac(g, |xi, yi, wi| out[yi] += x[xi] * w[wi]),
-        Dir::BackwardData => for_each_mac(g, |xi, yi, wi| out[xi] += y[yi] * w[wi]),
-        Dir::BackwardWeight => for_each_mac(g, |xi, yi, wi| out[wi] += y[yi] * x[xi]),
+        Dir::Forward => g.for_each_mac(|xi, yi, wi| out[yi] += x[xi] * w[wi]),
+        Dir::BackwardData => g.for_each_mac(|xi, yi, wi| out[xi] += y[yi] * w[wi]),
+        Dir::BackwardWeight => g.for_each_mac(|xi, yi, wi| out[wi] += y[yi] * x[xi]),
     }
     out
 }

@@ -199,6 +199,38 @@ impl ConvGeom {
     pub fn macs(&self) -> u64 {
         (self.n * self.c_out * self.h_out * self.w_out) as u64 * (self.c_in * self.kh * self.kw) as u64
     }
+
+    /// The convolution by its definition: `f(x index, y index, w index)` for every
+    /// multiply-add, taps in the padding skipped, in a fixed order (image, output channel,
+    /// output pixel, input channel, tap). The naive references of the tests and benches.
+    pub fn for_each_mac(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let g = self;
+        for b in 0..g.n {
+            for co in 0..g.c_out {
+                for oy in 0..g.h_out {
+                    for ox in 0..g.w_out {
+                        let yi = ((b * g.c_out + co) * g.h_out + oy) * g.w_out + ox;
+                        for c in 0..g.c_in {
+                            for ki in 0..g.kh {
+                                let iy = (oy * g.stride + ki) as isize - g.pad as isize;
+                                if iy < 0 || iy >= g.h_in as isize {
+                                    continue;
+                                }
+                                for kj in 0..g.kw {
+                                    let ix = (ox * g.stride + kj) as isize - g.pad as isize;
+                                    if ix >= 0 && ix < g.w_in as isize {
+                                        let xi =
+                                            ((b * g.c_in + c) * g.h_in + iy as usize) * g.w_in + ix as usize;
+                                        f(xi, yi, ((co * g.c_in + c) * g.kh + ki) * g.kw + kj);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// NCHW extents for per-channel ops (batchnorm, bias).

@@ -174,30 +174,10 @@ pub fn conv_directions(
     dy: &[f64],
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (mut y, mut dx, mut dw) = (vec![0.0; g.y_len()], vec![0.0; g.x_len()], vec![0.0; g.w_len()]);
-    for b in 0..g.n {
-        for co in 0..g.c_out {
-            for oy in 0..g.h_out {
-                for ox in 0..g.w_out {
-                    let yi = ((b * g.c_out + co) * g.h_out + oy) * g.w_out + ox;
-                    for c in 0..g.c_in {
-                        for ki in 0..g.kh {
-                            for kj in 0..g.kw {
-                                let iy = (oy * g.stride + ki) as isize - g.pad as isize;
-                                let ix = (ox * g.stride + kj) as isize - g.pad as isize;
-                                if iy < 0 || ix < 0 || iy as usize >= g.h_in || ix as usize >= g.w_in {
-                                    continue;
-                                }
-                                let xi = ((b * g.c_in + c) * g.h_in + iy as usize) * g.w_in + ix as usize;
-                                let wi = ((co * g.c_in + c) * g.kh + ki) * g.kw + kj;
-                                y[yi] += x[xi] * w[wi];
-                                dx[xi] += dy[yi] * w[wi];
-                                dw[wi] += dy[yi] * x[xi];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    g.for_each_mac(|xi, yi, wi| {
+        y[yi] += x[xi] * w[wi];
+        dx[xi] += dy[yi] * w[wi];
+        dw[wi] += dy[yi] * x[xi];
+    });
     (y, dx, dw)
 }

@@ -37,8 +37,9 @@
 //!   four partial dw are added in order.
 //! * With bf16 products (`MatmulPrecision::Bf16`, `--matmul bf16`) every convolution but the
 //!   dense ones takes im2col + the AMX tile gemm (`amx`), in all three directions, never
-//!   Winograd (its products are of transformed operands, not of the inputs rounded to bf16); the k4 s2 im2col then rounds col
-//!   (and backward-weight's colᵀ) straight into the tile gemm's B (`ColOut::Bf16`, `Bf16T`).
+//!   Winograd (its products are of transformed operands, not of the inputs rounded to
+//!   bf16); the k4 s2 im2col then rounds col (and backward-weight's colᵀ) straight into the
+//!   tile gemm's B (`ColOut::Bf16`, `Bf16T`).
 //!
 //! Workspaces come from a small pool and are reused across calls and steps.
 
