@@ -1,43 +1,29 @@
 //! Naive f64 references, written from the definitions (loops over every index), independent
-//! of the engine's kernels: conv_transpose2d here is a scatter, not the engine's adjoint trick.
+//! of the engine's kernels: the convolutions walk every multiply-add through
+//! `ConvGeom::for_each_mac`, which no kernel uses, and conv_transpose2d here is a scatter, not
+//! the engine's adjoint trick.
 
 /// y[n, co, oy, ox] = Σ x[n, ci, oy·s − p + ki, ox·s − p + kj] · w[co, ci, ki, kj] + b[co]
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f64],
-    [n, ci, h, w]: [usize; 4],
+    [n, c_in, h_in, w_in]: [usize; 4],
     wt: &[f64],
-    [co, _, kh, kw]: [usize; 4],
+    [c_out, _, kh, kw]: [usize; 4],
     bias: Option<&[f64]>,
     stride: usize,
     pad: usize,
 ) -> (Vec<f64>, [usize; 4]) {
-    let oh = (h + 2 * pad - kh) / stride + 1;
-    let ow = (w + 2 * pad - kw) / stride + 1;
-    let mut y = vec![0.0; n * co * oh * ow];
-    for b in 0..n {
-        for o in 0..co {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut acc = bias.map_or(0.0, |bb| bb[o]);
-                    for c in 0..ci {
-                        for ki in 0..kh {
-                            for kj in 0..kw {
-                                let iy = (oy * stride + ki) as isize - pad as isize;
-                                let ix = (ox * stride + kj) as isize - pad as isize;
-                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                    acc += x[((b * ci + c) * h + iy as usize) * w + ix as usize]
-                                        * wt[((o * ci + c) * kh + ki) * kw + kj];
-                                }
-                            }
-                        }
-                    }
-                    y[((b * co + o) * oh + oy) * ow + ox] = acc;
-                }
-            }
+    let (h_out, w_out) = ((h_in + 2 * pad - kh) / stride + 1, (w_in + 2 * pad - kw) / stride + 1);
+    let g = dcgan::backend::ConvGeom { n, c_in, h_in, w_in, c_out, h_out, w_out, kh, kw, stride, pad };
+    let mut y = vec![0.0; g.y_len()];
+    g.for_each_mac(|xi, yi, wi| y[yi] += x[xi] * wt[wi]);
+    if let Some(bias) = bias {
+        for (plane, yc) in y.chunks_mut(h_out * w_out).enumerate() {
+            yc.iter_mut().for_each(|v| *v += bias[plane % c_out]);
         }
     }
-    (y, [n, co, oh, ow])
+    (y, [n, c_out, h_out, w_out])
 }
 
 /// Each input pixel scatters its kernel-weighted value into the output:

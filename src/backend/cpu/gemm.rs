@@ -1086,8 +1086,8 @@ impl Drop for PackBuf {
     }
 }
 
-/// Pack rows [0, mb) × depth [0, kc) of `a` (already offset) into MR-row panels, zero padded.
-/// Panel `ip` occupies dst[ip*MR*kc ..], element (i, p) at [p*MR + i].
+/// Pack rows [i0, i0 + rows) × depth [p0, p0 + kc) of `a` into one MR-row panel, zero padded
+/// past `rows`: element (i, p) at dst[p·MR + i]. B's panels are packed by it too, as Bᵀ's.
 unsafe fn pack_a_panel<const MR: usize>(
     a: &MatRef,
     i0: usize,
@@ -1155,50 +1155,6 @@ unsafe fn pack_a_columns<const MR: usize>(
                 } else {
                     std::ptr::copy_nonoverlapping(s, d, r);
                     std::ptr::write_bytes(d.add(r), 0, MR - r);
-                }
-            }
-        }
-    }
-}
-
-/// Pack depth [0, kc) × cols [0, cols) of `b` into one NR-column panel, zero padded:
-/// element (p, j) at dst[p*NR + j].
-unsafe fn pack_b_panel<const NR: usize>(
-    b: &MatRef,
-    p0: usize,
-    j0: usize,
-    cols: usize,
-    kc: usize,
-    dst: *mut f32,
-) {
-    unsafe {
-        let src = b.data.as_ptr();
-        let (rs, cs) = (b.row_stride, b.col_stride);
-        let base = src.add(p0 * rs + j0 * cs);
-        // (Full panels of a row-major B go through `pack_b_rows`.)
-        if cols == NR && rs == 1 {
-            // Transposed B: contiguous along p; go in blocks of 8 p.
-            let mut p = 0;
-            while p + 8 <= kc {
-                for j in 0..NR {
-                    let s = base.add(j * cs + p);
-                    for q in 0..8 {
-                        *dst.add((p + q) * NR + j) = *s.add(q);
-                    }
-                }
-                p += 8;
-            }
-            while p < kc {
-                for j in 0..NR {
-                    *dst.add(p * NR + j) = *base.add(j * cs + p);
-                }
-                p += 1;
-            }
-        } else {
-            for p in 0..kc {
-                let d = dst.add(p * NR);
-                for j in 0..NR {
-                    *d.add(j) = if j < cols { *base.add(p * rs + j * cs) } else { 0.0 };
                 }
             }
         }
@@ -1618,10 +1574,12 @@ unsafe fn pack_b_panel_dyn<K: Micro>(
             x86::pack_b_transposed(base, b.col_stride, K::NR, kc, dst);
             return;
         }
+        // A panel of B's columns is a panel of Bᵀ's rows: the A packer, NR rows at a time.
+        let bt = b.t();
         match K::NR {
-            32 => pack_b_panel::<32>(b, p0, j0, cols, kc, dst),
-            16 => pack_b_panel::<16>(b, p0, j0, cols, kc, dst),
-            8 => pack_b_panel::<8>(b, p0, j0, cols, kc, dst),
+            32 => pack_a_panel::<32>(&bt, j0, p0, cols, kc, dst),
+            16 => pack_a_panel::<16>(&bt, j0, p0, cols, kc, dst),
+            8 => pack_a_panel::<8>(&bt, j0, p0, cols, kc, dst),
             _ => unreachable!(),
         }
     }
