@@ -479,7 +479,7 @@ pub fn render_text(r: &BenchReport) -> String {
         r.steps
     );
     s += &format!(
-        "  {:.1} ms/step median ({:.1} min), {:.1} img/s\n  convolutions: {:.2} GFLOP/step, {:.1} GFLOP/s = {:.1}% of {:.0} GFLOP/s peak ({})\n",
+        "  {:.1} ms/step median (min {:.1}), {:.1} img/s\n  convolutions: {:.2} GFLOP/step, {:.1} GFLOP/s = {:.1}% of {:.0} GFLOP/s peak ({})\n",
         r.ms_per_step_median,
         r.ms_per_step_min,
         r.images_per_s,

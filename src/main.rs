@@ -36,6 +36,7 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct LabArgs {
     /// shift1d, optimal-d, saturation, ring, dirac or score.
     experiment: String,
@@ -54,7 +55,7 @@ struct LabArgs {
     #[arg(long, default_value_t = 1)]
     d_steps: usize,
     /// Learning rate (default: the experiment's own).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     lr: Option<f32>,
     /// Training iterations (default: the experiment's own; score: the classifier's, one epoch).
     #[arg(long)]
@@ -74,11 +75,12 @@ struct LabArgs {
     cache: Option<PathBuf>,
     /// score: draw the samples' noise with the truncation trick at this threshold (as
     /// `dcgan sample --truncation`), to measure what it trades.
-    #[arg(long, value_name = "THRESHOLD", allow_negative_numbers = true)]
+    #[arg(long, value_name = "THRESHOLD")]
     truncation: Option<f32>,
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     image_size: usize,
@@ -117,7 +119,7 @@ struct BenchArgs {
     spectral_norm: bool,
     /// Instance noise of this σ on every image D sees, held constant (as `train
     /// --instance-noise` before it anneals).
-    #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
+    #[arg(long, value_name = "SIGMA")]
     instance_noise: Option<f32>,
     /// The step of `train --conditional` on CLASSES classes (10 when given alone), the
     /// batch's labels spread evenly over them.
@@ -132,6 +134,7 @@ struct BenchArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct KernelsArgs {
     /// Target architecture.
     #[arg(long, default_value = "sm_90", value_parser = ["sm_80", "sm_86", "sm_89", "sm_90"])]
@@ -142,6 +145,7 @@ struct KernelsArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct TrainArgs {
     /// "synthetic" (procedural shapes, no files needed) or a path to a dataset.
     #[arg(long, default_value = "synthetic")]
@@ -175,14 +179,14 @@ struct TrainArgs {
     #[arg(long, default_value_t = 64)]
     ndf: usize,
     /// Adam's learning rate, G's and (without --lr-d) D's.
-    #[arg(long, default_value_t = 2e-4, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 2e-4)]
     lr: f32,
     /// D's own learning rate: the two time-scale update rule (Heusel et al. 2017) gives D a
     /// larger one than G, e.g. --lr 1e-4 --lr-d 4e-4.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     lr_d: Option<f32>,
     /// D's target for real images; 0.9 is one-sided label smoothing (Salimans et al. 2016).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0)]
     real_label: f32,
     #[arg(long, default_value_t = 0.5)]
     beta1: f32,
@@ -230,7 +234,7 @@ struct TrainArgs {
     /// Add N(0, σ²) noise to every image D sees, real and generated, with σ falling linearly
     /// from SIGMA to 0 over --instance-noise-steps (instance noise, Sønderby et al. 2016),
     /// e.g. 0.3.
-    #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
+    #[arg(long, value_name = "SIGMA")]
     instance_noise: Option<f32>,
     /// Steps over which the instance noise falls to 0 (default: the run's length when it
     /// starts; a resumed run keeps its schedule).
@@ -267,12 +271,13 @@ struct TrainArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct SampleArgs {
     /// A checkpoint directory, or a run directory (its latest checkpoint).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Number of images.
-    #[arg(long, default_value_t = 64)]
+    /// Number of images (with --z: as many as it holds).
+    #[arg(long, default_value_t = 64, conflicts_with = "z")]
     n: usize,
     /// Seed of the noise.
     #[arg(long, default_value_t = 0, conflicts_with = "z")]
@@ -297,7 +302,7 @@ struct SampleArgs {
     path: dcgan::gan::sample::LatentPath,
     /// The truncation trick (Brock et al. 2019): redraw every noise component beyond
     /// ±THRESHOLD, trading variety for images nearer G's typical ones (e.g. 0.5).
-    #[arg(long, value_name = "THRESHOLD", conflicts_with = "z", allow_negative_numbers = true)]
+    #[arg(long, value_name = "THRESHOLD", conflicts_with = "z")]
     truncation: Option<f32>,
     /// The class to draw, for a conditional checkpoint (`train --conditional`); by default
     /// row r of the grid draws class r (mod the number of classes).
@@ -328,10 +333,22 @@ fn default_run_dir() -> PathBuf {
     ))
 }
 
+/// A dataset path made absolute, so that the run can be resumed from any directory; as typed
+/// when it does not resolve (opening it then says why) or is "synthetic".
+fn absolute_data_path(data: String) -> String {
+    if data == "synthetic" {
+        return data;
+    }
+    match std::fs::canonicalize(&data).map(|p| p.into_os_string().into_string()) {
+        Ok(Ok(path)) => path,
+        _ => data,
+    }
+}
+
 fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
     let cfg = TrainConfig {
         image_size: a.image_size.unwrap_or(if a.data == "synthetic" { 16 } else { 64 }),
-        data: a.data,
+        data: absolute_data_path(a.data),
         format: a.format,
         channels: a.channels,
         batch_size: a.batch_size,
@@ -428,10 +445,9 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
     }
     let device = dcgan::gan::parse_device(&a.device)?;
     dcgan::gan::config::check_matmul_device(a.matmul, device)?;
+    dcgan::gan::config::check_training_memory(&model, a.batch_size, 1, device)?;
+    dcgan::gan::config::check_threads(a.threads)?;
     if let Some(t) = a.threads {
-        if t == 0 {
-            bail!("--threads 0: expected at least 1");
-        }
         rayon::ThreadPoolBuilder::new().num_threads(t).build_global()?;
     }
     let report = dcgan::bench::run(&dcgan::bench::BenchOptions {

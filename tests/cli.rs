@@ -625,6 +625,16 @@ fn bad_checkpoints_are_refused() {
     std::fs::write(arch.join("state.json"), state.replace("\"ngf\": 8", "\"ngf\": 16")).unwrap();
     fails(sample(&arch), &["main.0.weight", "[16, 16, 4, 4]", "[16, 32, 4, 4]"]);
 
+    // A NaN among the weights (a corrupt file): refused by name, not sampled into NaN images.
+    let nan = copy("ckpt-nan");
+    let weights = nan.join("generator.safetensors");
+    let mut arrays = dcgan::io::read_safetensors(&weights).unwrap();
+    let w = arrays.iter_mut().find(|a| a.name == "main.0.weight").unwrap();
+    let dcgan::io::ArrayData::F32(values) = &mut w.data else { panic!("f32 weights expected") };
+    values[3] = f32::NAN;
+    dcgan::io::write_safetensors(&weights, &arrays, &Default::default()).unwrap();
+    fails(sample(&nan), &["generator.safetensors", "main.0.weight", "NaN or infinity (element 3)"]);
+
     fails(sample(&run.join("nowhere")), &["nowhere"]);
     let mut resume = vec![
         "train".to_string(),
@@ -644,24 +654,41 @@ fn bad_checkpoints_are_refused() {
 #[test]
 fn nan_stops_training_and_keeps_the_last_checkpoint() {
     let out = scratch("nan");
-    // At 1e18 this configuration diverges at step 2 (1e20 and up already at step 1).
-    let o = train(&out, &["--lr", "1e18", "--steps", "50", "--checkpoint-every", "1"]);
+    // At 1e8 this configuration's gradient norm is NaN at step 4, with steps 1–3 finite.
+    let o = train(&out, &["--lr", "1e8", "--steps", "50", "--checkpoint-every", "1"]);
     let err = stderr(&o);
     assert!(!o.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.contains("training stopped") && err.contains("is NaN"), "{err}");
-    assert!(err.contains("the last good checkpoint, step_"), "{err}");
+    assert!(err.contains("the last good checkpoint, step_") && err.contains("Try a lower --lr."), "{err}");
     let latest = std::fs::read_to_string(out.join("checkpoints/latest")).unwrap();
     let dir = out.join("checkpoints").join(latest.trim());
-    let g = dcgan::io::read_safetensors(&dir.join("generator.safetensors")).unwrap();
-    assert!(!g.is_empty());
-    // The weights in it are the last finite ones.
-    for a in &g {
-        if let Some(v) = a.data.to_f32() {
-            assert!(v.iter().all(|x| x.is_finite()), "{} holds non-finite values", a.name);
+    assert!(dir.join("state.json").is_file());
+    // Everything in it is finite: weights, BatchNorm statistics, Adam's moments.
+    for file in ["generator", "discriminator", "optimizer"] {
+        let arrays = dcgan::io::read_safetensors(&dir.join(format!("{file}.safetensors"))).unwrap();
+        assert!(!arrays.is_empty());
+        for a in &arrays {
+            assert_eq!(a.data.first_non_finite(), None, "{file} {} holds non-finite values", a.name);
         }
     }
-    assert!(dir.join("state.json").is_file());
+}
+
+/// Finite losses can come with an infinite BatchNorm variance (huge instance noise here; a
+/// learning rate of 1e9 does it too): such a state is not saved, the run stops naming the
+/// tensor, and says what to lower.
+#[test]
+fn an_infinite_running_variance_is_not_checkpointed() {
+    let out = scratch("inf-var");
+    let o = train(&out, &["--instance-noise", "1e30", "--steps", "2"]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("discriminator main.3.running_var holds a NaN or infinity"), "{err}");
+    assert!(
+        err.contains("no checkpoint had been written") && err.contains("--instance-noise below"),
+        "{err}"
+    );
+    assert!(!out.join("checkpoints").exists());
 }
 
 /// Ctrl-C (SIGINT) ends the step in flight, writes a checkpoint and exits cleanly.
@@ -914,4 +941,176 @@ fn bench_profiles_the_gpu_backend_like_the_cpu() {
             .unwrap_or_else(|| panic!("no device reads in the breakdown: {j}"));
         assert_eq!(reads["calls_per_step"].as_f64(), Some(7.0), "{j}");
     }
+}
+
+// --- train, sample and bench bad input ---
+
+/// A run never writes over another: an --out holding files is refused before anything in it
+/// changes, and so is a file.
+#[test]
+fn out_holding_files_is_refused_and_left_as_it_was() {
+    let out = scratch("out-taken");
+    assert!(train(&out, &["--steps", "2"]).status.success());
+    let config = std::fs::read(out.join("config.json")).unwrap();
+    let o = out.to_str().unwrap();
+    assert_fails(&["train", "--out", o, "--steps", "2", "--nz", "12"], &["--out", "already holds files"]);
+    assert_eq!(std::fs::read(out.join("config.json")).unwrap(), config, "config.json was rewritten");
+    let file = out.join("config.json");
+    assert_fails(&["train", "--out", file.to_str().unwrap(), "--steps", "1"], &["config.json", "is a file"]);
+}
+
+/// Continuing a run from an older checkpoint would overwrite its newer ones: refused, naming
+/// the newer one; into a new --out it continues.
+#[test]
+fn resuming_an_older_checkpoint_in_place_is_refused() {
+    let run = scratch("resume-older");
+    assert!(train(&run, &["--steps", "4", "--checkpoint-every", "2"]).status.success());
+    let newest = run.join("checkpoints/step_000004/generator.safetensors");
+    let before = std::fs::read(&newest).unwrap();
+    let older = run.join("checkpoints/step_000002");
+    let older = older.to_str().unwrap();
+    assert_fails(
+        &["train", "--resume", older, "--steps", "4"],
+        &["newer checkpoint", "step_000004", "--out"],
+    );
+    assert_eq!(std::fs::read(&newest).unwrap(), before, "the newer checkpoint changed");
+    let branch = scratch("resume-older-branch");
+    let o = dcgan(&["train", "--resume", older, "--steps", "4", "--out", branch.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The branch retraces the original run: the same bits at step 4.
+    assert_eq!(std::fs::read(branch.join("checkpoints/step_000004/generator.safetensors")).unwrap(), before);
+}
+
+/// Sizes that cannot fit in memory are refused before anything is allocated (an allocation
+/// that fails aborts the process), and so are counts that would take forever to start.
+#[test]
+fn sizes_beyond_the_machine_are_refused() {
+    let dir = scratch("too-big");
+    let never = dir.join("never");
+    let never = never.to_str().unwrap();
+    for (flag, value) in
+        [("--batch-size", "100000000"), ("--batch-size", "18446744073709551615"), ("--ngf", "100000000")]
+    {
+        assert_fails(
+            &["train", flag, value, "--steps", "1", "--out", never],
+            &[&format!("{flag} {value}"), "more than this machine's"],
+        );
+        assert_fails(&["bench", flag, value, "--steps", "1"], &["more than this machine's"]);
+    }
+    assert_fails(&["train", "--d-steps", "1000", "--out", never], &["--d-steps 1000", "1 to 100"]);
+    assert_fails(&["train", "--threads", "100000", "--out", never], &["--threads 100000"]);
+    assert_fails(&["bench", "--threads", "100000"], &["--threads 100000"]);
+    assert!(!Path::new(never).exists(), "a refused run created its --out directory");
+
+    let run = scratch("too-big-run");
+    assert!(train(&run, &["--steps", "1"]).status.success());
+    let r = run.to_str().unwrap();
+    let s = dir.join("s");
+    let s = s.to_str().unwrap();
+    assert_fails(
+        &["sample", "--checkpoint", r, "--n", "1000000000000", "--out", s],
+        &["--n", "more than this machine's"],
+    );
+    assert_fails(
+        &["sample", "--checkpoint", r, "--n", "2", "--walk", "1000000000000", "--out", s],
+        &["--walk 1000000000000", "more than this machine's"],
+    );
+    assert_fails(
+        &["sample", "--checkpoint", r, "--out", &format!("{s}/grid.png")],
+        &["grid.png", "directory"],
+    );
+
+    // --epochs whose step count would wrap around.
+    assert_fails(
+        &[
+            "train",
+            "--data",
+            &fixture(),
+            "--batch-size",
+            "4",
+            "--epochs",
+            "18446744073709551615",
+            "--out",
+            never,
+        ],
+        &["--epochs 18446744073709551615", "more steps than a run can count"],
+    );
+}
+
+/// Noise from a file must be finite, and `--n` cannot also ask for a count.
+#[test]
+fn sample_refuses_non_finite_noise() {
+    let run = scratch("z-nan");
+    assert!(train(&run, &["--steps", "1"]).status.success());
+    let z = run.join("z.safetensors");
+    let mut values = vec![0.5f32; 2 * 16];
+    values[17] = f32::INFINITY;
+    let arrays = [dcgan::io::NamedArray::f32("z", &[2, 16, 1, 1], values)];
+    dcgan::io::write_safetensors(&z, &arrays, &Default::default()).unwrap();
+    let (r, z, s) = (run.to_str().unwrap(), z.to_str().unwrap(), run.join("s"));
+    assert_fails(
+        &["sample", "--checkpoint", r, "--z", z, "--out", s.to_str().unwrap()],
+        &["z.safetensors", "element 17"],
+    );
+    assert_fails(&["sample", "--checkpoint", r, "--z", z, "--n", "10"], &["--n", "--z"]);
+}
+
+/// A negative value reaches the flag's own check, which names it, rather than being taken for
+/// a flag.
+#[test]
+fn negative_values_are_named_with_their_flag() {
+    assert_fails(&["train", "--beta1", "-0.5"], &["--beta1 -0.5", "[0, 1)"]);
+    assert_fails(&["train", "--batch-size", "-1"], &["--batch-size", "-1"]);
+    assert_fails(&["bench", "--peak", "-3"], &["--peak -3"]);
+}
+
+/// The dataset's path is kept absolute, so the run resumes from any directory.
+#[test]
+fn a_run_on_a_relative_data_path_resumes_from_elsewhere() {
+    let run = scratch("relative-data");
+    let data = Path::new(&fixture()).to_path_buf();
+    let (parent, name) = (data.parent().unwrap(), data.file_name().unwrap().to_str().unwrap());
+    let args = ["train", "--data", name, "--steps", "2", "--out", run.to_str().unwrap()];
+    let small = SMALL.iter().copied();
+    let o = Command::new(env!("CARGO_BIN_EXE_dcgan"))
+        .args(args.iter().copied().chain(small))
+        .current_dir(parent)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = dcgan(&["train", "--resume", run.to_str().unwrap(), "--steps", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A library that loads under the CUDA driver's or NVRTC's name but lacks their functions
+/// (a stub, or a far older release): cudarc would panic at its first call; the probes say
+/// what is missing, and `--device auto` falls back to the CPU.
+#[test]
+fn a_cuda_library_without_its_functions_is_named_not_a_panic() {
+    let stub = ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib64/libz.so.1"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("libz.so.1 to stand in for libcuda");
+    let dir = scratch("fake-cuda");
+    for name in ["libcuda.so", "libcuda.so.1", "libnvrtc.so", "libnvrtc.so.12", "libnvrtc.so.13"] {
+        std::fs::copy(stub, dir.join(name)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dcgan"))
+            .args(args)
+            .env("LD_LIBRARY_PATH", dir.as_os_str())
+            .output()
+            .unwrap()
+    };
+    let out = dir.join("run");
+    let o = run(&["train", "--device", "cuda", "--steps", "1", "--out", out.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+    assert!(err.contains("--device cuda") && err.contains("lacks cuInit"), "{err}");
+    let o = run(&["kernels"]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && !err.contains("panicked") && err.contains("lacks nvrtc"), "{err}");
+    let o = run(&[&["train", "--steps", "1", "--out", out.to_str().unwrap()][..], SMALL].concat());
+    let err = stderr(&o);
+    assert!(o.status.success() && err.contains("using the CPU"), "{err}");
 }

@@ -89,7 +89,16 @@ fn load_optimizer(
         for (what, t) in [("exp_avg", &opt.exp_avg[i]), ("exp_avg_sq", &opt.exp_avg_sq[i])] {
             let a = get(format!("{model}.{i}.{what}"))?;
             match &a.data {
-                ArrayData::F32(v) if a.shape == t.shape() => t.copy_from_slice(v),
+                ArrayData::F32(v) if a.shape == t.shape() => {
+                    if let Some(j) = a.data.first_non_finite() {
+                        bail!(
+                            "{}: {model}.{i}.{what} holds a NaN or infinity (element {j}): the file is \
+                             corrupt, or was saved from a run that diverged",
+                            file.display()
+                        );
+                    }
+                    t.copy_from_slice(v)
+                }
                 _ => bail!(
                     "{}: {model}.{i}.{what} has shape {:?} ({}), expected {:?} f32",
                     file.display(),
@@ -116,6 +125,22 @@ fn networks(gan: &Gan) -> Vec<(&'static str, &Sequential)> {
         v.push((EMA_FILE, &ema.generator));
     }
     v
+}
+
+/// The first tensor of `gan`'s weights, BatchNorm statistics or Adam moments that holds a NaN
+/// or an infinity, as "discriminator main.3.running_var"; None when all are finite.
+pub fn first_non_finite(gan: &Gan) -> Option<String> {
+    for (file, model) in networks(gan) {
+        for a in io::module_state("main", model, SaveDtype::F32) {
+            if a.data.first_non_finite().is_some() {
+                return Some(format!("{file} {}", a.name));
+            }
+        }
+    }
+    let mut moments = Vec::new();
+    optimizer_arrays("generator", &gan.opt_g, &mut moments);
+    optimizer_arrays("discriminator", &gan.opt_d, &mut moments);
+    moments.into_iter().find(|a| a.data.first_non_finite().is_some()).map(|a| format!("Adam's {}", a.name))
 }
 
 /// The weights file of G's running average (`--ema`).

@@ -135,6 +135,79 @@ pub fn check_model_flags(
     Ok(())
 }
 
+/// The most threads `--threads` accepts: past this, spawning them takes minutes.
+pub const MAX_THREADS: usize = 1024;
+
+/// The most D updates per G update `--d-steps` accepts (WGAN's critic takes 5; each batch is
+/// held in memory at once).
+pub const MAX_D_STEPS: usize = 100;
+
+/// `--threads`' check, which `dcgan train` and `dcgan bench` share.
+pub fn check_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    match threads {
+        Some(t) if !(1..=MAX_THREADS).contains(&t) => {
+            anyhow::bail!("--threads {t}: expected 1 to {MAX_THREADS} (this machine has {} cores)", cores())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The machine's memory (MemTotal of /proc/meminfo); None where it cannot be read.
+fn machine_memory_bytes() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: f64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024.0)
+}
+
+/// Refuses work whose estimated memory (`bytes`) is more than the machine has, before any of
+/// it is allocated: an allocation that fails aborts the process. `what` names the flags that
+/// set the size, `advice` what to lower.
+pub fn check_memory(bytes: f64, what: &str, advice: &str) -> anyhow::Result<()> {
+    const GIB: f64 = (1u64 << 30) as f64;
+    match machine_memory_bytes() {
+        Some(total) if bytes > total => anyhow::bail!(
+            "{what}: needs about {:.1} GiB of memory, more than this machine's {:.1} GiB; {advice}",
+            bytes / GIB,
+            total / GIB
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses training steps on a host device (CPU, emulator) that would need more memory than
+/// the machine has ([`DcganConfig::training_bytes`]), naming the flags that size them; `dcgan
+/// train` and `dcgan bench` share it.
+pub fn check_training_memory(
+    model: &DcganConfig,
+    batch_size: usize,
+    d_steps: usize,
+    device: crate::backend::Device,
+) -> anyhow::Result<()> {
+    if matches!(device, crate::backend::Device::Cuda(_)) {
+        return Ok(()); // the activations live on the GPU, whose allocator reports a shortage
+    }
+    let m = model;
+    check_memory(
+        m.training_bytes(batch_size, d_steps),
+        &format!(
+            "--batch-size {batch_size} at --image-size {} (--nz {}, --ngf {}, --ndf {}, --d-steps {d_steps})",
+            m.image_size, m.nz, m.ngf, m.ndf
+        ),
+        "lower --batch-size (or --ngf, --ndf)",
+    )
+}
+
 /// `--instance-noise`'s check, which `dcgan train` and `dcgan bench` share.
 pub fn check_instance_noise(sigma: f32) -> anyhow::Result<()> {
     if !(sigma > 0.0 && sigma.is_finite()) {
@@ -171,8 +244,8 @@ impl TrainConfig {
         if self.steps == Some(0) || self.epochs == Some(0) {
             bail!("--steps/--epochs 0: expected at least 1");
         }
-        if self.d_steps == 0 {
-            bail!("--d-steps 0: expected at least 1");
+        if !(1..=MAX_D_STEPS).contains(&self.d_steps) {
+            bail!("--d-steps {}: expected 1 to {MAX_D_STEPS} D updates per G update", self.d_steps);
         }
         for (flag, lr) in [("--lr", Some(self.lr)), ("--lr-d", self.lr_d)] {
             if let Some(lr) = lr
@@ -219,9 +292,7 @@ impl TrainConfig {
         if self.instance_noise_steps == Some(0) {
             bail!("--instance-noise-steps 0: expected at least 1");
         }
-        if self.threads == Some(0) {
-            bail!("--threads 0: expected at least 1");
-        }
+        check_threads(self.threads)?;
         Ok(())
     }
 }

@@ -186,6 +186,9 @@ fn read_z(path: &Path, nz: usize, device: Device) -> Result<Tensor> {
     let Some(values) = z.data.to_f32() else {
         bail!("{}: z is stored as {}, expected a float type", path.display(), z.data.dtype());
     };
+    if let Some(i) = z.data.first_non_finite() {
+        bail!("{}: z holds a NaN or infinity (element {i}); noise must be finite", path.display());
+    }
     Ok(Tensor::from_vec(values, &[n, nz, 1, 1], device))
 }
 
@@ -203,16 +206,44 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
     if let Some(t) = opts.truncation {
         check_truncation(t)?;
     }
+    if opts.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+        bail!(
+            "--out {}: expected a directory, which gets samples.png and samples.safetensors",
+            opts.out.display()
+        );
+    }
     let dir = checkpoint::resolve(&opts.checkpoint)?;
     let state = checkpoint::read_state(&dir)?;
     let model = state.config.model(state.channels, state.classes);
     check_class(opts.class, model.classes)?;
+    // G makes every image in one batch: refuse one larger than memory before allocating it.
+    let check_count = |vectors: usize| {
+        let (images, flags) = match opts.walk {
+            Some(w) => {
+                (vectors.saturating_sub(1).saturating_mul(w.steps), format!(" and --walk {}", w.steps))
+            }
+            None => (vectors, String::new()),
+        };
+        let source = if opts.z.is_some() { "the vectors of --z" } else { "--n" };
+        crate::gan::config::check_memory(
+            model.sampling_bytes(images),
+            &format!("{vectors} noise vectors ({source}){flags}: {images} images of {}²", model.image_size),
+            "ask for fewer images",
+        )
+    };
+    if opts.z.is_none() {
+        check_count(opts.n)?;
+    }
     let mut g = generator(&model, &mut Rng::new(0), opts.device);
     let ema = !opts.no_ema && dir.join(format!("{}.safetensors", checkpoint::EMA_FILE)).is_file();
     checkpoint::load_model(&dir, if ema { checkpoint::EMA_FILE } else { "generator" }, &g)?;
     g.set_training(false);
     let z = match &opts.z {
-        Some(path) => read_z(path, model.nz, opts.device)?,
+        Some(path) => {
+            let z = read_z(path, model.nz, opts.device)?;
+            check_count(z.shape()[0])?;
+            z
+        }
         None => match opts.truncation {
             Some(t) => truncated_noise(opts.n, model.nz, &mut Rng::new(opts.seed), t, opts.device),
             None => noise(opts.n, model.nz, &mut Rng::new(opts.seed), opts.device),

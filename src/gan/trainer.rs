@@ -69,7 +69,7 @@ fn resumed_config(run: &TrainConfig, cli: &TrainConfig, given: &[String]) -> Res
     let mut merged = run_json.clone();
     for field in given {
         let (Some(theirs), Some(ours)) = (run_json.get(field), cli_json.get(field)) else { continue };
-        if RUNTIME_FIELDS.contains(&field.as_str()) {
+        if RUNTIME_FIELDS.contains(&field.as_str()) || field == "data" && data_moved(theirs, ours) {
             merged[field] = ours.clone();
         } else if !matches!(field.as_str(), "steps" | "epochs") && theirs != ours {
             // As typed: the f32 settings in their shortest f32 form, not JSON's f64 expansion.
@@ -97,6 +97,16 @@ fn resumed_config(run: &TrainConfig, cli: &TrainConfig, given: &[String]) -> Res
         cfg.epochs = cli.epochs;
     }
     Ok(cfg)
+}
+
+/// Whether `--data` on a resume names the run's dataset at a new place: the run's path is gone
+/// (or names the same file or folder, typed otherwise) and the new one exists. Its images are
+/// then checked against the checkpoint as usual (channels, classes, count).
+fn data_moved(run: &serde_json::Value, cli: &serde_json::Value) -> bool {
+    let (Some(run), Some(cli)) = (run.as_str(), cli.as_str()) else { return false };
+    let (run, cli) = (Path::new(run), Path::new(cli));
+    cli.exists()
+        && (!run.exists() || matches!((run.canonicalize(), cli.canonicalize()), (Ok(a), Ok(b)) if a == b))
 }
 
 pub struct Summary {
@@ -132,11 +142,65 @@ fn total_steps(cfg: &TrainConfig, ds: &dyn Dataset) -> Result<u64> {
             bail!("--epochs needs a finite dataset; synthetic data is unlimited: use --steps")
         }
         (None, Some(e), Some(len)) => {
-            let batches = (len / cfg.batch_size) as u64 * e;
+            let Some(batches) = ((len / cfg.batch_size) as u64).checked_mul(e) else {
+                bail!("--epochs {e}: {e} passes over {len} images is more steps than a run can count");
+            };
             Ok(batches.div_ceil(cfg.d_steps as u64).max(1))
         }
         (None, None, _) => Ok(crate::gan::DEFAULT_STEPS),
     }
+}
+
+/// Where a run writes must cost no data. A new run goes into a new or empty directory. A
+/// resumed run goes into its own directory (or a new or empty one), and there only from its
+/// newest checkpoint: continuing from an older one would write over the newer ones. And a run
+/// inside its own image folder would train on its sample grids next time.
+fn check_out_dir(out: &Path, resumed: Option<(&Path, u64)>, data: &str) -> Result<()> {
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    let own_run =
+        resumed.and_then(|(dir, _)| checkpoint::run_dir_of(dir).ok()).is_some_and(|run| same(out, &run));
+    if out.is_file() {
+        bail!("--out {}: is a file; a run writes into a directory", out.display());
+    }
+    let holds_files = std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some());
+    if !own_run && holds_files {
+        bail!(
+            "--out {}: already holds files; a run writes into a new or empty directory so that nothing \
+             there is overwritten (to continue a run, pass --resume with its directory)",
+            out.display()
+        );
+    }
+    if let Some((dir, step)) = resumed
+        && own_run
+        && let Some(newer) = checkpoint::list(out)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| checkpoint::read_state(&c).ok().map(|s| (s.step, c)))
+            .find(|&(s, _)| s > step)
+    {
+        bail!(
+            "--resume {}: {} holds a newer checkpoint, {}, which continuing from step {step} would \
+             overwrite; resume from the newest (--resume {}), or continue this one into a new run \
+             with --out DIR",
+            dir.display(),
+            out.display(),
+            newer.1.display(),
+            out.display()
+        );
+    }
+    let data = Path::new(data);
+    if data.is_dir()
+        && let (Ok(data), Ok(out)) = (std::path::absolute(data), std::path::absolute(out))
+        && out.starts_with(&data)
+    {
+        bail!(
+            "--out {}: inside the dataset folder {}, whose images the run's sample grids would join; \
+             put the run elsewhere",
+            out.display(),
+            data.display()
+        );
+    }
+    Ok(())
 }
 
 fn check_writable(out: &Path) -> Result<()> {
@@ -210,6 +274,23 @@ pub fn save_grid(path: &Path, images: &Tensor, columns: usize) -> Result<()> {
     let [n, c, h, w] = images.dims4("save_grid");
     io::save_image_grid(path, &images.to_vec(), n, c, h, w, columns)?;
     Ok(())
+}
+
+/// What a run stopped by a NaN leaves behind.
+fn kept_note(last_checkpoint: Option<u64>) -> String {
+    match last_checkpoint {
+        Some(s) => format!("the last good checkpoint, {}, is untouched", checkpoint::step_dir_name(s)),
+        None => "no checkpoint had been written yet".to_string(),
+    }
+}
+
+/// What to change after a run diverged: the learning rates it has, and huge instance noise.
+fn divergence_advice(cfg: &TrainConfig) -> String {
+    let lr = if cfg.lr_d.is_some() { "--lr or --lr-d" } else { "--lr" };
+    match cfg.instance_noise {
+        Some(sigma) => format!("Try a lower {lr}, or an --instance-noise below {sigma}."),
+        None => format!("Try a lower {lr}."),
+    }
 }
 
 fn log_line(step: u64, total: u64, epoch: u64, m: &StepMetrics, ms: f64, img_s: f64) -> String {
@@ -301,14 +382,16 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
     if cfg.instance_noise.is_some() && cfg.instance_noise_steps.is_none() {
         cfg.instance_noise_steps = Some(total);
     }
-    // Only now, with every setting and the data checked: a rejected run leaves no directory.
-    let out = opts.out.clone();
-    check_writable(&out)?;
+    let model = cfg.model(channels, classes);
+    crate::gan::config::check_training_memory(&model, cfg.batch_size, cfg.d_steps, device)?;
     let loader_state = resumed.as_ref().map(|s| s.loader).unwrap_or_default();
     let mut loader =
         Loader::restore(dataset.clone(), cfg.batch_size, cfg.seed, loader_state)?.with_mirror(cfg.mirror);
+    // Only now, with every setting and the data checked: a rejected run leaves no directory.
+    let out = opts.out.clone();
+    check_out_dir(&out, resume_dir.as_deref().zip(resumed.as_ref().map(|s| s.step)), &cfg.data)?;
+    check_writable(&out)?;
 
-    let model = cfg.model(channels, classes);
     let mut rng = Rng::new(cfg.seed);
     let g = generator(&model, &mut rng, device);
     let d = if cfg.spectral_norm {
@@ -477,13 +560,8 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
             ("grad_norm_G", m.grad_norm_g),
         ] {
             if !v.is_finite() {
-                let kept = match last_checkpoint {
-                    Some(s) => {
-                        format!("the last good checkpoint, {}, is untouched", checkpoint::step_dir_name(s))
-                    }
-                    None => "no checkpoint had been written yet".to_string(),
-                };
-                bail!("step {step}: {name} is {v}; training stopped ({kept}). Try a lower --lr.");
+                let (kept, advice) = (kept_note(last_checkpoint), divergence_advice(&cfg));
+                bail!("step {step}: {name} is {v}; training stopped ({kept}). {advice}");
             }
         }
         metrics.row(&[
@@ -535,6 +613,14 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
                 channels,
                 classes,
             };
+            // A state that cannot be resumed is not saved: finite losses can still come with an
+            // infinite BatchNorm variance (from huge instance noise, say).
+            if let Some(what) = checkpoint::first_non_finite(&gan) {
+                let (kept, advice) = (kept_note(last_checkpoint), divergence_advice(&cfg));
+                bail!(
+                    "step {step}: {what} holds a NaN or infinity; training stopped unsaved ({kept}). {advice}"
+                );
+            }
             // The checkpoint's host copies would otherwise sit on top of the idle buffers.
             crate::backend::cpu::pool::release();
             let dir = checkpoint::save(&out, &state, &gan)?;

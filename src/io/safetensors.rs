@@ -105,6 +105,17 @@ impl ArrayData {
         }
     }
 
+    /// The index of the first NaN or infinite value; None for an integer array or all-finite
+    /// values.
+    pub fn first_non_finite(&self) -> Option<usize> {
+        match self {
+            ArrayData::F32(v) => v.iter().position(|x| !x.is_finite()),
+            ArrayData::F16(v) => v.iter().position(|x| !x.is_finite()),
+            ArrayData::Bf16(v) => v.iter().position(|x| !x.is_finite()),
+            ArrayData::I64(_) => None,
+        }
+    }
+
     /// f32 values stored as `dtype` (round to nearest even for f16/bf16).
     pub fn from_f32(values: &[f32], dtype: SaveDtype) -> Self {
         match dtype {
@@ -610,6 +621,12 @@ pub fn load_module_state(
                 if matches!(a.data, ArrayData::I64(_)) {
                     return Err(mismatch(format!(
                         "{full} is stored as I64, the model expects floating point"
+                    )));
+                }
+                if let Some(i) = a.data.first_non_finite() {
+                    return Err(mismatch(format!(
+                        "{full} holds a NaN or infinity (element {i}): the file is corrupt, or was \
+                         saved from a run that diverged"
                     )));
                 }
             }

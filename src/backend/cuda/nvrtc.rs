@@ -87,16 +87,35 @@ fn preload_from_toolchain_dir() {
     });
 }
 
-/// Whether libnvrtc can be loaded, and if not, why.
+/// The NVRTC functions this crate calls.
+const NVRTC_SYMBOLS: &[&str] = &[
+    "nvrtcVersion",
+    "nvrtcCreateProgram",
+    "nvrtcCompileProgram",
+    "nvrtcDestroyProgram",
+    "nvrtcGetProgramLogSize",
+    "nvrtcGetProgramLog",
+    "nvrtcGetPTXSize",
+    "nvrtcGetPTX",
+    "nvrtcGetCUBINSize",
+    "nvrtcGetCUBIN",
+];
+
+/// Whether libnvrtc can be loaded and has every function used, and if not, why.
 pub fn available() -> Result<(), NvrtcError> {
     // SAFETY: only tries to dlopen the candidate names.
-    if unsafe { sys::is_culib_present() } {
-        return Ok(());
+    if !unsafe { sys::is_culib_present() } {
+        preload_from_toolchain_dir();
     }
-    preload_from_toolchain_dir();
     // SAFETY: as above.
     if unsafe { sys::is_culib_present() } {
-        Ok(())
+        // SAFETY: present, so culib() finds it.
+        match super::real::first_missing_symbol(unsafe { sys::culib() }, NVRTC_SYMBOLS) {
+            Some(name) => {
+                Err(NvrtcError::Missing(format!("the NVRTC library lacks {name}: not a usable libnvrtc")))
+            }
+            None => Ok(()),
+        }
     } else {
         Err(NvrtcError::Missing(
             "libnvrtc.so not loadable (run `. scripts/cuda-toolchain.sh`, which installs it from PyPI and sets \

@@ -18,12 +18,50 @@ fn err(what: &str, e: impl std::fmt::Debug) -> GpuError {
     GpuError(format!("{what}: {e:?}"))
 }
 
-/// Why CUDA device `ordinal` cannot be used, or Ok. Checks the libraries before any cudarc
-/// call (cudarc panics when they are missing).
+/// The driver functions this backend calls (cudarc's wrappers included: its errors' Debug
+/// asks cuGetErrorString).
+const DRIVER_SYMBOLS: &[&str] = &[
+    "cuInit",
+    "cuGetErrorString",
+    "cuDeviceGetCount",
+    "cuDeviceGet",
+    "cuDeviceGetName",
+    "cuDeviceGetAttribute",
+    "cuDevicePrimaryCtxRetain",
+    "cuCtxSetCurrent",
+    "cuCtxSynchronize",
+    "cuModuleLoadData",
+    "cuModuleGetFunction",
+    "cuMemAlloc_v2",
+    "cuMemFree_v2",
+    "cuMemcpyHtoD_v2",
+    "cuMemcpyDtoH_v2",
+    "cuMemcpyDtoD_v2",
+    "cuMemsetD8_v2",
+    "cuLaunchKernel",
+];
+
+/// The first of `names` that `lib` lacks. cudarc looks each function up at its first call and
+/// panics when the library lacks it (a stub, or a far older release), so the probes ask for
+/// every one first.
+pub(super) fn first_missing_symbol(
+    lib: &libloading::Library,
+    names: &[&'static str],
+) -> Option<&'static str> {
+    // SAFETY: only looks the names up; nothing is called.
+    names.iter().copied().find(|name| unsafe { lib.get::<*const c_void>(name.as_bytes()) }.is_err())
+}
+
+/// Why CUDA device `ordinal` cannot be used, or Ok. Checks the libraries and the functions
+/// used before any cudarc call (cudarc panics when either is missing).
 pub fn probe(ordinal: usize) -> Result<String, String> {
     // SAFETY: only dlopens candidate names.
     if !unsafe { sys::is_culib_present() } {
         return Err("no CUDA driver found (libcuda.so not loadable)".into());
+    }
+    // SAFETY: the library is present (checked above), so culib() finds it.
+    if let Some(name) = first_missing_symbol(unsafe { sys::culib() }, DRIVER_SYMBOLS) {
+        return Err(format!("the CUDA driver library lacks {name}: not a usable libcuda"));
     }
     cu::init().map_err(|e| format!("the CUDA driver failed to initialise ({e:?})"))?;
     let count = cu::device::get_count().map_err(|e| format!("cuDeviceGetCount failed ({e:?})"))?;
