@@ -756,10 +756,12 @@ fn synthetic_loader_reads_consecutive_indices_in_nominal_epochs() {
 #[test]
 fn loader_errors() {
     let msg = |r: Result<Loader, DataError>| r.err().expect("an error").to_string();
+    // The flag and the dataset (whose description names its path) both named.
     assert_eq!(
         msg(Loader::new(Arc::new(Indexed(100)), 256, 0)),
-        "batch size 256 is larger than the dataset (100 images)"
+        "--batch-size 256 is larger than the dataset, which has 100 images: 100 indexed images"
     );
+    assert_contains(&msg(Loader::new(Arc::new(Indexed(1)), 4, 0)), &["which has 1 image:"]);
     assert_eq!(
         msg(Loader::new(Arc::new(Indexed(100)), 0, 0)),
         "batch size 0: a batch needs at least one image"

@@ -90,8 +90,11 @@ pub enum DataError {
     #[error("batch size 0: a batch needs at least one image")]
     BatchSizeZero,
 
-    #[error("batch size {batch} is larger than the dataset ({len} images)")]
-    BatchTooLarge { batch: usize, len: usize },
+    #[error(
+        "--batch-size {batch} is larger than the dataset, which has {len} image{}: {dataset}",
+        if *len == 1 { "" } else { "s" }
+    )]
+    BatchTooLarge { batch: usize, len: usize, dataset: String },
 
     #[error("loader state {what}")]
     LoaderState { what: String },
