@@ -182,9 +182,10 @@ fn emnist_images_are_transposed_upright() {
     // Stored column-major: pixel (row r, col c) of the upright image is byte c·3 + r.
     let stored: Vec<u8> = (0..9).map(|i| i * 20).collect();
     dir.write("emnist-letters-train-images-idx3-ubyte", &idx_images(1, 3, 3, &stored));
-    dir.write("emnist-letters-train-labels-idx1-ubyte", &idx_labels(&[4]));
+    // EMNIST letters numbers its classes from 1 ("a").
+    dir.write("emnist-letters-train-labels-idx1-ubyte", &idx_labels(&[1]));
     let ds = data::open(dir.path(), DataFormat::Auto, 3, None).unwrap();
-    assert_eq!(ds.label(0), Some(4));
+    assert_eq!(ds.label(0), Some(1));
     assert!(ds.describe().contains("EMNIST: transposed"), "{}", ds.describe());
     let img = image_of(&*ds, 0);
     for r in 0..3 {
@@ -283,6 +284,41 @@ fn idx_label_count_mismatch() {
         &open_err(dir.path(), DataFormat::Auto),
         &["train-labels-idx1-ubyte.gz: 2 labels, but ", "train-images-idx3-ubyte.gz has 3 images"],
     );
+}
+
+/// Labels must number the classes densely: one stray label of 200 among 0..=9 would make a
+/// 201-class conditional model. EMNIST letters' 1..=26 (class 0 unused) is accepted.
+#[test]
+fn idx_labels_with_classes_left_empty_are_refused() {
+    let dir = TempDir::new("sparselabels");
+    let images = idx_images(12, 2, 2, &[0; 48]);
+    let open_with = |labels: &[u8]| {
+        let labels = idx_labels(labels);
+        data::idx_dataset_from_bytes(&images, "imgs", Some((&labels, "labs")), 2, None)
+    };
+    let mut stray: Vec<u8> = (0..10).chain([3]).collect();
+    stray.insert(4, 200);
+    let msg = open_with(&stray).err().expect("a label of 200 among 0..=9").to_string();
+    assert_contains(
+        &msg,
+        &["labs: label 200 (image 4) makes 201 classes", "190 of them have no image (the first: class 10)"],
+    );
+    let msg = open_with(&[0, 1, 1, 3, 0, 1, 3, 3, 0, 0, 1, 1]).err().expect("class 2 empty").to_string();
+    assert_contains(
+        &msg,
+        &["label 3 (image 3) makes 4 classes, but 1 of them has no image (the first: class 2)"],
+    );
+
+    let dense = open_with(&[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]).unwrap();
+    assert_eq!(data::class_count(&*dense), Some(6));
+    assert_contains(&dense.describe(), &["with labels (6 classes)"]);
+    let from_one = open_with(&[1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6]).unwrap();
+    assert_eq!(data::class_count(&*from_one), Some(7), "EMNIST letters: class 0 unused");
+
+    // Read from files, the message names the labels file.
+    dir.write("train-images-idx3-ubyte", &images);
+    let labels = dir.write("train-labels-idx1-ubyte", &idx_labels(&stray));
+    assert_contains(&open_err(dir.path(), DataFormat::Auto), &[&format!("{}: label 200", labels.display())]);
 }
 
 #[test]
