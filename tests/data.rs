@@ -516,6 +516,60 @@ fn image_folder_subfolders_are_its_classes() {
     assert_eq!(data::open(one.path(), DataFormat::Folder, 4, None).unwrap().label(0), None);
 }
 
+fn mkfifo(path: &Path) {
+    let ok = std::process::Command::new("mkfifo").arg(path).status().expect("run mkfifo").success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// A FIFO given as the data is refused by name instead of blocking in open() for a writer that
+/// never comes; one named like an image inside a folder is not an image and is skipped.
+#[test]
+fn a_fifo_is_refused_as_data_and_skipped_in_a_folder() {
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path().join("p.png");
+    mkfifo(&fifo);
+    // On a thread, so that a hang fails the test instead of stalling it.
+    let (send, receive) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || send.send(open_err(&path, DataFormat::Auto)).unwrap());
+    let msg = receive.recv_timeout(std::time::Duration::from_secs(20)).expect("open blocked on the FIFO");
+    assert_eq!(
+        msg,
+        format!("{}: is a named pipe (FIFO), expected a regular dataset file or a directory", fifo.display())
+    );
+
+    image::GrayImage::from_pixel(4, 4, image::Luma([9])).save(dir.path().join("real.png")).unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    let path = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        send.send(data::open(&path, DataFormat::Auto, 4, None).map(|d| d.len())).unwrap()
+    });
+    let len = receive.recv_timeout(std::time::Duration::from_secs(20)).expect("the folder scan blocked");
+    assert_eq!(len.unwrap(), Some(1), "the FIFO is not an image");
+}
+
+/// The scan follows directory links, but not one to the dataset folder or above it (`..`),
+/// which would take it out of the dataset; a link to a folder elsewhere is followed.
+#[test]
+fn folder_scan_does_not_follow_links_out_through_its_parents() {
+    let outer = TempDir::new("linkscan");
+    let (data_dir, elsewhere) = (outer.path().join("data"), outer.path().join("elsewhere"));
+    std::fs::create_dir_all(data_dir.join("sub")).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let save = |p: PathBuf| image::GrayImage::from_pixel(4, 4, image::Luma([1])).save(p).unwrap();
+    save(data_dir.join("a.png"));
+    save(data_dir.join("sub/b.png"));
+    save(outer.path().join("beside.png")); // beside the dataset, reached only through `..`
+    save(elsewhere.join("c.png"));
+    std::os::unix::fs::symlink("..", data_dir.join("up")).unwrap();
+    std::os::unix::fs::symlink(".", data_dir.join("self")).unwrap();
+    std::os::unix::fs::symlink("../..", data_dir.join("sub/upup")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, data_dir.join("linked")).unwrap();
+    let ds = data::open(&data_dir, DataFormat::Folder, 4, None).unwrap();
+    // a.png, linked/c.png and sub/b.png: nothing through up/, self/ or sub/upup/.
+    assert_eq!(ds.len(), Some(3), "{}", ds.describe());
+}
+
 #[test]
 fn all_grey_folder_is_one_channel() {
     let dir = TempDir::new("greyfolder");

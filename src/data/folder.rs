@@ -21,23 +21,34 @@ fn is_image_name(p: &Path) -> bool {
         .is_some_and(|e| ["png", "jpg", "jpeg"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// Every image file under `dir`, sorted by path. Directory symlinks are followed, but each real
-/// directory is visited once, so a link loop ends.
+/// Every image file under `dir`, sorted by path. Only regular files count: a FIFO or device named
+/// like an image would block or never end. Directory symlinks are followed, but each real
+/// directory is visited once, and a link to a directory that holds the one being scanned (`..`,
+/// the dataset folder itself, a folder above it) is not followed: it would lead the scan out of
+/// the dataset and round in a loop.
 fn walk(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let mut seen = HashSet::new();
+    let real = std::fs::canonicalize(dir).map_err(|e| DataError::io(dir, e))?;
+    let mut seen = HashSet::from([real.clone()]);
     let mut out = Vec::new();
-    walk_into(dir, &mut seen, &mut out)?;
+    walk_into(dir, &real, &real, &mut seen, &mut out)?;
     Ok(out)
 }
 
-fn walk_into(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let real = std::fs::canonicalize(dir).map_err(|e| DataError::io(dir, e))?;
-    if !seen.insert(real) {
-        return Ok(());
-    }
+/// Scans `dir`, whose canonical path is `real`, inside the dataset at canonical `root`.
+fn walk_into(
+    dir: &Path,
+    real: &Path,
+    root: &Path,
+    seen: &mut HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), DataError> {
     for p in list_dir(dir)? {
         if p.is_dir() {
-            walk_into(&p, seen, out)?;
+            let target = std::fs::canonicalize(&p).map_err(|e| DataError::io(&p, e))?;
+            if root.starts_with(&target) || real.starts_with(&target) || !seen.insert(target.clone()) {
+                continue;
+            }
+            walk_into(&p, &target, root, seen, out)?;
         } else if p.is_file() && is_image_name(&p) {
             out.push(p);
         }
