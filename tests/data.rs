@@ -516,6 +516,26 @@ fn image_folder_subfolders_are_its_classes() {
     assert_eq!(data::open(one.path(), DataFormat::Folder, 4, None).unwrap().label(0), None);
 }
 
+/// Labels are bytes: a folder of 257 class subfolders is left unlabelled, and its description
+/// (which `train --conditional` quotes) says why; 256 still label.
+#[test]
+fn image_folder_with_more_than_256_class_subfolders_says_so() {
+    let dir = TempDir::new("classes257");
+    let mut png = Vec::new();
+    image::GrayImage::from_pixel(1, 1, image::Luma([7]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    for class in 0..256 {
+        dir.write(&format!("c{class:03}/a.png"), &png);
+    }
+    let ds = data::open(dir.path(), DataFormat::Folder, 1, None).unwrap();
+    assert_eq!(data::class_count(&*ds), Some(256));
+    dir.write("c256/a.png", &png);
+    let ds = data::open(dir.path(), DataFormat::Folder, 1, None).unwrap();
+    assert_eq!(data::class_count(&*ds), None);
+    assert_contains(&ds.describe(), &["unlabelled: 257 class subfolders, at most 256 are supported"]);
+}
+
 fn mkfifo(path: &Path) {
     let ok = std::process::Command::new("mkfifo").arg(path).status().expect("run mkfifo").success();
     assert!(ok, "mkfifo {}", path.display());

@@ -59,26 +59,37 @@ fn walk_into(
 /// The most classes a folder's subfolders can label: labels are bytes.
 const MAX_FOLDER_CLASSES: usize = 256;
 
-/// ImageFolder's labels: each image's first subfolder under `dir`, numbered in sorted order,
-/// and the subfolders' names. None unless every image sits in a subfolder and there are 2 to
-/// [`MAX_FOLDER_CLASSES`] of them.
-fn subfolder_labels(dir: &Path, files: &[PathBuf]) -> Option<(Vec<u8>, Vec<String>)> {
-    let first: Vec<String> = files
+/// ImageFolder's classes: each image's first subfolder under `dir`, numbered in sorted order.
+enum SubfolderClasses {
+    /// Not laid out as ImageFolder: an image outside every subfolder, or one subfolder alone.
+    None,
+    /// Each image's label, and the subfolders' names in label order.
+    Labels(Vec<u8>, Vec<String>),
+    /// Laid out as ImageFolder, but with more subfolders than [`MAX_FOLDER_CLASSES`].
+    TooMany(usize),
+}
+
+fn subfolder_classes(dir: &Path, files: &[PathBuf]) -> SubfolderClasses {
+    let first: Option<Vec<String>> = files
         .iter()
         .map(|f| {
             let mut parts = f.strip_prefix(dir).ok()?.components();
             let class = parts.next()?.as_os_str().to_string_lossy().into_owned();
             parts.next().map(|_| class)
         })
-        .collect::<Option<_>>()?;
+        .collect();
+    let Some(first) = first else { return SubfolderClasses::None };
     let mut names = first.clone();
     names.sort();
     names.dedup();
-    if !(2..=MAX_FOLDER_CLASSES).contains(&names.len()) {
-        return None;
+    match names.len() {
+        0 | 1 => SubfolderClasses::None,
+        n if n > MAX_FOLDER_CLASSES => SubfolderClasses::TooMany(n),
+        _ => {
+            let labels = first.iter().map(|c| names.binary_search(c).expect("a listed name") as u8).collect();
+            SubfolderClasses::Labels(labels, names)
+        }
     }
-    let labels = first.iter().map(|c| names.binary_search(c).expect("a listed name") as u8).collect();
-    Some((labels, names))
 }
 
 pub(crate) fn has_images(dir: &Path) -> Result<bool, DataError> {
@@ -159,22 +170,28 @@ pub(crate) fn open(
         pixels.extend_from_slice(if d.pixels.len() == to_c * plane { &d.pixels } else { &d.pixels[..plane] });
     }
     let grey = decoded.len() - decoded.iter().filter(|d| d.has_color).count();
-    let labels = subfolder_labels(dir, &files);
-    let classes = match &labels {
-        Some((_, names)) => {
+    let (labels, classes, unlabelled) = match subfolder_classes(dir, &files) {
+        SubfolderClasses::Labels(labels, names) => {
             let shown: Vec<String> =
                 names.iter().take(10).enumerate().map(|(i, n)| format!("{i} {n}")).collect();
             let more = if names.len() > 10 { ", ..." } else { "" };
-            format!(" in {} classes by subfolder ({}{more})", names.len(), shown.join(", "))
+            let classes = format!(" in {} classes by subfolder ({}{more})", names.len(), shown.join(", "));
+            (Some(labels), classes, String::new())
         }
-        None => String::new(),
+        // Said plainly, so that `--conditional` on it tells why the images have no labels.
+        SubfolderClasses::TooMany(n) => (
+            None,
+            String::new(),
+            format!("; unlabelled: {n} class subfolders, at most {MAX_FOLDER_CLASSES} are supported"),
+        ),
+        SubfolderClasses::None => (None, String::new(), String::new()),
     };
+    let count = decoded.len();
     let description = format!(
-        "image folder ({}): {} images ({} colour, {grey} greyscale){classes} -> {to_c}×{image_size}×{image_size}",
+        "image folder ({}): {count} image{} ({} colour, {grey} greyscale){classes} -> {to_c}×{image_size}×{image_size}{unlabelled}",
         dir.display(),
-        decoded.len(),
-        decoded.len() - grey,
+        if count == 1 { "" } else { "s" },
+        count - grey,
     );
-    let labels = labels.map(|(labels, _)| labels);
     Ok(Box::new(ImageSet::new(to_c, to_c, image_size, pixels, labels, description)))
 }
