@@ -145,6 +145,21 @@ fn dirac_gan_converges_only_with_r1_or_instance_noise() {
     }
 }
 
+/// A learning rate that blows the game up is an error naming the experiment and the rate, not
+/// a summary of NaNs that exits 0.
+#[test]
+fn a_diverging_experiment_is_an_error_naming_its_learning_rate() {
+    for experiment in ["shift1d", "optimal-d", "saturation", "ring", "dirac"] {
+        let (_dir, o) = opts(experiment);
+        let o = LabOptions { lr: Some(1e30), steps: Some(10), ..o };
+        let e = run(experiment, &o).err().unwrap_or_else(|| panic!("{experiment} at --lr 1e30 succeeded"));
+        let e = e.to_string();
+        assert!(e.starts_with(&format!("lab {experiment} diverged: ")), "{e}");
+        assert!(e.contains("not finite") || e.contains("is NaN") || e.contains("is inf"), "{e}");
+        assert!(e.ends_with("with --lr 1e30; lower --lr"), "{e}");
+    }
+}
+
 /// A flag an experiment does not read is refused, naming the flag and the experiment: it would
 /// otherwise look like a setting that took effect.
 #[test]

@@ -160,6 +160,23 @@ fn check_flags_used(experiment: &str, opts: &LabOptions) -> Result<()> {
     Ok(())
 }
 
+/// The error of an experiment whose numbers stopped being finite (`what` says which, where):
+/// its steps were too large for the game.
+pub(crate) fn diverged(experiment: &str, what: &str, lr: f32, opts: &LabOptions) -> anyhow::Error {
+    // 0.1 as 0.1, 1e30 as 1e30 rather than its 31 digits.
+    let shown = if (1e-3..1e4).contains(&lr) { lr.to_string() } else { format!("{lr:e}") };
+    let rate = match opts.lr {
+        Some(_) => format!("--lr {shown}"),
+        None => format!("its default --lr {shown}"),
+    };
+    anyhow::anyhow!("lab {experiment} diverged: {what} with {rate}; lower --lr")
+}
+
+/// True when every value is finite.
+pub(crate) fn all_finite(values: impl IntoIterator<Item = f64>) -> bool {
+    values.into_iter().all(f64::is_finite)
+}
+
 // ---- helpers shared by the experiments ----
 
 const DEV: Device = Device::Cpu;
