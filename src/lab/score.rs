@@ -396,6 +396,10 @@ pub fn default_cache_dir() -> PathBuf {
         .join("dcgan")
 }
 
+fn all_finite_f32(values: &[f32]) -> bool {
+    values.iter().all(|v| v.is_finite())
+}
+
 /// The classifier, from the cache when a matching one is there, else trained and cached.
 struct Trained {
     clf: Classifier,
@@ -427,6 +431,12 @@ fn classifier_for(splits: &Splits, data_path: &Path, classes: usize, opts: &LabO
             if st.metadata.get("key") != Some(&key) {
                 bail!("made for other data or settings");
             }
+            // A cache is only a shortcut: weights it corrupted must be retrained, not scored with.
+            if let Some(bad) =
+                st.tensors.iter().find(|a| a.data.to_f32().is_some_and(|v| !all_finite_f32(&v)))
+            {
+                bail!("{} holds non-finite values (NaN or inf): the file is corrupt", bad.name);
+            }
             let clf = Classifier::new(size, channels, classes, &mut Rng::new(opts.seed));
             clf.load(st.tensors, &file)?;
             let secs = st.metadata.get("train_seconds").and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
@@ -444,10 +454,9 @@ fn classifier_for(splits: &Splits, data_path: &Path, classes: usize, opts: &LabO
         }
     }
     eprintln!(
-        "score: training the classifier ({steps} steps of {BATCH} on {} images at {channels}×{side}×{side}{}); cached in {}",
+        "score: training the classifier ({steps} steps of {BATCH} on {} images at {channels}×{side}×{side}{})",
         splits.fit.len(),
         if side == size { String::new() } else { format!(", pooled from {size}×{size}") },
-        dir.display()
     );
     let t0 = Instant::now();
     let clf = train_classifier(&*splits.train, &splits.fit, classes, steps, lr, opts.seed);
@@ -459,9 +468,13 @@ fn classifier_for(splits: &Splits, data_path: &Path, classes: usize, opts: &LabO
     let saved = std::fs::create_dir_all(&dir)
         .map_err(anyhow::Error::from)
         .and_then(|()| Ok(io::write_safetensors(&file, &clf.state(), &meta)?));
-    if let Err(e) = saved {
+    match saved {
+        Ok(()) => eprintln!("score: classifier cached in {}", file.display()),
         // The score is still right; only the next run pays for training again.
-        eprintln!("score: cannot cache the classifier in {} ({e:#})", dir.display());
+        Err(e) => eprintln!(
+            "score: cannot cache the classifier in {} ({e:#}); the score is unaffected",
+            dir.display()
+        ),
     }
     Ok(Trained { clf, cached: false, file, train_seconds, steps })
 }
