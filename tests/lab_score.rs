@@ -371,3 +371,36 @@ fn a_corrupt_classifier_cache_is_retrained_and_an_unwritable_one_is_named() {
     );
     assert!(!err.contains("cached in"), "claims a cache it could not write:\n{err}");
 }
+
+/// A conditional G scored with fewer than 2 samples a class has no intra-class distance to
+/// report: null in the JSON and "n/a" in the summary, never the empty mean "-0.00".
+#[test]
+fn too_few_samples_a_class_give_no_intra_class_distance() {
+    let dir = scratch("intra");
+    let run_dir = dir.join("run");
+    tiny_run(&run_dir, &fixture(), "1", &["--conditional"]);
+    let (cache, out) = (dir.join("cache"), dir.join("out"));
+    let args = [
+        "--checkpoint",
+        run_dir.to_str().unwrap(),
+        "--data",
+        &fixture(),
+        "--samples",
+        "10",
+        "--steps",
+        "20",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (o, j) = score_json(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(j["class_agreement"].is_f64(), "a conditional G: {j}");
+    assert!(j["intra_frechet"].is_null(), "1 sample a class: {j}");
+    assert!(j["checkpoints"][0]["intra_frechet"].is_null(), "{j}");
+    let o = dcgan(&[&["lab", "score"], &args[..]].concat());
+    let line = String::from_utf8_lossy(&o.stdout);
+    assert!(line.contains("intra-class Fréchet n/a, --samples under 2 a class"), "{line}");
+    assert!(!line.contains("-0.00") && !stderr(&o).contains("-0.00"), "{line}\n{}", stderr(&o));
+}
