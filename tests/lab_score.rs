@@ -404,3 +404,34 @@ fn too_few_samples_a_class_give_no_intra_class_distance() {
     assert!(line.contains("intra-class Fréchet n/a, --samples under 2 a class"), "{line}");
     assert!(!line.contains("-0.00") && !stderr(&o).contains("-0.00"), "{line}\n{}", stderr(&o));
 }
+
+/// A generator whose weights hold NaN makes NaN images: score refuses to grade them, naming
+/// the checkpoint, instead of printing a distance.
+#[test]
+fn a_generator_that_makes_non_finite_pixels_is_refused() {
+    let dir = scratch("nan-generator");
+    let run_dir = dir.join("run");
+    tiny_run(&run_dir, &fixture(), "1", &[]);
+    let checkpoint = run_dir.join("checkpoints/step_000001");
+    write_nans_into(&checkpoint.join("generator.safetensors"));
+    let (cache, out) = (dir.join("cache"), dir.join("out"));
+    assert_fails(
+        &[
+            "lab",
+            "score",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--data",
+            &fixture(),
+            "--samples",
+            "10",
+            "--steps",
+            "20",
+            "--cache",
+            cache.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["--checkpoint", "step_000001", "generator makes non-finite pixels"],
+    );
+}

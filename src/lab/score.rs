@@ -676,6 +676,13 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                 };
                 let input = generator_input(z.to_vec(), model.nz, &labels, model.classes, DEV);
                 let imgs = no_grad(|| g.forward(&input));
+                if !all_finite_f32(&imgs.to_vec()) {
+                    bail!(
+                        "--checkpoint {}: its {file} makes non-finite pixels (NaN or inf); its weights \
+                         are corrupt or its training diverged",
+                        dir.display()
+                    );
+                }
                 clf.eval_batch(&imgs, &mut ev);
                 first.get_or_insert(imgs);
                 left -= n;
