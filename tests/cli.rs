@@ -1114,3 +1114,123 @@ fn a_cuda_library_without_its_functions_is_named_not_a_panic() {
     let err = stderr(&o);
     assert!(o.status.success() && err.contains("using the CPU"), "{err}");
 }
+
+// --- data and lab bad input ---
+
+/// A folder of 257 class subfolders cannot be labelled (labels are bytes): `--conditional` on
+/// it says so, instead of claiming some image has no class.
+#[test]
+fn conditional_on_more_than_256_class_folders_names_the_limit() {
+    let dir = scratch("classes257");
+    for class in 0..257 {
+        let folder = dir.join(format!("c{class:03}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        image::GrayImage::new(2, 2).save(folder.join("a.png")).unwrap();
+    }
+    let never = dir.join("never");
+    assert_fails(
+        &[
+            "train",
+            "--data",
+            dir.to_str().unwrap(),
+            "--conditional",
+            "--steps",
+            "1",
+            "--out",
+            never.to_str().unwrap(),
+        ],
+        &["--conditional", "257 class subfolders, at most 256 are supported"],
+    );
+}
+
+/// A FIFO as `--data` is refused by name; it used to block in open() for a writer for ever.
+#[test]
+fn a_fifo_as_data_is_refused_not_waited_on() {
+    let dir = scratch("fifo-data");
+    let fifo = dir.join("p.png");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dcgan"))
+        .args(["train", "--steps", "1", "--data", fifo.to_str().unwrap(), "--out"])
+        .arg(dir.join("never"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("dcgan train --data <fifo> still waiting after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{}: is a named pipe (FIFO)", fifo.display())), "{err}");
+}
+
+/// The batch-size error names the flag, the data's path and its size.
+#[test]
+fn batch_larger_than_the_data_names_the_flag_and_the_path() {
+    let dir = scratch("one-image");
+    let data = dir.join("one");
+    std::fs::create_dir_all(&data).unwrap();
+    image::RgbImage::new(8, 8).save(data.join("a.png")).unwrap();
+    let never = dir.join("never");
+    assert_fails(
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--batch-size",
+            "4",
+            "--steps",
+            "1",
+            "--out",
+            never.to_str().unwrap(),
+        ],
+        &["--batch-size 4 is larger than the dataset, which has 1 image:", data.to_str().unwrap()],
+    );
+}
+
+/// One idx label of 200 among 0..=9 is refused, naming the labels file and the label; it used
+/// to make a 201-class conditional model.
+#[test]
+fn idx_labels_with_a_stray_class_are_refused() {
+    let dir = scratch("stray-label");
+    std::fs::copy(
+        Path::new(&fixture()).join("train-images-idx3-ubyte.gz"),
+        dir.join("train-images-idx3-ubyte.gz"),
+    )
+    .unwrap();
+    let mut labels: Vec<u8> = (0..1000).map(|i| (i % 10) as u8).collect();
+    labels[7] = 200;
+    let labels_file = dir.join("train-labels-idx1-ubyte");
+    std::fs::write(&labels_file, [&0x801u32.to_be_bytes()[..], &1000u32.to_be_bytes(), &labels].concat())
+        .unwrap();
+    let never = dir.join("never");
+    assert_fails(
+        &["train", "--data", dir.to_str().unwrap(), "--steps", "1", "--out", never.to_str().unwrap()],
+        &[&format!("{}: label 200 (image 7) makes 201 classes", labels_file.display()), "0..=N-1"],
+    );
+}
+
+/// `lab`: a flag the experiment ignores and a run that diverges both exit 1 with a message
+/// naming the flag, not 0 with ignored settings or NaN results.
+#[test]
+fn lab_refuses_ignored_flags_and_diverged_runs() {
+    let dir = scratch("lab-bad");
+    let out = dir.join("out");
+    let lab = |args: &[&str], needles: &[&str]| {
+        let mut all = vec!["lab"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--steps", "10", "--out", out.to_str().unwrap()]);
+        assert_fails(&all, needles);
+    };
+    lab(&["optimal-d", "--loss", "hinge"], &["--loss hinge: lab optimal-d does not use --loss"]);
+    lab(&["optimal-d", "--d-steps", "5"], &["--d-steps 5: lab optimal-d does not use --d-steps"]);
+    lab(&["shift1d", "--truncation", "0.5"], &["--truncation: lab shift1d does not use --truncation"]);
+    lab(&["dirac", "--lr", "1e30"], &["lab dirac diverged", "--lr 1e30"]);
+}

@@ -182,9 +182,10 @@ fn emnist_images_are_transposed_upright() {
     // Stored column-major: pixel (row r, col c) of the upright image is byte c·3 + r.
     let stored: Vec<u8> = (0..9).map(|i| i * 20).collect();
     dir.write("emnist-letters-train-images-idx3-ubyte", &idx_images(1, 3, 3, &stored));
-    dir.write("emnist-letters-train-labels-idx1-ubyte", &idx_labels(&[4]));
+    // EMNIST letters numbers its classes from 1 ("a").
+    dir.write("emnist-letters-train-labels-idx1-ubyte", &idx_labels(&[1]));
     let ds = data::open(dir.path(), DataFormat::Auto, 3, None).unwrap();
-    assert_eq!(ds.label(0), Some(4));
+    assert_eq!(ds.label(0), Some(1));
     assert!(ds.describe().contains("EMNIST: transposed"), "{}", ds.describe());
     let img = image_of(&*ds, 0);
     for r in 0..3 {
@@ -283,6 +284,41 @@ fn idx_label_count_mismatch() {
         &open_err(dir.path(), DataFormat::Auto),
         &["train-labels-idx1-ubyte.gz: 2 labels, but ", "train-images-idx3-ubyte.gz has 3 images"],
     );
+}
+
+/// Labels must number the classes densely: one stray label of 200 among 0..=9 would make a
+/// 201-class conditional model. EMNIST letters' 1..=26 (class 0 unused) is accepted.
+#[test]
+fn idx_labels_with_classes_left_empty_are_refused() {
+    let dir = TempDir::new("sparselabels");
+    let images = idx_images(12, 2, 2, &[0; 48]);
+    let open_with = |labels: &[u8]| {
+        let labels = idx_labels(labels);
+        data::idx_dataset_from_bytes(&images, "imgs", Some((&labels, "labs")), 2, None)
+    };
+    let mut stray: Vec<u8> = (0..10).chain([3]).collect();
+    stray.insert(4, 200);
+    let msg = open_with(&stray).err().expect("a label of 200 among 0..=9").to_string();
+    assert_contains(
+        &msg,
+        &["labs: label 200 (image 4) makes 201 classes", "190 of them have no image (the first: class 10)"],
+    );
+    let msg = open_with(&[0, 1, 1, 3, 0, 1, 3, 3, 0, 0, 1, 1]).err().expect("class 2 empty").to_string();
+    assert_contains(
+        &msg,
+        &["label 3 (image 3) makes 4 classes, but 1 of them has no image (the first: class 2)"],
+    );
+
+    let dense = open_with(&[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]).unwrap();
+    assert_eq!(data::class_count(&*dense), Some(6));
+    assert_contains(&dense.describe(), &["with labels (6 classes)"]);
+    let from_one = open_with(&[1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6]).unwrap();
+    assert_eq!(data::class_count(&*from_one), Some(7), "EMNIST letters: class 0 unused");
+
+    // Read from files, the message names the labels file.
+    dir.write("train-images-idx3-ubyte", &images);
+    let labels = dir.write("train-labels-idx1-ubyte", &idx_labels(&stray));
+    assert_contains(&open_err(dir.path(), DataFormat::Auto), &[&format!("{}: label 200", labels.display())]);
 }
 
 #[test]
@@ -478,6 +514,80 @@ fn image_folder_subfolders_are_its_classes() {
     std::fs::create_dir_all(one.path().join("only")).unwrap();
     image::GrayImage::from_pixel(4, 4, image::Luma([0])).save(one.path().join("only/a.png")).unwrap();
     assert_eq!(data::open(one.path(), DataFormat::Folder, 4, None).unwrap().label(0), None);
+}
+
+/// Labels are bytes: a folder of 257 class subfolders is left unlabelled, and its description
+/// (which `train --conditional` quotes) says why; 256 still label.
+#[test]
+fn image_folder_with_more_than_256_class_subfolders_says_so() {
+    let dir = TempDir::new("classes257");
+    let mut png = Vec::new();
+    image::GrayImage::from_pixel(1, 1, image::Luma([7]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    for class in 0..256 {
+        dir.write(&format!("c{class:03}/a.png"), &png);
+    }
+    let ds = data::open(dir.path(), DataFormat::Folder, 1, None).unwrap();
+    assert_eq!(data::class_count(&*ds), Some(256));
+    dir.write("c256/a.png", &png);
+    let ds = data::open(dir.path(), DataFormat::Folder, 1, None).unwrap();
+    assert_eq!(data::class_count(&*ds), None);
+    assert_contains(&ds.describe(), &["unlabelled: 257 class subfolders, at most 256 are supported"]);
+}
+
+fn mkfifo(path: &Path) {
+    let ok = std::process::Command::new("mkfifo").arg(path).status().expect("run mkfifo").success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// A FIFO given as the data is refused by name instead of blocking in open() for a writer that
+/// never comes; one named like an image inside a folder is not an image and is skipped.
+#[test]
+fn a_fifo_is_refused_as_data_and_skipped_in_a_folder() {
+    let dir = TempDir::new("fifo");
+    let fifo = dir.path().join("p.png");
+    mkfifo(&fifo);
+    // On a thread, so that a hang fails the test instead of stalling it.
+    let (send, receive) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || send.send(open_err(&path, DataFormat::Auto)).unwrap());
+    let msg = receive.recv_timeout(std::time::Duration::from_secs(20)).expect("open blocked on the FIFO");
+    assert_eq!(
+        msg,
+        format!("{}: is a named pipe (FIFO), expected a regular dataset file or a directory", fifo.display())
+    );
+
+    image::GrayImage::from_pixel(4, 4, image::Luma([9])).save(dir.path().join("real.png")).unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    let path = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        send.send(data::open(&path, DataFormat::Auto, 4, None).map(|d| d.len())).unwrap()
+    });
+    let len = receive.recv_timeout(std::time::Duration::from_secs(20)).expect("the folder scan blocked");
+    assert_eq!(len.unwrap(), Some(1), "the FIFO is not an image");
+}
+
+/// The scan follows directory links, but not one to the dataset folder or above it (`..`),
+/// which would take it out of the dataset; a link to a folder elsewhere is followed.
+#[test]
+fn folder_scan_does_not_follow_links_out_through_its_parents() {
+    let outer = TempDir::new("linkscan");
+    let (data_dir, elsewhere) = (outer.path().join("data"), outer.path().join("elsewhere"));
+    std::fs::create_dir_all(data_dir.join("sub")).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let save = |p: PathBuf| image::GrayImage::from_pixel(4, 4, image::Luma([1])).save(p).unwrap();
+    save(data_dir.join("a.png"));
+    save(data_dir.join("sub/b.png"));
+    save(outer.path().join("beside.png")); // beside the dataset, reached only through `..`
+    save(elsewhere.join("c.png"));
+    std::os::unix::fs::symlink("..", data_dir.join("up")).unwrap();
+    std::os::unix::fs::symlink(".", data_dir.join("self")).unwrap();
+    std::os::unix::fs::symlink("../..", data_dir.join("sub/upup")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, data_dir.join("linked")).unwrap();
+    let ds = data::open(&data_dir, DataFormat::Folder, 4, None).unwrap();
+    // a.png, linked/c.png and sub/b.png: nothing through up/, self/ or sub/upup/.
+    assert_eq!(ds.len(), Some(3), "{}", ds.describe());
 }
 
 #[test]
@@ -756,10 +866,12 @@ fn synthetic_loader_reads_consecutive_indices_in_nominal_epochs() {
 #[test]
 fn loader_errors() {
     let msg = |r: Result<Loader, DataError>| r.err().expect("an error").to_string();
+    // The flag and the dataset (whose description names its path) both named.
     assert_eq!(
         msg(Loader::new(Arc::new(Indexed(100)), 256, 0)),
-        "batch size 256 is larger than the dataset (100 images)"
+        "--batch-size 256 is larger than the dataset, which has 100 images: 100 indexed images"
     );
+    assert_contains(&msg(Loader::new(Arc::new(Indexed(1)), 4, 0)), &["which has 1 image:"]);
     assert_eq!(
         msg(Loader::new(Arc::new(Indexed(100)), 0, 0)),
         "batch size 0: a batch needs at least one image"

@@ -144,3 +144,58 @@ fn dirac_gan_converges_only_with_r1_or_instance_noise() {
         assert!(o.out.join(f).exists(), "{f} missing");
     }
 }
+
+/// A learning rate that blows the game up is an error naming the experiment and the rate, not
+/// a summary of NaNs that exits 0.
+#[test]
+fn a_diverging_experiment_is_an_error_naming_its_learning_rate() {
+    for experiment in ["shift1d", "optimal-d", "saturation", "ring", "dirac"] {
+        let (_dir, o) = opts(experiment);
+        let o = LabOptions { lr: Some(1e30), steps: Some(10), ..o };
+        let e = run(experiment, &o).err().unwrap_or_else(|| panic!("{experiment} at --lr 1e30 succeeded"));
+        let e = e.to_string();
+        assert!(e.starts_with(&format!("lab {experiment} diverged: ")), "{e}");
+        assert!(e.contains("not finite") || e.contains("is NaN") || e.contains("is inf"), "{e}");
+        assert!(e.ends_with("with --lr 1e30; lower --lr"), "{e}");
+    }
+}
+
+/// A flag an experiment does not read is refused, naming the flag and the experiment: it would
+/// otherwise look like a setting that took effect.
+#[test]
+fn flags_an_experiment_ignores_are_refused() {
+    let (_dir, o) = opts("unused_flags");
+    // Two steps, so that a flag wrongly taken fails the test quickly.
+    let o = LabOptions { steps: Some(2), ..o };
+    let refused = |experiment: &str, o: LabOptions, flag: &str| {
+        let e = run(experiment, &o).err().unwrap_or_else(|| panic!("{experiment} took {flag}")).to_string();
+        assert!(e.contains(&format!("lab {experiment} does not use {flag}")), "{e}");
+        assert!(e.starts_with(flag), "{e}");
+    };
+    for experiment in ["optimal-d", "saturation", "dirac", "score"] {
+        for loss in [GanLoss::Hinge, GanLoss::LeastSquares, GanLoss::Minimax] {
+            refused(experiment, LabOptions { loss, ..o.clone() }, "--loss");
+        }
+    }
+    for experiment in ["optimal-d", "score"] {
+        refused(experiment, LabOptions { d_steps: 5, ..o.clone() }, "--d-steps");
+    }
+    let score_only: [(&str, LabOptions); 5] = [
+        ("--checkpoint", LabOptions { checkpoint: Some("/nonexistent".into()), ..o.clone() }),
+        ("--data", LabOptions { data: Some("/nonexistent".into()), ..o.clone() }),
+        ("--samples", LabOptions { samples: Some(10), ..o.clone() }),
+        ("--cache", LabOptions { cache: Some("/nonexistent".into()), ..o.clone() }),
+        ("--truncation", LabOptions { truncation: Some(0.5), ..o.clone() }),
+    ];
+    for experiment in ["shift1d", "optimal-d", "saturation", "ring", "dirac"] {
+        for (flag, with) in &score_only {
+            refused(experiment, with.clone(), flag);
+        }
+    }
+    // The flags an experiment does read still pass the check (and fail later for their own
+    // reasons, or run).
+    let e = run("score", &LabOptions { samples: Some(10), ..o.clone() }).unwrap_err().to_string();
+    assert!(e.contains("--checkpoint"), "{e}");
+    assert!(run("dirac", &LabOptions { d_steps: 2, ..o.clone() }).is_ok());
+    assert!(run("ring", &LabOptions { loss: GanLoss::Hinge, d_steps: 2, ..o }).is_ok());
+}

@@ -289,3 +289,149 @@ fn bad_score_inputs_are_refused_with_the_flag_named() {
     let _ = std::fs::remove_dir_all(&empty);
     let _ = std::fs::remove_dir_all(&unlabelled);
 }
+
+/// `lab score --json` with `extra` flags: the exit status, stderr and the JSON printed.
+fn score_json(extra: &[&str]) -> (Output, serde_json::Value) {
+    let o = dcgan(&[&["lab", "score", "--json"], extra].concat());
+    let j = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o, j)
+}
+
+/// Overwrites the first 400 bytes of the largest tensor of a safetensors file with 0xff (NaN).
+fn write_nans_into(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let offsets = |t: &serde_json::Value| {
+        let o = t["data_offsets"].as_array().unwrap();
+        (o[0].as_u64().unwrap() as usize, o[1].as_u64().unwrap() as usize)
+    };
+    let largest = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .map(|(_, t)| offsets(t))
+        .max_by_key(|(start, end)| end - start)
+        .unwrap();
+    let start = 8 + header_len + largest.0;
+    bytes[start..start + 400].fill(0xff);
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// A cache is a shortcut, never a source of numbers: a cached classifier with NaN weights is
+/// reported (naming the file), retrained and rewritten, and scores what a fresh one scores.
+/// "cached in" is said only once the file is written; a cache that cannot be written says so.
+#[test]
+fn a_corrupt_classifier_cache_is_retrained_and_an_unwritable_one_is_named() {
+    let dir = scratch("cache");
+    let run_dir = dir.join("run");
+    tiny_run(&run_dir, &fixture(), "1", &[]);
+    let cache = dir.join("cache");
+    let out = dir.join("out");
+    let fx = fixture();
+    let args = |cache: &Path| {
+        ["--checkpoint", run_dir.to_str().unwrap(), "--data", &fx, "--samples", "10", "--steps", "20"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--cache".into(), cache.display().to_string(), "--out".into(), out.display().to_string()])
+            .collect::<Vec<String>>()
+    };
+    let score = |cache: &Path| {
+        let a = args(cache);
+        let (o, j) = score_json(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", stderr(&o));
+        (stderr(&o), j)
+    };
+
+    let (err, fresh) = score(&cache);
+    let file = fresh["classifier"]["cache_file"].as_str().unwrap().to_string();
+    assert!(err.contains(&format!("score: classifier cached in {file}")), "{err}");
+    assert_eq!(fresh["classifier"]["cached"], false);
+    let frechet = fresh["frechet"].as_f64().unwrap();
+    assert!(frechet > 0.0, "{fresh}");
+
+    write_nans_into(Path::new(&file));
+    let (err, retrained) = score(&cache);
+    assert!(err.contains(&format!("not using the cached classifier {file}")), "{err}");
+    assert!(err.contains("non-finite values") && err.contains("training a new one"), "{err}");
+    assert_eq!(retrained["classifier"]["cached"], false, "the corrupt cache was trusted: {retrained}");
+    assert_eq!(retrained["frechet"].as_f64(), Some(frechet), "{retrained}");
+    let (err, reused) = score(&cache);
+    assert_eq!(reused["classifier"]["cached"], true, "the cache was not rewritten: {err}");
+    assert_eq!(reused["frechet"].as_f64(), Some(frechet));
+
+    // A cache folder under a regular file cannot be made.
+    let a_file = dir.join("a-file");
+    std::fs::write(&a_file, b"x").unwrap();
+    let (err, _) = score(&a_file.join("cache"));
+    assert!(
+        err.contains(&format!("cannot cache the classifier in {}", a_file.join("cache").display())),
+        "{err}"
+    );
+    assert!(!err.contains("cached in"), "claims a cache it could not write:\n{err}");
+}
+
+/// A conditional G scored with fewer than 2 samples a class has no intra-class distance to
+/// report: null in the JSON and "n/a" in the summary, never the empty mean "-0.00".
+#[test]
+fn too_few_samples_a_class_give_no_intra_class_distance() {
+    let dir = scratch("intra");
+    let run_dir = dir.join("run");
+    tiny_run(&run_dir, &fixture(), "1", &["--conditional"]);
+    let (cache, out) = (dir.join("cache"), dir.join("out"));
+    let args = [
+        "--checkpoint",
+        run_dir.to_str().unwrap(),
+        "--data",
+        &fixture(),
+        "--samples",
+        "10",
+        "--steps",
+        "20",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let (o, j) = score_json(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(j["class_agreement"].is_f64(), "a conditional G: {j}");
+    assert!(j["intra_frechet"].is_null(), "1 sample a class: {j}");
+    assert!(j["checkpoints"][0]["intra_frechet"].is_null(), "{j}");
+    let o = dcgan(&[&["lab", "score"], &args[..]].concat());
+    let line = String::from_utf8_lossy(&o.stdout);
+    assert!(line.contains("intra-class Fréchet n/a, --samples under 2 a class"), "{line}");
+    assert!(!line.contains("-0.00") && !stderr(&o).contains("-0.00"), "{line}\n{}", stderr(&o));
+}
+
+/// A generator whose weights hold NaN makes NaN images: score refuses to grade them, naming
+/// the checkpoint, instead of printing a distance.
+#[test]
+fn a_generator_that_makes_non_finite_pixels_is_refused() {
+    let dir = scratch("nan-generator");
+    let run_dir = dir.join("run");
+    tiny_run(&run_dir, &fixture(), "1", &[]);
+    let checkpoint = run_dir.join("checkpoints/step_000001");
+    write_nans_into(&checkpoint.join("generator.safetensors"));
+    let (cache, out) = (dir.join("cache"), dir.join("out"));
+    assert_fails(
+        &[
+            "lab",
+            "score",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--data",
+            &fixture(),
+            "--samples",
+            "10",
+            "--steps",
+            "20",
+            "--cache",
+            cache.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["--checkpoint", "step_000001", "generator makes non-finite pixels"],
+    );
+}

@@ -51,6 +51,15 @@ pub enum DataError {
     #[error("{labels}: {found} labels, but {images} has {expected} images")]
     LabelCount { labels: String, found: usize, images: String, expected: usize },
 
+    #[error(
+        "{labels}: label {label} (image {image}) makes {} classes, but {missing} of them {} no image \
+         (the first: class {first_missing}); expected the labels to number the classes 0..=N-1 \
+         (or 1..=N, as EMNIST letters does) with at least one image each",
+        *label as usize + 1,
+        if *missing == 1 { "has" } else { "have" }
+    )]
+    SparseLabels { labels: String, label: u8, image: usize, missing: usize, first_missing: usize },
+
     #[error("{name}: gzip stream is corrupt: {reason}")]
     Gzip { name: String, reason: String },
 
@@ -90,8 +99,11 @@ pub enum DataError {
     #[error("batch size 0: a batch needs at least one image")]
     BatchSizeZero,
 
-    #[error("batch size {batch} is larger than the dataset ({len} images)")]
-    BatchTooLarge { batch: usize, len: usize },
+    #[error(
+        "--batch-size {batch} is larger than the dataset, which has {len} image{}: {dataset}",
+        if *len == 1 { "" } else { "s" }
+    )]
+    BatchTooLarge { batch: usize, len: usize, dataset: String },
 
     #[error("loader state {what}")]
     LoaderState { what: String },

@@ -21,23 +21,34 @@ fn is_image_name(p: &Path) -> bool {
         .is_some_and(|e| ["png", "jpg", "jpeg"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// Every image file under `dir`, sorted by path. Directory symlinks are followed, but each real
-/// directory is visited once, so a link loop ends.
+/// Every image file under `dir`, sorted by path. Only regular files count: a FIFO or device named
+/// like an image would block or never end. Directory symlinks are followed, but each real
+/// directory is visited once, and a link to a directory that holds the one being scanned (`..`,
+/// the dataset folder itself, a folder above it) is not followed: it would lead the scan out of
+/// the dataset and round in a loop.
 fn walk(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let mut seen = HashSet::new();
+    let real = std::fs::canonicalize(dir).map_err(|e| DataError::io(dir, e))?;
+    let mut seen = HashSet::from([real.clone()]);
     let mut out = Vec::new();
-    walk_into(dir, &mut seen, &mut out)?;
+    walk_into(dir, &real, &real, &mut seen, &mut out)?;
     Ok(out)
 }
 
-fn walk_into(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let real = std::fs::canonicalize(dir).map_err(|e| DataError::io(dir, e))?;
-    if !seen.insert(real) {
-        return Ok(());
-    }
+/// Scans `dir`, whose canonical path is `real`, inside the dataset at canonical `root`.
+fn walk_into(
+    dir: &Path,
+    real: &Path,
+    root: &Path,
+    seen: &mut HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), DataError> {
     for p in list_dir(dir)? {
         if p.is_dir() {
-            walk_into(&p, seen, out)?;
+            let target = std::fs::canonicalize(&p).map_err(|e| DataError::io(&p, e))?;
+            if root.starts_with(&target) || real.starts_with(&target) || !seen.insert(target.clone()) {
+                continue;
+            }
+            walk_into(&p, &target, root, seen, out)?;
         } else if p.is_file() && is_image_name(&p) {
             out.push(p);
         }
@@ -48,26 +59,37 @@ fn walk_into(dir: &Path, seen: &mut HashSet<PathBuf>, out: &mut Vec<PathBuf>) ->
 /// The most classes a folder's subfolders can label: labels are bytes.
 const MAX_FOLDER_CLASSES: usize = 256;
 
-/// ImageFolder's labels: each image's first subfolder under `dir`, numbered in sorted order,
-/// and the subfolders' names. None unless every image sits in a subfolder and there are 2 to
-/// [`MAX_FOLDER_CLASSES`] of them.
-fn subfolder_labels(dir: &Path, files: &[PathBuf]) -> Option<(Vec<u8>, Vec<String>)> {
-    let first: Vec<String> = files
+/// ImageFolder's classes: each image's first subfolder under `dir`, numbered in sorted order.
+enum SubfolderClasses {
+    /// Not laid out as ImageFolder: an image outside every subfolder, or one subfolder alone.
+    None,
+    /// Each image's label, and the subfolders' names in label order.
+    Labels(Vec<u8>, Vec<String>),
+    /// Laid out as ImageFolder, but with more subfolders than [`MAX_FOLDER_CLASSES`].
+    TooMany(usize),
+}
+
+fn subfolder_classes(dir: &Path, files: &[PathBuf]) -> SubfolderClasses {
+    let first: Option<Vec<String>> = files
         .iter()
         .map(|f| {
             let mut parts = f.strip_prefix(dir).ok()?.components();
             let class = parts.next()?.as_os_str().to_string_lossy().into_owned();
             parts.next().map(|_| class)
         })
-        .collect::<Option<_>>()?;
+        .collect();
+    let Some(first) = first else { return SubfolderClasses::None };
     let mut names = first.clone();
     names.sort();
     names.dedup();
-    if !(2..=MAX_FOLDER_CLASSES).contains(&names.len()) {
-        return None;
+    match names.len() {
+        0 | 1 => SubfolderClasses::None,
+        n if n > MAX_FOLDER_CLASSES => SubfolderClasses::TooMany(n),
+        _ => {
+            let labels = first.iter().map(|c| names.binary_search(c).expect("a listed name") as u8).collect();
+            SubfolderClasses::Labels(labels, names)
+        }
     }
-    let labels = first.iter().map(|c| names.binary_search(c).expect("a listed name") as u8).collect();
-    Some((labels, names))
 }
 
 pub(crate) fn has_images(dir: &Path) -> Result<bool, DataError> {
@@ -148,22 +170,28 @@ pub(crate) fn open(
         pixels.extend_from_slice(if d.pixels.len() == to_c * plane { &d.pixels } else { &d.pixels[..plane] });
     }
     let grey = decoded.len() - decoded.iter().filter(|d| d.has_color).count();
-    let labels = subfolder_labels(dir, &files);
-    let classes = match &labels {
-        Some((_, names)) => {
+    let (labels, classes, unlabelled) = match subfolder_classes(dir, &files) {
+        SubfolderClasses::Labels(labels, names) => {
             let shown: Vec<String> =
                 names.iter().take(10).enumerate().map(|(i, n)| format!("{i} {n}")).collect();
             let more = if names.len() > 10 { ", ..." } else { "" };
-            format!(" in {} classes by subfolder ({}{more})", names.len(), shown.join(", "))
+            let classes = format!(" in {} classes by subfolder ({}{more})", names.len(), shown.join(", "));
+            (Some(labels), classes, String::new())
         }
-        None => String::new(),
+        // Said plainly, so that `--conditional` on it tells why the images have no labels.
+        SubfolderClasses::TooMany(n) => (
+            None,
+            String::new(),
+            format!("; unlabelled: {n} class subfolders, at most {MAX_FOLDER_CLASSES} are supported"),
+        ),
+        SubfolderClasses::None => (None, String::new(), String::new()),
     };
+    let count = decoded.len();
     let description = format!(
-        "image folder ({}): {} images ({} colour, {grey} greyscale){classes} -> {to_c}×{image_size}×{image_size}",
+        "image folder ({}): {count} image{} ({} colour, {grey} greyscale){classes} -> {to_c}×{image_size}×{image_size}{unlabelled}",
         dir.display(),
-        decoded.len(),
-        decoded.len() - grey,
+        if count == 1 { "" } else { "s" },
+        count - grey,
     );
-    let labels = labels.map(|(labels, _)| labels);
     Ok(Box::new(ImageSet::new(to_c, to_c, image_size, pixels, labels, description)))
 }

@@ -189,6 +189,7 @@ pub fn idx_dataset_from_bytes(
                     expected: imgs.count,
                 });
             }
+            check_dense_labels(&l, labels_name)?;
             Some(l)
         }
         None => None,
@@ -210,16 +211,39 @@ pub fn idx_dataset_from_bytes(
         };
         dst.copy_from_slice(&prepared);
     });
+    let classes = labels.as_ref().and_then(|l| l.iter().max()).map(|&m| usize::from(m) + 1);
     let description = format!(
         "MNIST-family idx ({images_name}): {} images 1×{}×{}{}{} -> {to_c}×{image_size}×{image_size}",
         imgs.count,
         imgs.rows,
         imgs.cols,
-        if labels.is_some() { " with labels" } else { "" },
+        classes.map_or(String::new(), |c| format!(" with labels ({c} classes)")),
         if transpose { ", EMNIST: transposed upright" } else { "" },
     );
     // Grey stays one stored plane; RGB is replicated on read.
     Ok(Box::new(ImageSet::new(to_c, 1, image_size, pixels, labels, description)))
+}
+
+/// The labels must number the classes densely, each with at least one image: a stray label (200
+/// among 0..=9) would otherwise make a conditional model of 201 classes, 191 of them never seen.
+/// Class 0 alone may go unused: EMNIST letters numbers its 26 classes from 1.
+fn check_dense_labels(labels: &[u8], labels_name: &str) -> Result<(), DataError> {
+    let mut per_class = [0usize; 256];
+    for &l in labels {
+        per_class[usize::from(l)] += 1;
+    }
+    let Some(&max) = labels.iter().max() else { return Ok(()) };
+    let missing: Vec<usize> = (1..=usize::from(max)).filter(|&c| per_class[c] == 0).collect();
+    match missing.first() {
+        None => Ok(()),
+        Some(&first_missing) => Err(DataError::SparseLabels {
+            labels: labels_name.into(),
+            label: max,
+            image: labels.iter().position(|&l| l == max).expect("max is a label"),
+            missing: missing.len(),
+            first_missing,
+        }),
+    }
 }
 
 /// EMNIST stores each image transposed (column-major); torchvision's EMNIST transposes it back.

@@ -76,7 +76,7 @@ impl Loader {
         }
         if let Some(len) = dataset.len() {
             if batch_size > len {
-                return Err(DataError::BatchTooLarge { batch: batch_size, len });
+                return Err(DataError::BatchTooLarge { batch: batch_size, len, dataset: dataset.describe() });
             }
             if len > u32::MAX as usize {
                 return Err(DataError::TooLarge { what: dataset.describe(), bytes: len as u128 });

@@ -82,6 +82,16 @@ pub fn open(
 ) -> Result<Box<dyn Dataset>, DataError> {
     check_params(image_size, channels)?;
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if !meta.is_dir() && !meta.is_file() {
+        // Reading a FIFO blocks until a writer comes, a device may never end.
+        return Err(DataError::WrongFormat {
+            path: path.display().to_string(),
+            what: format!(
+                "is {}, expected a regular dataset file or a directory",
+                special_file_kind(&meta.file_type())
+            ),
+        });
+    }
     let format = match format {
         DataFormat::Auto => detect(path, meta.is_dir())?,
         f => f,
@@ -157,6 +167,25 @@ fn detect(path: &Path, is_dir: bool) -> Result<DataFormat, DataError> {
              PNG/JPEG images must be given as its directory"
         ),
     })
+}
+
+/// What a path that is neither a regular file nor a directory is, for messages.
+fn special_file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a named pipe (FIFO)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+    }
+    let _ = kind;
+    "not a regular file"
 }
 
 fn read_prefix(path: &Path, buf: &mut [u8]) -> Result<usize, DataError> {

@@ -19,7 +19,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{DEV, GanLoss, LabOptions, write_csv};
+use super::{DEV, GanLoss, LabOptions, all_finite, diverged, write_csv};
 use crate::io::{PALETTE, PlotOptions, ScatterGroup, plot_series, scatter_plot};
 use crate::optim::{Optimizer, Sgd};
 use crate::{Tensor, linear};
@@ -151,6 +151,18 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             LossRuns { loss, paths, distances }
         })
         .collect();
+    for r in &runs {
+        for (schedule, path) in SCHEDULES.iter().zip(&r.paths) {
+            if let Some(step) = path.iter().position(|&(t, s)| !all_finite([t, s])) {
+                let what = format!(
+                    "(θ, ψ) of the {} loss's {} run is not finite at step {step} of {steps}",
+                    r.loss.name(),
+                    schedule.name()
+                );
+                return Err(diverged("dirac", &what, lr, opts));
+            }
+        }
+    }
 
     // Each loss's paths in the (θ, ψ) plane, at most 1500 dots a run.
     let every = steps.div_ceil(1500).max(1);

@@ -73,8 +73,10 @@ pub fn frechet_distance(a: &Gaussian, b: &Gaussian) -> f64 {
     symmetrize(&mut m, n);
     let (eig, _) = symmetric_eigen(&m, n);
     let tr_sqrt: f64 = eig.iter().map(|&l| l.max(0.0).sqrt()).sum();
-    // Rounding can leave a tiny negative for identical inputs; a distance is ≥ 0.
-    (mean_term + trace(&a.cov) + trace(&b.cov) - 2.0 * tr_sqrt).max(0.0)
+    // Rounding can leave a tiny negative (or -0) for identical inputs; a distance is +0 or more.
+    // NaN from non-finite features stays NaN, not a perfect 0.
+    let distance = mean_term + trace(&a.cov) + trace(&b.cov) - 2.0 * tr_sqrt;
+    if distance <= 0.0 { 0.0 } else { distance }
 }
 
 /// The symmetric positive semi-definite square root V·diag(√max(λ, 0))·Vᵀ.
@@ -281,6 +283,18 @@ mod tests {
         let feats: Vec<f32> = (0..500 * 8).map(|_| rng.normal() as f32).collect();
         let g = Gaussian::fit(&feats, 8);
         assert!(frechet_distance(&g, &g) < 1e-9);
+    }
+
+    /// The distance is +0 or more, and non-finite features give NaN, not a perfect 0 (a corrupt
+    /// classifier once scored "Fréchet 0.00").
+    #[test]
+    fn distance_is_never_negative_and_nan_is_not_hidden() {
+        let zero = gaussian(vec![0.0; 3], vec![0.0; 9]);
+        let d = frechet_distance(&zero, &zero);
+        assert!(d == 0.0 && d.is_sign_positive(), "{d}");
+        let nan = gaussian(vec![f64::NAN, 0.0, 0.0], vec![0.0; 9]);
+        assert!(frechet_distance(&nan, &zero).is_nan());
+        assert!(frechet_distance(&zero, &nan).is_nan());
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub struct LabOptions {
     /// Folder for the plots and the CSV (created when missing).
     pub out: PathBuf,
     /// The game's losses (`shift1d`: the two cross-entropy ones, whose D is a probability;
-    /// `ring`: any; `saturation` and `dirac` always run both cross-entropy ones).
+    /// `ring`: any; `saturation` and `dirac` always run both cross-entropy ones; they,
+    /// `optimal-d` and `score` refuse a loss other than the default).
     pub loss: GanLoss,
     /// Discriminator steps per generator step (`shift1d`, `saturation`, `ring`, `dirac`).
     pub d_steps: usize,
@@ -96,6 +97,7 @@ pub fn run(experiment: &str, opts: &LabOptions) -> Result<LabSummary> {
     if !EXPERIMENTS.contains(&experiment) {
         bail!("unknown lab experiment {experiment:?}; known experiments: {}", EXPERIMENTS.join(", "));
     }
+    check_flags_used(experiment, opts)?;
     if opts.d_steps == 0 {
         bail!("--d-steps must be at least 1");
     }
@@ -119,6 +121,60 @@ pub fn run(experiment: &str, opts: &LabOptions) -> Result<LabSummary> {
         _ => unreachable!(),
     };
     Ok(LabSummary { experiment: experiment.to_string(), headline, json })
+}
+
+/// Refuses a flag that `experiment` would ignore: an ignored flag reads as a setting that took
+/// effect. `--loss` and `--d-steps` always have a value, so only one other than the default can
+/// tell that it was given.
+fn check_flags_used(experiment: &str, opts: &LabOptions) -> Result<()> {
+    let default = LabOptions::default();
+    let given = [
+        ("--loss", opts.loss != default.loss, opts.loss.name().to_string()),
+        ("--d-steps", opts.d_steps != default.d_steps, opts.d_steps.to_string()),
+        ("--checkpoint", opts.checkpoint.is_some(), String::new()),
+        ("--data", opts.data.is_some(), String::new()),
+        ("--samples", opts.samples.is_some(), String::new()),
+        ("--cache", opts.cache.is_some(), String::new()),
+        ("--truncation", opts.truncation.is_some(), String::new()),
+    ];
+    for (flag, is_given, value) in given {
+        if !is_given {
+            continue;
+        }
+        let why = match (experiment, flag) {
+            ("shift1d" | "ring", "--loss" | "--d-steps") => continue,
+            ("score", "--checkpoint" | "--data" | "--samples" | "--cache" | "--truncation") => continue,
+            ("saturation" | "dirac", "--d-steps") => continue,
+            ("saturation", "--loss") => "it compares the minimax and the non-saturating losses itself",
+            ("dirac", "--loss") => "it runs both the minimax and the non-saturating losses itself",
+            ("optimal-d", "--loss") => {
+                "its D trains on the cross-entropy loss, whose optimum is the D* it compares against"
+            }
+            ("optimal-d", "--d-steps") => "it trains D alone, against a fixed p_g",
+            ("score", _) => "it scores a trained checkpoint",
+            _ => "only lab score reads it",
+        };
+        let shown = if value.is_empty() { flag.to_string() } else { format!("{flag} {value}") };
+        bail!("{shown}: lab {experiment} does not use {flag} ({why}); leave it out");
+    }
+    Ok(())
+}
+
+/// The error of an experiment whose numbers stopped being finite (`what` says which, where):
+/// its steps were too large for the game.
+pub(crate) fn diverged(experiment: &str, what: &str, lr: f32, opts: &LabOptions) -> anyhow::Error {
+    // 0.1 as 0.1, 1e30 as 1e30 rather than its 31 digits.
+    let shown = if (1e-3..1e4).contains(&lr) { lr.to_string() } else { format!("{lr:e}") };
+    let rate = match opts.lr {
+        Some(_) => format!("--lr {shown}"),
+        None => format!("its default --lr {shown}"),
+    };
+    anyhow::anyhow!("lab {experiment} diverged: {what} with {rate}; lower --lr")
+}
+
+/// True when every value is finite.
+pub(crate) fn all_finite(values: impl IntoIterator<Item = f64>) -> bool {
+    values.into_iter().all(f64::is_finite)
 }
 
 // ---- helpers shared by the experiments ----

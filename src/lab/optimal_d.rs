@@ -5,7 +5,9 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{GanLoss, LabOptions, column, eval_column, mlp, normal_pdf, sigmoid64, write_csv};
+use super::{
+    GanLoss, LabOptions, all_finite, column, diverged, eval_column, mlp, normal_pdf, sigmoid64, write_csv,
+};
 use crate::Rng;
 use crate::io::{PlotOptions, plot_series};
 use crate::nn::Module;
@@ -59,7 +61,16 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         loss.backward();
         opt.step();
         if step % 10 == 0 || step + 1 == steps {
-            loss_rows.push((step as f64, f64::from(loss.item())));
+            let value = f64::from(loss.item());
+            if !value.is_finite() {
+                return Err(diverged(
+                    "optimal-d",
+                    &format!("D's loss is {value} in step {} of {steps}", step + 1),
+                    lr,
+                    opts,
+                ));
+            }
+            loss_rows.push((step as f64, value));
         }
     }
 
@@ -70,6 +81,14 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let pg: Vec<f64> = grid.iter().map(|&x| p_g(x)).collect();
     let d_star: Vec<f64> = pd.iter().zip(&pg).map(|(a, b)| a / (a + b)).collect();
     let d_net: Vec<f64> = eval_column(&d, &grid).into_iter().map(sigmoid64).collect();
+    if !all_finite(d_net.iter().copied()) {
+        return Err(diverged(
+            "optimal-d",
+            &format!("the trained D's output is not finite after {steps} steps"),
+            lr,
+            opts,
+        ));
+    }
 
     // The bulk: the central 95% of the mass of m = (p_data + p_g) / 2.
     let m: Vec<f64> = pd.iter().zip(&pg).map(|(a, b)| 0.5 * (a + b)).collect();

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{LabOptions, mlp, write_csv};
+use super::{LabOptions, all_finite, diverged, mlp, write_csv};
 use crate::io::{PALETTE, PlotOptions, plot_series, scatter_plot};
 use crate::nn::{Module, Sequential};
 use crate::optim::{Adam, Optimizer};
@@ -131,6 +131,10 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         if step % eval_every == 0 || step == steps || snap_at.contains(&step) {
             let mut srng = Rng::new(opts.seed ^ 0x5a3b ^ (step as u64) << 20);
             let fit = generate(&g, &mut srng, EVAL_SAMPLES);
+            if !all_finite(fit.iter().flat_map(|&(x, y)| [x, y])) {
+                let what = format!("G's samples are not finite at step {step} of {steps}");
+                return Err(diverged("ring", &what, lr, opts));
+            }
             let other = generate(&g, &mut srng, EVAL_SAMPLES / 2);
             let (counts, good) = mode_counts(&fit);
             let covered = counts.iter().filter(|&&c| c as f64 >= 0.01 * fit.len() as f64).count();
@@ -180,6 +184,14 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             l.backward();
             opt_d.step();
             last_d = f64::from(l.item());
+            if !last_d.is_finite() {
+                return Err(diverged(
+                    "ring",
+                    &format!("D's loss is {last_d} in step {} of {steps}", step + 1),
+                    lr,
+                    opts,
+                ));
+            }
         }
         opt_g.zero_grad();
         let l = opts.loss.g_loss(&d.forward(&g.forward(&noise(&mut rng, BATCH))));
@@ -187,6 +199,14 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         opt_g.step();
         // D's parameters got gradients from G's backward; D's next zero_grad clears them.
         last_g = f64::from(l.item());
+        if !last_g.is_finite() {
+            return Err(diverged(
+                "ring",
+                &format!("G's loss is {last_g} in step {} of {steps}", step + 1),
+                lr,
+                opts,
+            ));
+        }
     }
 
     let xs: Vec<f64> = evals.iter().map(|e| e.step as f64).collect();

@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::shift1d::{MU, train};
-use super::{GanLoss, LabOptions, sigmoid64, write_csv};
+use super::{GanLoss, LabOptions, diverged, sigmoid64, write_csv};
 use crate::io::{PlotOptions, plot_series};
 use crate::{Device, Rng, Tensor};
 
@@ -62,6 +62,14 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     for loss in [GanLoss::NonSaturating, GanLoss::Minimax] {
         let mut rng = Rng::new(opts.seed);
         let toy = train(&mut rng, theta0, loss, steps, opts.d_steps, lr, 1000, 0.1, &[], |_, _, _, _| {});
+        if let Some(step) = toy.diverged_at {
+            let when = match step {
+                0 => "in D's 1000 steps of pretraining".to_string(),
+                s => format!("after step {s} of {steps}"),
+            };
+            let what = format!("the {} run's θ or φ is not finite {when}", loss.name());
+            return Err(diverged("saturation", &what, lr, opts));
+        }
         let (p0, p1) = toy.phis[0];
         let d_start = sigmoid64(p0 + p1 * theta0);
         // Steps until θ first comes within 0.25 of μ.

@@ -396,6 +396,10 @@ pub fn default_cache_dir() -> PathBuf {
         .join("dcgan")
 }
 
+fn all_finite_f32(values: &[f32]) -> bool {
+    values.iter().all(|v| v.is_finite())
+}
+
 /// The classifier, from the cache when a matching one is there, else trained and cached.
 struct Trained {
     clf: Classifier,
@@ -427,6 +431,12 @@ fn classifier_for(splits: &Splits, data_path: &Path, classes: usize, opts: &LabO
             if st.metadata.get("key") != Some(&key) {
                 bail!("made for other data or settings");
             }
+            // A cache is only a shortcut: weights it corrupted must be retrained, not scored with.
+            if let Some(bad) =
+                st.tensors.iter().find(|a| a.data.to_f32().is_some_and(|v| !all_finite_f32(&v)))
+            {
+                bail!("{} holds non-finite values (NaN or inf): the file is corrupt", bad.name);
+            }
             let clf = Classifier::new(size, channels, classes, &mut Rng::new(opts.seed));
             clf.load(st.tensors, &file)?;
             let secs = st.metadata.get("train_seconds").and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
@@ -444,10 +454,9 @@ fn classifier_for(splits: &Splits, data_path: &Path, classes: usize, opts: &LabO
         }
     }
     eprintln!(
-        "score: training the classifier ({steps} steps of {BATCH} on {} images at {channels}×{side}×{side}{}); cached in {}",
+        "score: training the classifier ({steps} steps of {BATCH} on {} images at {channels}×{side}×{side}{})",
         splits.fit.len(),
         if side == size { String::new() } else { format!(", pooled from {size}×{size}") },
-        dir.display()
     );
     let t0 = Instant::now();
     let clf = train_classifier(&*splits.train, &splits.fit, classes, steps, lr, opts.seed);
@@ -459,9 +468,13 @@ fn classifier_for(splits: &Splits, data_path: &Path, classes: usize, opts: &LabO
     let saved = std::fs::create_dir_all(&dir)
         .map_err(anyhow::Error::from)
         .and_then(|()| Ok(io::write_safetensors(&file, &clf.state(), &meta)?));
-    if let Err(e) = saved {
+    match saved {
+        Ok(()) => eprintln!("score: classifier cached in {}", file.display()),
         // The score is still right; only the next run pays for training again.
-        eprintln!("score: cannot cache the classifier in {} ({e:#})", dir.display());
+        Err(e) => eprintln!(
+            "score: cannot cache the classifier in {} ({e:#}); the score is unaffected",
+            dir.display()
+        ),
     }
     Ok(Trained { clf, cached: false, file, train_seconds, steps })
 }
@@ -499,14 +512,20 @@ struct CheckpointScore {
 /// The intra-class Fréchet distance (Miyato & Koyama 2018's intra-FID, in the classifier's
 /// features): the mean over classes of the distance between a class's real images and the
 /// samples made for it, over the classes both sides have. The distance of the mixtures misses a
-/// G that draws every class well but not the one asked for; this does not.
-fn intra_frechet(real: &[Option<Gaussian>], generated: &[Option<Gaussian>]) -> f64 {
+/// G that draws every class well but not the one asked for; this does not. None when no class
+/// has the 2 images a side that a Gaussian needs (too few samples for the classes).
+fn intra_frechet(real: &[Option<Gaussian>], generated: &[Option<Gaussian>]) -> Option<f64> {
     let d: Vec<f64> = real
         .iter()
         .zip(generated)
         .filter_map(|(a, b)| Some(frechet_distance(a.as_ref()?, b.as_ref()?)))
         .collect();
-    d.iter().sum::<f64>() / d.len().max(1) as f64
+    (!d.is_empty()).then(|| d.iter().sum::<f64>() / d.len() as f64)
+}
+
+/// An intra-class distance for the summary, or why there is none.
+fn intra_text(intra: Option<f64>) -> String {
+    intra.map_or("n/a, --samples under 2 a class".to_string(), |d| format!("{d:.2}"))
 }
 
 /// The class a conditional G is asked for in sample `j` of a score: every class in turn.
@@ -623,7 +642,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         let label = |j: usize| splits.test_data().label(splits.test_idx[j]).expect("labelled") as usize;
         test.class_gaussians(classes, label)
     });
-    let intra_floor = test_by_class.as_ref().map(|t| {
+    let intra_floor = test_by_class.as_ref().and_then(|t| {
         let label = |j: usize| splits.train.label(splits.pool[j]).expect("labelled") as usize;
         intra_frechet(t, &pool.class_gaussians(classes, label))
     });
@@ -657,6 +676,13 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                 };
                 let input = generator_input(z.to_vec(), model.nz, &labels, model.classes, DEV);
                 let imgs = no_grad(|| g.forward(&input));
+                if !all_finite_f32(&imgs.to_vec()) {
+                    bail!(
+                        "--checkpoint {}: its {file} makes non-finite pixels (NaN or inf); its weights \
+                         are corrupt or its training diverged",
+                        dir.display()
+                    );
+                }
                 clf.eval_batch(&imgs, &mut ev);
                 first.get_or_insert(imgs);
                 left -= n;
@@ -682,8 +708,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             let t = test_by_class.as_ref().expect("fitted when a checkpoint is conditional");
             intra_frechet(t, &ev.class_gaussians(classes, |j| requested_class(j, classes)))
         };
-        let intra = conditional.then(|| intra_of(&ev));
-        let intra_ema = ema.as_ref().filter(|_| conditional).map(intra_of);
+        let intra = conditional.then(|| intra_of(&ev)).flatten();
+        let intra_ema = ema.as_ref().filter(|_| conditional).and_then(intra_of);
         let frechet = frechet_distance(&test_gauss, &ev.gaussian());
         let hist = ev.histogram(classes);
         let missing = missing_classes(&hist, &test_share);
@@ -693,9 +719,11 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             }
             _ => String::new(),
         };
-        let agree = match (agreement, intra) {
-            (Some(a), Some(i)) => format!(", class agreement {:.1}%, intra-class Fréchet {i:.2}", 100.0 * a),
-            _ => String::new(),
+        let agree = match agreement {
+            Some(a) => {
+                format!(", class agreement {:.1}%, intra-class Fréchet {}", 100.0 * a, intra_text(intra))
+            }
+            None => String::new(),
         };
         eprintln!(
             "score: step {}: Fréchet {frechet:.2}{avg}, classes {}/{present}{agree}",
@@ -816,11 +844,14 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         if last.missing.is_empty() { String::new() } else { format!(" (missing {:?})", last.missing) },
         100.0 * accuracy
     );
-    let tail = match (last.agreement, last.intra, intra_floor) {
-        (Some(a), Some(i), Some(f)) => {
-            format!("{tail}, class agreement {:.1}%, intra-class Fréchet {i:.2} (floor {f:.2})", 100.0 * a)
-        }
-        _ => tail,
+    let tail = match last.agreement {
+        Some(a) => format!(
+            "{tail}, class agreement {:.1}%, intra-class Fréchet {} (floor {})",
+            100.0 * a,
+            intra_text(last.intra),
+            intra_text(intra_floor)
+        ),
+        None => tail,
     };
     let tail = match (last.frechet_ema, &last.missing_ema) {
         (Some(f), Some(m)) => format!(
@@ -921,12 +952,31 @@ mod tests {
         }
         let ev = Eval { features, predicted: Vec::new() };
         let real = ev.class_gaussians(2, |j| j % 2);
-        let right = intra_frechet(&real, &ev.class_gaussians(2, |j| j % 2));
-        let swapped = intra_frechet(&real, &ev.class_gaussians(2, |j| 1 - j % 2));
+        let right = intra_frechet(&real, &ev.class_gaussians(2, |j| j % 2)).unwrap();
+        let swapped = intra_frechet(&real, &ev.class_gaussians(2, |j| 1 - j % 2)).unwrap();
         assert!(right < 1e-6, "a set against itself: {right}");
         // Each class's mean is off by 2 in every one of the 128 features: |Δμ|² = 512.
         assert!((swapped - 512.0).abs() < 512.0 * 0.05, "swapped classes: {swapped}");
         assert!(frechet_distance(&ev.gaussian(), &ev.gaussian()) < 1e-6, "the mixtures match");
+    }
+
+    /// Under 2 samples a class no class has a Gaussian: there is no distance to report, not a 0
+    /// (an empty f64 sum is -0.0, which printed as "-0.00").
+    #[test]
+    fn intra_frechet_without_a_comparable_class_is_none() {
+        let mut rng = Rng::new(3);
+        let mut features = vec![0.0f32; 4 * FEATURES];
+        rng.fill_normal(&mut features, 0.0, 1.0);
+        let ev = Eval { features, predicted: Vec::new() };
+        // Four rows over four classes: one each, too few for any Gaussian.
+        let one_each = ev.class_gaussians(4, |j| j);
+        assert!(one_each.iter().all(Option::is_none));
+        assert_eq!(intra_frechet(&one_each, &one_each), None);
+        assert_eq!(intra_text(None), "n/a, --samples under 2 a class");
+        // Two classes of two rows: a distance, never negative.
+        let two_each = ev.class_gaussians(2, |j| j % 2);
+        let d = intra_frechet(&two_each, &two_each).expect("both classes have 2 rows");
+        assert!(d.is_sign_positive() && d < 1e-6, "{d}");
     }
 
     #[test]

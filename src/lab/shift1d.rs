@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{GanLoss, LabOptions, column, sigmoid64, write_csv};
+use super::{GanLoss, LabOptions, all_finite, column, diverged, sigmoid64, write_csv};
 use crate::io::{PlotOptions, plot_series};
 use crate::optim::{Optimizer, Sgd};
 use crate::{Rng, Tensor, linear};
@@ -20,6 +20,9 @@ pub(crate) struct Toy {
     pub phis: Vec<(f64, f64)>,
     /// The first step after which θ stays within `tol` of μ, if any.
     pub converged_at: Option<usize>,
+    /// The generator step after which θ or φ stopped being finite (0: in D's pretraining);
+    /// training ends there.
+    pub diverged_at: Option<usize>,
 }
 
 /// Train the toy: `steps` generator steps, `d_steps` D steps before each. `pretrain_d` D
@@ -65,7 +68,16 @@ pub(crate) fn train(
         d_step(rng, &mut opt_d);
     }
     let read = |t: &Tensor| f64::from(t.item());
-    let mut toy = Toy { thetas: vec![theta0], phis: vec![(read(&phi0), read(&phi1))], converged_at: None };
+    let mut toy = Toy {
+        thetas: vec![theta0],
+        phis: vec![(read(&phi0), read(&phi1))],
+        converged_at: None,
+        diverged_at: None,
+    };
+    if !all_finite([toy.phis[0].0, toy.phis[0].1]) {
+        toy.diverged_at = Some(0);
+        return toy;
+    }
     let mut inside_since: Option<usize> = None;
     for step in 0..=steps {
         if snap_at.contains(&step) {
@@ -84,6 +96,10 @@ pub(crate) fn train(
         let th = read(&theta);
         toy.thetas.push(th);
         toy.phis.push((read(&phi0), read(&phi1)));
+        if !all_finite([th, read(&phi0), read(&phi1)]) {
+            toy.diverged_at = Some(step + 1);
+            break;
+        }
         if (th - MU).abs() < tol {
             inside_since.get_or_insert(step + 1);
         } else {
@@ -148,6 +164,10 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             }
             plots.push(path.display().to_string());
         });
+    if let Some(step) = toy.diverged_at {
+        let what = format!("θ or φ is not finite after step {step} of {steps}");
+        return Err(diverged("shift1d", &what, lr, opts));
+    }
     if let Some(e) = plot_err {
         return Err(e.into());
     }
