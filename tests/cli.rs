@@ -517,6 +517,10 @@ fn bad_flags_are_refused_with_the_flag_named() {
     );
     assert_fails(&["train", "--steps", "1", "--epochs", "1"], &["--epochs"]);
     assert_fails(&["train", "--epochs", "1", "--out", never], &["--epochs", "synthetic"]);
+    assert_fails(
+        &["train", "--data", "synthetic", "--format", "mnist", "--steps", "1", "--out", never],
+        &["--format mnist", "--data synthetic"],
+    );
     assert!(!Path::new(never).exists(), "a refused run created its --out directory")
 }
 
@@ -1195,10 +1199,10 @@ fn batch_larger_than_the_data_names_the_flag_and_the_path() {
     );
 }
 
-/// One idx label of 200 among 0..=9 is refused, naming the labels file and the label; it used
-/// to make a 201-class conditional model.
+/// One idx label of 200 among 0..=9: `--conditional` is refused, naming the labels file and the
+/// label (it used to make a 201-class model); the images still train unconditionally.
 #[test]
-fn idx_labels_with_a_stray_class_are_refused() {
+fn idx_labels_with_a_stray_class_are_not_used_as_classes() {
     let dir = scratch("stray-label");
     std::fs::copy(
         Path::new(&fixture()).join("train-images-idx3-ubyte.gz"),
@@ -1211,10 +1215,18 @@ fn idx_labels_with_a_stray_class_are_refused() {
     std::fs::write(&labels_file, [&0x801u32.to_be_bytes()[..], &1000u32.to_be_bytes(), &labels].concat())
         .unwrap();
     let never = dir.join("never");
+    let (data, never) = (dir.to_str().unwrap(), never.to_str().unwrap());
     assert_fails(
-        &["train", "--data", dir.to_str().unwrap(), "--steps", "1", "--out", never.to_str().unwrap()],
-        &[&format!("{}: label 200 (image 7) makes 201 classes", labels_file.display()), "0..=N-1"],
+        &["train", "--data", data, "--conditional", "--steps", "1", "--out", never],
+        &[
+            "--conditional",
+            &format!("labels unused: {}: label 200 (image 7) makes 201 classes", labels_file.display()),
+            "0..=N-1",
+        ],
     );
+    let run = scratch("stray-label-run");
+    let o = train(&run, &["--data", data, "--steps", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 /// `lab`: a flag the experiment ignores and a run that diverges both exit 1 with a message

@@ -297,8 +297,8 @@ fn score_json(extra: &[&str]) -> (Output, serde_json::Value) {
     (o, j)
 }
 
-/// Overwrites the first 400 bytes of the largest tensor of a safetensors file with 0xff (NaN).
-fn write_nans_into(file: &Path) {
+/// Overwrites the first 100 values of the largest tensor of an f32 safetensors file with `value`.
+fn fill_largest_tensor(file: &Path, value: f32) {
     let mut bytes = std::fs::read(file).unwrap();
     let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
@@ -315,7 +315,9 @@ fn write_nans_into(file: &Path) {
         .max_by_key(|(start, end)| end - start)
         .unwrap();
     let start = 8 + header_len + largest.0;
-    bytes[start..start + 400].fill(0xff);
+    for v in bytes[start..start + 400].chunks_exact_mut(4) {
+        v.copy_from_slice(&value.to_le_bytes());
+    }
     std::fs::write(file, bytes).unwrap();
 }
 
@@ -351,7 +353,7 @@ fn a_corrupt_classifier_cache_is_retrained_and_an_unwritable_one_is_named() {
     let frechet = fresh["frechet"].as_f64().unwrap();
     assert!(frechet > 0.0, "{fresh}");
 
-    write_nans_into(Path::new(&file));
+    fill_largest_tensor(Path::new(&file), f32::NAN);
     let (err, retrained) = score(&cache);
     assert!(err.contains(&format!("not using the cached classifier {file}")), "{err}");
     assert!(err.contains("non-finite values") && err.contains("training a new one"), "{err}");
@@ -405,15 +407,16 @@ fn too_few_samples_a_class_give_no_intra_class_distance() {
     assert!(!line.contains("-0.00") && !stderr(&o).contains("-0.00"), "{line}\n{}", stderr(&o));
 }
 
-/// A generator whose weights hold NaN makes NaN images: score refuses to grade them, naming
-/// the checkpoint, instead of printing a distance.
+/// A generator whose (finite) weights make NaN images: score refuses to grade them, naming the
+/// checkpoint, instead of printing a distance.
 #[test]
 fn a_generator_that_makes_non_finite_pixels_is_refused() {
     let dir = scratch("nan-generator");
     let run_dir = dir.join("run");
     tiny_run(&run_dir, &fixture(), "1", &[]);
     let checkpoint = run_dir.join("checkpoints/step_000001");
-    write_nans_into(&checkpoint.join("generator.safetensors"));
+    // Finite weights (a NaN would be refused on load) that overflow G's activations.
+    fill_largest_tensor(&checkpoint.join("generator.safetensors"), f32::MAX);
     let (cache, out) = (dir.join("cache"), dir.join("out"));
     assert_fails(
         &[

@@ -178,7 +178,9 @@ pub fn idx_dataset_from_bytes(
 ) -> Result<Box<dyn Dataset>, DataError> {
     check_params(image_size, channels)?;
     let imgs = parse_idx_images(images, images_name)?;
-    let labels = match labels {
+    // Labels that cannot number classes are left unused, and the description says why: the
+    // images still train an unconditional GAN, and --conditional quotes the reason.
+    let (labels, unusable) = match labels {
         Some((bytes, labels_name)) => {
             let l = parse_idx_labels(bytes, labels_name)?;
             if l.len() != imgs.count {
@@ -189,10 +191,12 @@ pub fn idx_dataset_from_bytes(
                     expected: imgs.count,
                 });
             }
-            check_dense_labels(&l, labels_name)?;
-            Some(l)
+            match check_dense_labels(&l, labels_name) {
+                Ok(()) => (Some(l), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
         }
-        None => None,
+        None => (None, None),
     };
     let to_c = target_channels(channels, 1);
     let plane = image_size * image_size;
@@ -213,19 +217,20 @@ pub fn idx_dataset_from_bytes(
     });
     let classes = labels.as_ref().and_then(|l| l.iter().max()).map(|&m| usize::from(m) + 1);
     let description = format!(
-        "MNIST-family idx ({images_name}): {} images 1×{}×{}{}{} -> {to_c}×{image_size}×{image_size}",
+        "MNIST-family idx ({images_name}): {} images 1×{}×{}{}{} -> {to_c}×{image_size}×{image_size}{}",
         imgs.count,
         imgs.rows,
         imgs.cols,
         classes.map_or(String::new(), |c| format!(" with labels ({c} classes)")),
         if transpose { ", EMNIST: transposed upright" } else { "" },
+        unusable.map_or(String::new(), |why| format!("; labels unused: {why}")),
     );
     // Grey stays one stored plane; RGB is replicated on read.
     Ok(Box::new(ImageSet::new(to_c, 1, image_size, pixels, labels, description)))
 }
 
-/// The labels must number the classes densely, each with at least one image: a stray label (200
-/// among 0..=9) would otherwise make a conditional model of 201 classes, 191 of them never seen.
+/// Labels usable as classes number them densely, each with at least one image: a stray label
+/// (200 among 0..=9) would otherwise make a conditional model of 201 classes, 191 never seen.
 /// Class 0 alone may go unused: EMNIST letters numbers its 26 classes from 1.
 fn check_dense_labels(labels: &[u8], labels_name: &str) -> Result<(), DataError> {
     let mut per_class = [0usize; 256];

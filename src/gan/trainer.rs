@@ -127,6 +127,15 @@ fn data_format(f: DataFormatArg) -> DataFormat {
 
 pub fn open_dataset(cfg: &TrainConfig) -> Result<Arc<dyn Dataset>> {
     let ds: Box<dyn Dataset> = if cfg.data == "synthetic" {
+        // --format says how to read files; the synthetic shapes have none to read.
+        if cfg.format != DataFormatArg::Auto {
+            let format = clap::ValueEnum::to_possible_value(&cfg.format).expect("every format has a name");
+            bail!(
+                "--format {}: --data synthetic is generated, not read from files; leave --format out \
+                 or give --data a dataset path",
+                format.get_name()
+            );
+        }
         data::synthetic(cfg.seed, cfg.image_size)
     } else {
         data::open(Path::new(&cfg.data), data_format(cfg.format), cfg.image_size, cfg.channels)?
@@ -251,9 +260,9 @@ fn data_classes(cfg: &TrainConfig, dataset: &dyn Dataset) -> Result<usize> {
         Some(c) if c >= 2 => Ok(c),
         Some(c) => bail!("--conditional: {} has {c} class; conditioning needs at least 2", cfg.data),
         None => bail!(
-            "--conditional: not every image of {} has a class label ({}); a conditional GAN needs \
-             labelled data: MNIST-family idx with its labels file, CIFAR-10, or an image folder \
-             with a subfolder per class",
+            "--conditional: {} has no class labels to use ({}); a conditional GAN needs labelled \
+             data: MNIST-family idx with its labels file, CIFAR-10, or an image folder with a \
+             subfolder per class",
             cfg.data,
             dataset.describe()
         ),
