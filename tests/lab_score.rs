@@ -256,6 +256,7 @@ fn bad_score_inputs_are_refused_with_the_flag_named() {
     let empty = scratch("bad-empty");
     score(&["--checkpoint", empty.to_str().unwrap(), "--data", &fx], &["--checkpoint", "not a checkpoint"]);
     score(&["--checkpoint", grey_s, "--data", &fx, "--samples", "5"], &["--samples 5"]);
+    score(&["--checkpoint", grey_s, "--data", &fx, "--samples", "100000000000"], &["--samples 100000000000"]);
     score(&["--checkpoint", grey_s, "--data", &fx, "--truncation", "0"], &["--truncation 0"]);
     score(&["--checkpoint", grey_s, "--data", nowhere.to_str().unwrap()], &["--data", "nowhere"]);
 

@@ -41,6 +41,9 @@ const DEV: Device = Device::Cpu;
 pub const FEATURES: usize = 128;
 const BATCH: usize = 128;
 const EVAL_BATCH: usize = 500;
+/// The most samples a checkpoint `--samples` accepts.
+const MAX_SAMPLES: usize = 1_000_000;
+
 /// Generated samples per checkpoint unless `--samples` says otherwise.
 pub const DEFAULT_SAMPLES: usize = 2000;
 const DEFAULT_LR: f32 = 2e-3;
@@ -554,8 +557,11 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         );
     };
     let samples = opts.samples.unwrap_or(DEFAULT_SAMPLES);
-    if samples < 10 {
-        bail!("--samples {samples}: expected at least 10 (the distance fits a covariance to them)");
+    if !(10..=MAX_SAMPLES).contains(&samples) {
+        bail!(
+            "--samples {samples}: expected 10 (the distance fits a covariance to them) to {MAX_SAMPLES} \
+             (FID's custom is 50 000)"
+        );
     }
     let dirs =
         checkpoint::list(ckpt_path).with_context(|| format!("--checkpoint {}", ckpt_path.display()))?;
