@@ -1086,6 +1086,28 @@ fn a_run_on_a_relative_data_path_resumes_from_elsewhere() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// A dataset moved after training: the resume names its new place with --data, which is
+/// refused while the run's own path still holds it (another dataset is not a new place).
+#[test]
+fn a_moved_dataset_is_named_on_resume() {
+    let dir = scratch("moved-data");
+    let (old, new, run) = (dir.join("old"), dir.join("new"), scratch("moved-data-run"));
+    std::fs::create_dir_all(&old).unwrap();
+    for entry in std::fs::read_dir(fixture()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, old.join(path.file_name().unwrap())).unwrap();
+    }
+    assert!(train(&run, &["--data", old.to_str().unwrap(), "--steps", "2"]).status.success());
+    let resume = |data: &Path| {
+        dcgan(&["train", "--resume", run.to_str().unwrap(), "--steps", "3", "--data", data.to_str().unwrap()])
+    };
+    let o = resume(Path::new(&fixture()));
+    assert!(!o.status.success() && stderr(&o).contains("--data"), "{}", stderr(&o));
+    std::fs::rename(&old, &new).unwrap();
+    let o = resume(&new);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// A library that loads under the CUDA driver's or NVRTC's name but lacks their functions
 /// (a stub, or a far older release): cudarc would panic at its first call; the probes say
 /// what is missing, and `--device auto` falls back to the CPU.
