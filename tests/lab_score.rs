@@ -298,6 +298,15 @@ fn score_json(extra: &[&str]) -> (Output, serde_json::Value) {
     (o, j)
 }
 
+/// A cheap score of `checkpoint` on the fixture (10 samples, a 20-step classifier), caching
+/// and writing under `dir`.
+fn cheap_score_args(checkpoint: &Path, dir: &Path) -> Vec<String> {
+    let path = |p: &Path| p.display().to_string();
+    let (cache, out) = (path(&dir.join("cache")), path(&dir.join("out")));
+    let flags = ["--checkpoint", &path(checkpoint), "--data", &fixture(), "--samples", "10", "--steps", "20"];
+    flags.into_iter().chain(["--cache", &cache, "--out", &out]).map(String::from).collect()
+}
+
 /// Overwrites the first 100 values of the largest tensor of an f32 safetensors file with `value`.
 fn fill_largest_tensor(file: &Path, value: f32) {
     let mut bytes = std::fs::read(file).unwrap();
@@ -382,21 +391,8 @@ fn too_few_samples_a_class_give_no_intra_class_distance() {
     let dir = scratch("intra");
     let run_dir = dir.join("run");
     tiny_run(&run_dir, &fixture(), "1", &["--conditional"]);
-    let (cache, out) = (dir.join("cache"), dir.join("out"));
-    let args = [
-        "--checkpoint",
-        run_dir.to_str().unwrap(),
-        "--data",
-        &fixture(),
-        "--samples",
-        "10",
-        "--steps",
-        "20",
-        "--cache",
-        cache.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
+    let args = cheap_score_args(&run_dir, &dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (o, j) = score_json(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(j["class_agreement"].is_f64(), "a conditional G: {j}");
@@ -418,24 +414,7 @@ fn a_generator_that_makes_non_finite_pixels_is_refused() {
     let checkpoint = run_dir.join("checkpoints/step_000001");
     // Finite weights (a NaN would be refused on load) that overflow G's activations.
     fill_largest_tensor(&checkpoint.join("generator.safetensors"), f32::MAX);
-    let (cache, out) = (dir.join("cache"), dir.join("out"));
-    assert_fails(
-        &[
-            "lab",
-            "score",
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-            "--data",
-            &fixture(),
-            "--samples",
-            "10",
-            "--steps",
-            "20",
-            "--cache",
-            cache.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &["--checkpoint", "step_000001", "generator makes non-finite pixels"],
-    );
+    let args = cheap_score_args(&checkpoint, &dir);
+    let args: Vec<&str> = ["lab", "score"].into_iter().chain(args.iter().map(String::as_str)).collect();
+    assert_fails(&args, &["--checkpoint", "step_000001", "generator makes non-finite pixels"]);
 }
