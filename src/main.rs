@@ -207,7 +207,7 @@ struct TrainArgs {
     threads: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Run directory (default runs/<UTC timestamp>; with --resume, the resumed run's).
+    /// Run directory, new or empty (default runs/<UTC timestamp>; with --resume, the resumed run's).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Write a sample grid from fixed noise every N steps.
