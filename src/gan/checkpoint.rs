@@ -156,13 +156,29 @@ pub fn save(run_dir: &Path, state: &RunState, gan: &Gan) -> Result<PathBuf> {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("cannot clear {}", tmp.display()))?;
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    if let Err(e) = write_files(&tmp, state, gan) {
+        // A half-written checkpoint (a full disk, say) is not left behind.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let dest = root.join(&name);
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).with_context(|| format!("cannot replace {}", dest.display()))?;
+    }
+    std::fs::rename(&tmp, &dest)
+        .with_context(|| format!("cannot move checkpoint into {}", dest.display()))?;
+    io::write_atomic(&root.join("latest"), format!("{name}\n").as_bytes())?;
+    Ok(dest)
+}
 
+/// A checkpoint's files, written into `dir`.
+fn write_files(dir: &Path, state: &RunState, gan: &Gan) -> Result<()> {
     let dtype = save_dtype(state.config.save_dtype);
     let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     let models = networks(gan);
     for &(file, model) in &models {
         let arrays = io::module_state("main", model, dtype);
-        io::write_safetensors(&tmp.join(format!("{file}.safetensors")), &arrays, &meta)?;
+        io::write_safetensors(&dir.join(format!("{file}.safetensors")), &arrays, &meta)?;
     }
     let mut opt = Vec::new();
     optimizer_arrays("generator", &gan.opt_g, &mut opt);
@@ -176,17 +192,9 @@ pub fn save(run_dir: &Path, state: &RunState, gan: &Gan) -> Result<PathBuf> {
             }
         }
     }
-    io::write_safetensors(&tmp.join("optimizer.safetensors"), &opt, &BTreeMap::new())?;
-    io::write_json_atomic(&tmp.join("state.json"), state)?;
-
-    let dest = root.join(&name);
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest).with_context(|| format!("cannot replace {}", dest.display()))?;
-    }
-    std::fs::rename(&tmp, &dest)
-        .with_context(|| format!("cannot move checkpoint into {}", dest.display()))?;
-    io::write_atomic(&root.join("latest"), format!("{name}\n").as_bytes())?;
-    Ok(dest)
+    io::write_safetensors(&dir.join("optimizer.safetensors"), &opt, &BTreeMap::new())?;
+    io::write_json_atomic(&dir.join("state.json"), state)?;
+    Ok(())
 }
 
 /// A run directory (uses checkpoints/latest), its checkpoints/ folder, or one checkpoint.
