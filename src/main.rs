@@ -345,7 +345,11 @@ fn absolute_data_path(data: String) -> String {
     }
 }
 
-fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
+/// `dcgan train`'s status after Ctrl-C: 128 + SIGINT, as shells report an interrupted command,
+/// so that `dcgan train ... && next` does not go on.
+const INTERRUPTED_STATUS: u8 = 130;
+
+fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<ExitCode> {
     let cfg = TrainConfig {
         image_size: a.image_size.unwrap_or(if a.data == "synthetic" { 16 } else { 64 }),
         data: absolute_data_path(a.data),
@@ -389,7 +393,7 @@ fn run_train(a: TrainArgs, given: Vec<String>) -> anyhow::Result<()> {
     let summary = train(cfg, &TrainOptions { out, resume: a.resume, no_progress: a.no_progress, given })?;
     let verb = if summary.interrupted { "stopped" } else { "finished" };
     eprintln!("{verb} at step {}; outputs in {}", summary.steps, summary.out.display());
-    Ok(())
+    Ok(if summary.interrupted { ExitCode::from(INTERRUPTED_STATUS) } else { ExitCode::SUCCESS })
 }
 
 fn run_sample(a: SampleArgs) -> anyhow::Result<()> {
@@ -541,13 +545,13 @@ fn main() -> ExitCode {
                 .collect();
             run_train(a, given)
         }
-        Command::Sample(a) => run_sample(a),
-        Command::Bench(a) => run_bench(a),
-        Command::Kernels(a) => run_kernels(a),
-        Command::Lab(a) => run_lab(a),
+        Command::Sample(a) => run_sample(a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(a) => run_bench(a).map(|()| ExitCode::SUCCESS),
+        Command::Kernels(a) => run_kernels(a).map(|()| ExitCode::SUCCESS),
+        Command::Lab(a) => run_lab(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
