@@ -134,7 +134,6 @@ struct BenchArgs {
 }
 
 #[derive(Args)]
-#[command(allow_negative_numbers = true)]
 struct KernelsArgs {
     /// Target architecture.
     #[arg(long, default_value = "sm_90", value_parser = ["sm_80", "sm_86", "sm_89", "sm_90"])]
