@@ -399,10 +399,6 @@ pub fn default_cache_dir() -> PathBuf {
         .join("dcgan")
 }
 
-fn all_finite_f32(values: &[f32]) -> bool {
-    values.iter().all(|v| v.is_finite())
-}
-
 /// The classifier, from the cache when a matching one is there, else trained and cached.
 struct Trained {
     clf: Classifier,
@@ -435,9 +431,7 @@ fn classifier_for(splits: &Splits, data_path: &Path, classes: usize, opts: &LabO
                 bail!("made for other data or settings");
             }
             // A cache is only a shortcut: weights it corrupted must be retrained, not scored with.
-            if let Some(bad) =
-                st.tensors.iter().find(|a| a.data.to_f32().is_some_and(|v| !all_finite_f32(&v)))
-            {
+            if let Some(bad) = st.tensors.iter().find(|a| a.data.first_non_finite().is_some()) {
                 bail!("{} holds non-finite values (NaN or inf): the file is corrupt", bad.name);
             }
             let clf = Classifier::new(size, channels, classes, &mut Rng::new(opts.seed));
@@ -682,7 +676,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                 };
                 let input = generator_input(z.to_vec(), model.nz, &labels, model.classes, DEV);
                 let imgs = no_grad(|| g.forward(&input));
-                if !all_finite_f32(&imgs.to_vec()) {
+                if !imgs.to_vec().iter().all(|v| v.is_finite()) {
                     bail!(
                         "--checkpoint {}: its {file} makes non-finite pixels (NaN or inf); its weights \
                          are corrupt or its training diverged",
