@@ -172,6 +172,22 @@ pub(crate) fn diverged(experiment: &str, what: &str, lr: f32, opts: &LabOptions)
     anyhow::anyhow!("lab {experiment} diverged: {what} with {rate}; lower --lr")
 }
 
+/// Ok while `who`'s loss is finite, else [`diverged`] naming it and the step (0-based `step`
+/// of `steps`).
+pub(crate) fn check_loss(
+    experiment: &str,
+    who: &str,
+    loss: f64,
+    (step, steps): (usize, usize),
+    lr: f32,
+    opts: &LabOptions,
+) -> Result<()> {
+    if loss.is_finite() {
+        return Ok(());
+    }
+    Err(diverged(experiment, &format!("{who}'s loss is {loss} in step {} of {steps}", step + 1), lr, opts))
+}
+
 /// True when every value is finite.
 pub(crate) fn all_finite(values: impl IntoIterator<Item = f64>) -> bool {
     values.into_iter().all(f64::is_finite)

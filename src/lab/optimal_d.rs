@@ -6,7 +6,8 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::{
-    GanLoss, LabOptions, all_finite, column, diverged, eval_column, mlp, normal_pdf, sigmoid64, write_csv,
+    GanLoss, LabOptions, all_finite, check_loss, column, diverged, eval_column, mlp, normal_pdf, sigmoid64,
+    write_csv,
 };
 use crate::Rng;
 use crate::io::{PlotOptions, plot_series};
@@ -62,14 +63,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         opt.step();
         if step % 10 == 0 || step + 1 == steps {
             let value = f64::from(loss.item());
-            if !value.is_finite() {
-                return Err(diverged(
-                    "optimal-d",
-                    &format!("D's loss is {value} in step {} of {steps}", step + 1),
-                    lr,
-                    opts,
-                ));
-            }
+            check_loss("optimal-d", "D", value, (step, steps), lr, opts)?;
             loss_rows.push((step as f64, value));
         }
     }

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{LabOptions, all_finite, diverged, mlp, write_csv};
+use super::{LabOptions, all_finite, check_loss, diverged, mlp, write_csv};
 use crate::io::{PALETTE, PlotOptions, plot_series, scatter_plot};
 use crate::nn::{Module, Sequential};
 use crate::optim::{Adam, Optimizer};
@@ -184,14 +184,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             l.backward();
             opt_d.step();
             last_d = f64::from(l.item());
-            if !last_d.is_finite() {
-                return Err(diverged(
-                    "ring",
-                    &format!("D's loss is {last_d} in step {} of {steps}", step + 1),
-                    lr,
-                    opts,
-                ));
-            }
+            check_loss("ring", "D", last_d, (step, steps), lr, opts)?;
         }
         opt_g.zero_grad();
         let l = opts.loss.g_loss(&d.forward(&g.forward(&noise(&mut rng, BATCH))));
@@ -199,14 +192,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         opt_g.step();
         // D's parameters got gradients from G's backward; D's next zero_grad clears them.
         last_g = f64::from(l.item());
-        if !last_g.is_finite() {
-            return Err(diverged(
-                "ring",
-                &format!("G's loss is {last_g} in step {} of {steps}", step + 1),
-                lr,
-                opts,
-            ));
-        }
+        check_loss("ring", "G", last_g, (step, steps), lr, opts)?;
     }
 
     let xs: Vec<f64> = evals.iter().map(|e| e.step as f64).collect();
