@@ -90,12 +90,8 @@ fn load_optimizer(
             let a = get(format!("{model}.{i}.{what}"))?;
             match &a.data {
                 ArrayData::F32(v) if a.shape == t.shape() => {
-                    if let Some(j) = a.data.first_non_finite() {
-                        bail!(
-                            "{}: {model}.{i}.{what} holds a NaN or infinity (element {j}): the file is \
-                             corrupt, or was saved from a run that diverged",
-                            file.display()
-                        );
+                    if let Some(why) = a.non_finite() {
+                        bail!("{}: {why}", file.display());
                     }
                     t.copy_from_slice(v)
                 }

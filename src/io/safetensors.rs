@@ -144,6 +144,18 @@ pub struct NamedArray {
 }
 
 impl NamedArray {
+    /// Why a stored tensor cannot be loaded because of its values, or None when every one is
+    /// finite: the check every loader of weights and optimizer state shares.
+    pub fn non_finite(&self) -> Option<String> {
+        self.data.first_non_finite().map(|i| {
+            format!(
+                "{} holds non-finite values: a NaN or infinity (element {i}); the file is corrupt, \
+                 or was saved from a run that diverged",
+                self.name
+            )
+        })
+    }
+
     pub fn new(name: impl Into<String>, shape: &[usize], data: ArrayData) -> Self {
         NamedArray { name: name.into(), shape: shape.to_vec(), data }
     }
@@ -623,11 +635,8 @@ pub fn load_module_state(
                         "{full} is stored as I64, the model expects floating point"
                     )));
                 }
-                if let Some(i) = a.data.first_non_finite() {
-                    return Err(mismatch(format!(
-                        "{full} holds a NaN or infinity (element {i}): the file is corrupt, or was \
-                         saved from a run that diverged"
-                    )));
+                if let Some(why) = a.non_finite() {
+                    return Err(mismatch(why));
                 }
             }
             StateItem::Counter(..) => {

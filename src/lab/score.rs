@@ -430,10 +430,8 @@ fn classifier_for(splits: &Splits, data_path: &Path, classes: usize, opts: &LabO
             if st.metadata.get("key") != Some(&key) {
                 bail!("made for other data or settings");
             }
-            // A cache is only a shortcut: weights it corrupted must be retrained, not scored with.
-            if let Some(bad) = st.tensors.iter().find(|a| a.data.first_non_finite().is_some()) {
-                bail!("{} holds non-finite values (NaN or inf): the file is corrupt", bad.name);
-            }
+            // A cache is only a shortcut: weights it corrupted (refused by the load, like any
+            // checkpoint's) are retrained below, not scored with.
             let clf = Classifier::new(size, channels, classes, &mut Rng::new(opts.seed));
             clf.load(st.tensors, &file)?;
             let secs = st.metadata.get("train_seconds").and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
