@@ -48,12 +48,13 @@ struct LabArgs {
     /// Print one JSON object instead of the summary line.
     #[arg(long)]
     json: bool,
-    /// The game's losses (shift1d: non-saturating or minimax; ring: any).
-    #[arg(long, value_enum, default_value = "non-saturating")]
-    loss: GanLoss,
-    /// Discriminator steps per generator step.
-    #[arg(long, default_value_t = 1)]
-    d_steps: usize,
+    /// The game's losses (shift1d: non-saturating or minimax; ring: any) [default:
+    /// non-saturating].
+    #[arg(long, value_enum)]
+    loss: Option<GanLoss>,
+    /// Discriminator steps per generator step (shift1d, saturation, ring, dirac) [default: 1].
+    #[arg(long)]
+    d_steps: Option<usize>,
     /// Learning rate (default: the experiment's own).
     #[arg(long)]
     lr: Option<f32>,
@@ -284,6 +285,8 @@ struct SampleArgs {
     /// safetensors file with the noise as a tensor "z" [n, nz, 1, 1] (instead of --seed).
     #[arg(long)]
     z: Option<PathBuf>,
+    /// Directory for samples.png and samples.safetensors; one that already holds them (an
+    /// earlier sample's) is refused rather than overwritten.
     #[arg(long, default_value = "samples")]
     out: PathBuf,
     #[arg(long, default_value = "cpu")]

@@ -280,8 +280,7 @@ fn conditional_trains_samples_a_class_and_resumes_bit_for_bit() {
             other => panic!("labels stored as {}", other.dtype()),
         }
     };
-    let out = scratch("cond-sample");
-    let sample = |extra: &[&str]| {
+    let sample = |out: &Path, extra: &[&str]| {
         let args = [
             &["sample", "--checkpoint", a.to_str().unwrap(), "--out", out.to_str().unwrap(), "--n", "16"][..],
             extra,
@@ -290,12 +289,13 @@ fn conditional_trains_samples_a_class_and_resumes_bit_for_bit() {
         let o = dcgan(&args);
         assert!(o.status.success(), "{}", stderr(&o));
     };
-    sample(&[]);
-    assert_eq!(labels(&out), [[0; 8], [1; 8]].concat(), "row r draws class r");
-    let rows = std::fs::read(out.join("samples.png")).unwrap();
-    sample(&["--class", "3"]);
-    assert_eq!(labels(&out), [3; 16]);
-    assert!(std::fs::read(out.join("samples.png")).unwrap() != rows, "--class 3 drew the same images");
+    let (rows, class3) = (scratch("cond-sample"), scratch("cond-sample-3"));
+    sample(&rows, &[]);
+    assert_eq!(labels(&rows), [[0; 8], [1; 8]].concat(), "row r draws class r");
+    sample(&class3, &["--class", "3"]);
+    assert_eq!(labels(&class3), [3; 16]);
+    let grid = |out: &Path| std::fs::read(out.join("samples.png")).unwrap();
+    assert!(grid(&class3) != grid(&rows), "--class 3 drew the same images");
     let ckpt = a.to_str().unwrap();
     assert_fails(&["sample", "--checkpoint", ckpt, "--class", "10"], &["--class 10", "10 classes, 0 to 9"]);
 
@@ -450,6 +450,15 @@ fn sample_writes_a_grid_and_reproduces_from_saved_noise() {
     let images = |v: &[dcgan::io::NamedArray]| v.iter().find(|x| x.name == "images").unwrap().clone();
     assert_eq!(images(&a).shape, vec![10, 3, 16, 16]);
     assert_eq!(images(&a), images(&b), "the same z must give the same images");
+    // A second sample into the first one's folder would write over its files, here the very z
+    // it reads: refused, and the file left as it was.
+    let before = std::fs::read(&z).unwrap();
+    let (r, zs, o1) = (run.to_str().unwrap(), z.to_str().unwrap(), s1.to_str().unwrap());
+    assert_fails(
+        &["sample", "--checkpoint", r, "--z", zs, "--out", o1],
+        &["--out", "samples.png", "earlier sample"],
+    );
+    assert_eq!(std::fs::read(&z).unwrap(), before, "the earlier sample's file changed");
 
     // --truncation: every component of z within the threshold; the images those z make.
     let s3 = scratch("sample-3");

@@ -27,7 +27,7 @@ fn shift1d_theta_reaches_mu() {
 fn shift1d_refuses_the_losses_whose_d_is_not_a_probability() {
     for loss in [GanLoss::LeastSquares, GanLoss::Hinge] {
         let (_dir, o) = opts("shift1d_refused");
-        let e = run("shift1d", &LabOptions { loss, ..o }).unwrap_err().to_string();
+        let e = run("shift1d", &LabOptions { loss: Some(loss), ..o }).unwrap_err().to_string();
         assert!(e.contains(&format!("--loss {}", loss.name())) && e.contains("non-saturating"), "{e}");
     }
 }
@@ -81,7 +81,7 @@ fn ring_with_the_hinge_loss_covers_most_modes() {
     // Both players on the hinge (D's margin loss, G raising D's score), the default setting
     // otherwise: measured 7/8 modes at the end and over the last quarter at seed 0.
     let (_dir, o) = opts("ring_hinge");
-    let s = run("ring", &LabOptions { loss: GanLoss::Hinge, ..o }).unwrap();
+    let s = run("ring", &LabOptions { loss: Some(GanLoss::Hinge), ..o }).unwrap();
     eprintln!("{}", s.headline);
     assert_eq!(s.json["loss"], "hinge", "{}", s.headline);
     assert!(s.json["modes_tail_min"].as_u64().unwrap() >= 6, "{}", s.headline);
@@ -92,7 +92,7 @@ fn ring_with_the_hinge_loss_covers_most_modes() {
 fn ring_many_d_steps_at_high_lr_collapse() {
     // 5 D steps per G step at lr 1e-3: measured 2 modes at seed 0 (1-2 at seeds 1, 2).
     let (_dir, o) = opts("ring_collapse");
-    let o = LabOptions { d_steps: 5, lr: Some(1e-3), steps: Some(1500), ..o };
+    let o = LabOptions { d_steps: Some(5), lr: Some(1e-3), steps: Some(1500), ..o };
     let s = run("ring", &o).unwrap();
     eprintln!("{}", s.headline);
     assert!(s.json["modes_tail_max"].as_u64().unwrap() <= 4, "{}", s.headline);
@@ -173,12 +173,15 @@ fn flags_an_experiment_ignores_are_refused() {
         assert!(e.starts_with(flag), "{e}");
     };
     for experiment in ["optimal-d", "saturation", "dirac", "score"] {
-        for loss in [GanLoss::Hinge, GanLoss::LeastSquares, GanLoss::Minimax] {
-            refused(experiment, LabOptions { loss, ..o.clone() }, "--loss");
+        // The default loss too: given, it reads as a choice that took effect.
+        for loss in [GanLoss::Hinge, GanLoss::LeastSquares, GanLoss::Minimax, GanLoss::NonSaturating] {
+            refused(experiment, LabOptions { loss: Some(loss), ..o.clone() }, "--loss");
         }
     }
     for experiment in ["optimal-d", "score"] {
-        refused(experiment, LabOptions { d_steps: 5, ..o.clone() }, "--d-steps");
+        for d_steps in [5, 1] {
+            refused(experiment, LabOptions { d_steps: Some(d_steps), ..o.clone() }, "--d-steps");
+        }
     }
     let score_only: [(&str, LabOptions); 5] = [
         ("--checkpoint", LabOptions { checkpoint: Some("/nonexistent".into()), ..o.clone() }),
@@ -196,6 +199,6 @@ fn flags_an_experiment_ignores_are_refused() {
     // reasons, or run).
     let e = run("score", &LabOptions { samples: Some(10), ..o.clone() }).unwrap_err().to_string();
     assert!(e.contains("--checkpoint"), "{e}");
-    assert!(run("dirac", &LabOptions { d_steps: 2, ..o.clone() }).is_ok());
-    assert!(run("ring", &LabOptions { loss: GanLoss::Hinge, d_steps: 2, ..o }).is_ok());
+    assert!(run("dirac", &LabOptions { d_steps: Some(2), ..o.clone() }).is_ok());
+    assert!(run("ring", &LabOptions { loss: Some(GanLoss::Hinge), d_steps: Some(2), ..o }).is_ok());
 }

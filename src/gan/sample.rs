@@ -192,6 +192,9 @@ fn read_z(path: &Path, nz: usize, device: Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(values, &[n, nz, 1, 1], device))
 }
 
+/// What [`sample`] writes into its `--out` directory.
+pub const OUT_FILES: [&str; 2] = ["samples.png", "samples.safetensors"];
+
 /// Writes `samples.png` and `samples.safetensors` (images [n, c, h, w] in [-1, 1] and `z`;
 /// for a walk, a row of the grid per leg, and every point's z).
 pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
@@ -210,6 +213,15 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
         bail!(
             "--out {}: expected a directory, which gets samples.png and samples.safetensors",
             opts.out.display()
+        );
+    }
+    // An earlier sample's files (perhaps the very --z being read) are never written over.
+    if let Some(earlier) = OUT_FILES.iter().map(|f| opts.out.join(f)).find(|p| p.exists()) {
+        bail!(
+            "--out {}: already holds {}, from an earlier sample, which this one would overwrite; \
+             choose another --out (or move that file away)",
+            opts.out.display(),
+            earlier.display()
         );
     }
     let dir = checkpoint::resolve(&opts.checkpoint)?;
@@ -263,7 +275,7 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
     let images = generate(&g, &generator_input(z.to_vec(), model.nz, &labels, model.classes, opts.device));
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| anyhow::anyhow!("--out {}: cannot create the directory: {e}", opts.out.display()))?;
-    save_grid(&opts.out.join("samples.png"), &images, columns)?;
+    save_grid(&opts.out.join(OUT_FILES[0]), &images, columns)?;
     let mut arrays: Vec<NamedArray> = [("images", &images), ("z", &z)]
         .map(|(name, t)| NamedArray {
             name: name.to_string(),
@@ -281,7 +293,7 @@ pub fn sample(opts: &SampleOptions) -> Result<Sampled> {
     // Which weights file made the images, for scripts/check_pytorch_generator.py.
     let made_by = if ema { checkpoint::EMA_FILE } else { "generator" };
     let metadata = BTreeMap::from([("generator".to_string(), made_by.to_string())]);
-    io::write_safetensors(&opts.out.join("samples.safetensors"), &arrays, &metadata)?;
+    io::write_safetensors(&opts.out.join(OUT_FILES[1]), &arrays, &metadata)?;
     Ok(Sampled { out: opts.out.clone(), ema })
 }
 

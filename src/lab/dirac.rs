@@ -146,7 +146,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let runs: Vec<LossRuns> = [GanLoss::Minimax, GanLoss::NonSaturating]
         .into_iter()
         .map(|loss| {
-            let paths: Vec<_> = SCHEDULES.iter().map(|&s| train(loss, s, opts.d_steps, steps, lr)).collect();
+            let paths: Vec<_> =
+                SCHEDULES.iter().map(|&s| train(loss, s, opts.d_steps(), steps, lr)).collect();
             let distances = paths.iter().map(|p| p.iter().map(|(t, s)| t.hypot(*s)).collect()).collect();
             LossRuns { loss, paths, distances }
         })
@@ -246,7 +247,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         mm[0][steps], ns[0][steps], mm[2][steps], ns[2][steps], mm[3][steps], ns[3][steps],
     );
     let json = json!({
-        "start": [START.0, START.1], "steps": steps, "lr": lr, "d_steps": opts.d_steps,
+        "start": [START.0, START.1], "steps": steps, "lr": lr, "d_steps": opts.d_steps(),
         "gamma": GAMMA, "sigma": SIGMA, "runs": json_runs,
     });
     Ok((headline, json))

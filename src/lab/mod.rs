@@ -44,10 +44,11 @@ pub struct LabOptions {
     pub out: PathBuf,
     /// The game's losses (`shift1d`: the two cross-entropy ones, whose D is a probability;
     /// `ring`: any; `saturation` and `dirac` always run both cross-entropy ones; they,
-    /// `optimal-d` and `score` refuse a loss other than the default).
-    pub loss: GanLoss,
+    /// `optimal-d` and `score` refuse it, even at its default). `None`: non-saturating.
+    pub loss: Option<GanLoss>,
     /// Discriminator steps per generator step (`shift1d`, `saturation`, `ring`, `dirac`).
-    pub d_steps: usize,
+    /// `None`: 1.
+    pub d_steps: Option<usize>,
     /// Learning rate of both players (`shift1d`, `dirac`: SGD; `ring`, `optimal-d`: Adam; `score`:
     /// the classifier's Adam).
     pub lr: Option<f32>,
@@ -71,8 +72,8 @@ impl Default for LabOptions {
         LabOptions {
             seed: 0,
             out: PathBuf::from("lab"),
-            loss: GanLoss::NonSaturating,
-            d_steps: 1,
+            loss: None,
+            d_steps: None,
             lr: None,
             steps: None,
             checkpoint: None,
@@ -81,6 +82,18 @@ impl Default for LabOptions {
             cache: None,
             truncation: None,
         }
+    }
+}
+
+impl LabOptions {
+    /// The game's losses, given or the default.
+    pub fn loss(&self) -> GanLoss {
+        self.loss.unwrap_or(GanLoss::NonSaturating)
+    }
+
+    /// Discriminator steps per generator step, given or the default.
+    pub fn d_steps(&self) -> usize {
+        self.d_steps.unwrap_or(1)
     }
 }
 
@@ -98,7 +111,7 @@ pub fn run(experiment: &str, opts: &LabOptions) -> Result<LabSummary> {
         bail!("unknown lab experiment {experiment:?}; known experiments: {}", EXPERIMENTS.join(", "));
     }
     check_flags_used(experiment, opts)?;
-    if opts.d_steps == 0 {
+    if opts.d_steps == Some(0) {
         bail!("--d-steps must be at least 1");
     }
     if let Some(lr) = opts.lr
@@ -124,13 +137,11 @@ pub fn run(experiment: &str, opts: &LabOptions) -> Result<LabSummary> {
 }
 
 /// Refuses a flag that `experiment` would ignore: an ignored flag reads as a setting that took
-/// effect. `--loss` and `--d-steps` always have a value, so only one other than the default can
-/// tell that it was given.
+/// effect, even one given at its default value.
 fn check_flags_used(experiment: &str, opts: &LabOptions) -> Result<()> {
-    let default = LabOptions::default();
     let given = [
-        ("--loss", opts.loss != default.loss, opts.loss.name().to_string()),
-        ("--d-steps", opts.d_steps != default.d_steps, opts.d_steps.to_string()),
+        ("--loss", opts.loss.is_some(), opts.loss().name().to_string()),
+        ("--d-steps", opts.d_steps.is_some(), opts.d_steps().to_string()),
         ("--checkpoint", opts.checkpoint.is_some(), String::new()),
         ("--data", opts.data.is_some(), String::new()),
         ("--samples", opts.samples.is_some(), String::new()),

@@ -154,8 +154,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                     ..PlotOptions::new(
                         &format!(
                             "ring ({}, d-steps {}, lr {lr}), step {step}: {covered}/8 modes, JSD {jsd:.3}",
-                            opts.loss.name(),
-                            opts.d_steps
+                            opts.loss().name(),
+                            opts.d_steps()
                         ),
                         "x",
                         "y",
@@ -176,18 +176,18 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         if step == steps {
             break;
         }
-        for _ in 0..opts.d_steps {
+        for _ in 0..opts.d_steps() {
             let real = to_tensor(&sample_data(&mut rng, BATCH));
             let fake = g.forward(&noise(&mut rng, BATCH)).detach();
             opt_d.zero_grad();
-            let l = opts.loss.d_loss(&d.forward(&real), &d.forward(&fake));
+            let l = opts.loss().d_loss(&d.forward(&real), &d.forward(&fake));
             l.backward();
             opt_d.step();
             last_d = f64::from(l.item());
             check_loss("ring", "D", last_d, (step, steps), lr, opts)?;
         }
         opt_g.zero_grad();
-        let l = opts.loss.g_loss(&d.forward(&g.forward(&noise(&mut rng, BATCH))));
+        let l = opts.loss().g_loss(&d.forward(&g.forward(&noise(&mut rng, BATCH))));
         l.backward();
         opt_g.step();
         // D's parameters got gradients from G's backward; D's next zero_grad clears them.
@@ -246,14 +246,14 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     };
     let headline = format!(
         "ring ({}, d-steps {}, lr {lr}, {steps} steps): {verdict}: final {}/8 modes (last quarter {tail_min}..{tail_max}, mean {tail_modes:.2}; max ever {max_modes}), high-quality share {:.3} (last quarter {tail_hq:.3}), KDE JSD {:.4} nats",
-        opts.loss.name(),
-        opts.d_steps,
+        opts.loss().name(),
+        opts.d_steps(),
         last.modes,
         last.high_quality,
         last.jsd
     );
     let json = json!({
-        "loss": opts.loss.name(), "d_steps": opts.d_steps, "lr": lr, "steps": steps,
+        "loss": opts.loss().name(), "d_steps": opts.d_steps(), "lr": lr, "steps": steps,
         "modes_final": last.modes, "modes_max": max_modes, "high_quality_final": last.high_quality,
         "jsd_final": last.jsd, "verdict": verdict, "modes_tail_min": tail_min, "modes_tail_max": tail_max, "modes_tail_mean": tail_modes, "high_quality_tail": tail_hq, "plots": plots,
         "modes_per_eval": modes, "eval_steps": xs,

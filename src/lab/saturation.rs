@@ -61,7 +61,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let mut curves = Vec::new();
     for loss in [GanLoss::NonSaturating, GanLoss::Minimax] {
         let mut rng = Rng::new(opts.seed);
-        let toy = train(&mut rng, theta0, loss, steps, opts.d_steps, lr, 1000, 0.1, &[], |_, _, _, _| {});
+        let toy = train(&mut rng, theta0, loss, steps, opts.d_steps(), lr, 1000, 0.1, &[], |_, _, _, _| {});
         if let Some(step) = toy.diverged_at {
             let when = match step {
                 0 => "in D's 1000 steps of pretraining".to_string(),
@@ -110,7 +110,7 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         describe(&results[1]),
     );
     let json = json!({
-        "grads_at": at, "theta0": theta0, "mu": MU, "steps": steps, "lr": lr, "d_steps": opts.d_steps,
+        "grads_at": at, "theta0": theta0, "mu": MU, "steps": steps, "lr": lr, "d_steps": opts.d_steps(),
         "d_at_theta0": results[0].3,
         "non_saturating": {"steps_to_reach": results[0].1, "theta_final": results[0].2},
         "minimax": {"steps_to_reach": results[1].1, "theta_final": results[1].2},

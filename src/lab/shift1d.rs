@@ -111,10 +111,10 @@ pub(crate) fn train(
 }
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
-    if !opts.loss.is_probabilistic() {
+    if !opts.loss().is_probabilistic() {
         anyhow::bail!(
             "lab shift1d --loss {}: the toy draws D as the probability σ(φ₀ + φ₁x) and measures it against the optimal D; expected non-saturating or minimax",
-            opts.loss.name()
+            opts.loss().name()
         );
     }
     let steps = opts.steps.unwrap_or(1500);
@@ -127,8 +127,17 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let grid: Vec<f64> = (0..=220).map(|k| lo + (hi - lo) * k as f64 / 220.0).collect();
     let mut plots = Vec::new();
     let mut plot_err = None;
-    let toy =
-        train(&mut rng, theta0, opts.loss, steps, opts.d_steps, lr, 0, 0.1, &snap_at, |step, th, p0, p1| {
+    let toy = train(
+        &mut rng,
+        theta0,
+        opts.loss(),
+        steps,
+        opts.d_steps(),
+        lr,
+        0,
+        0.1,
+        &snap_at,
+        |step, th, p0, p1| {
             // Histograms of fresh samples (density units) on the grid's bins, and D's sigmoid.
             let mut srng = Rng::new(opts.seed ^ 0x5eed ^ step as u64);
             let hist = |rng: &mut Rng, mean: f64| -> Vec<f64> {
@@ -163,7 +172,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
                 plot_err.get_or_insert(e);
             }
             plots.push(path.display().to_string());
-        });
+        },
+    );
     if let Some(step) = toy.diverged_at {
         let what = format!("θ or φ is not finite after step {step} of {steps}");
         return Err(diverged("shift1d", &what, lr, opts));
@@ -192,14 +202,14 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
     let (p0, p1) = *toy.phis.last().unwrap();
     let headline = format!(
         "shift1d ({} loss): θ {theta0:.2} → {final_theta:.4} after {steps} steps, |θ − μ| = {err:.4} (μ = {MU}); within 0.1 since step {}; final D slope φ₁ = {p1:.4}, D(μ) = {:.3}",
-        opts.loss.name(),
+        opts.loss().name(),
         toy.converged_at.map_or("never".to_string(), |s| s.to_string()),
         sigmoid64(p0 + p1 * MU),
     );
     let json = json!({
         "mu": MU, "theta0": theta0, "theta_final": final_theta, "abs_error": err,
         "within_0_1": err < 0.1, "converged_at": toy.converged_at, "steps": steps,
-        "loss": opts.loss.name(), "lr": lr, "d_steps": opts.d_steps, "phi0": p0, "phi1": p1,
+        "loss": opts.loss().name(), "lr": lr, "d_steps": opts.d_steps(), "phi0": p0, "phi1": p1,
         "plots": plots,
     });
     Ok((headline, json))
