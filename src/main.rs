@@ -36,7 +36,7 @@ enum Command {
 }
 
 #[derive(Args)]
-#[command(allow_negative_numbers = true)]
+#[command(allow_negative_numbers = true, after_help = dcgan::lab::defaults_help())]
 struct LabArgs {
     #[arg(value_enum)]
     experiment: Experiment,
@@ -55,10 +55,10 @@ struct LabArgs {
     /// Discriminator steps per generator step (shift1d, saturation, ring, dirac) [default: 1].
     #[arg(long)]
     d_steps: Option<usize>,
-    /// Learning rate (default: the experiment's own).
+    /// Learning rate (default: the experiment's own, listed below).
     #[arg(long)]
     lr: Option<f32>,
-    /// Training iterations (default: the experiment's own; score: the classifier's, one epoch).
+    /// Training iterations (default: the experiment's own, listed below).
     #[arg(long)]
     steps: Option<usize>,
     /// score: a checkpoint, or a run directory (or its checkpoints/) to score every checkpoint.

@@ -1278,4 +1278,18 @@ fn lab_refuses_ignored_flags_and_diverged_runs() {
     lab(&["optimal-d", "--d-steps", "5"], &["--d-steps 5: lab optimal-d does not use --d-steps"]);
     lab(&["shift1d", "--truncation", "0.5"], &["--truncation: lab shift1d does not use --truncation"]);
     lab(&["dirac", "--lr", "1e30"], &["lab dirac diverged", "--lr 1e30"]);
+    lab(&["saturation", "--loss", "non-saturating"], &["--loss non-saturating: lab saturation does not use"]);
+    lab(&["wasserstein"], &["invalid value 'wasserstein'", "shift1d, optimal-d"]);
+}
+
+/// `lab --help` says what each experiment does and the --steps and --lr each one defaults to.
+#[test]
+fn lab_help_describes_each_experiment_and_its_defaults() {
+    let o = dcgan(&["lab", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let help = String::from_utf8_lossy(&o.stdout);
+    for needle in ["ring:", "8 Gaussians", "dirac:", "Defaults of --steps and --lr", "ring        5000 steps"]
+    {
+        assert!(help.contains(needle), "no {needle:?} in:\n{help}");
+    }
 }

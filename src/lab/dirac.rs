@@ -24,6 +24,10 @@ use crate::io::{PALETTE, PlotOptions, ScatterGroup, plot_series, scatter_plot};
 use crate::optim::{Optimizer, Sgd};
 use crate::{Tensor, linear};
 
+/// Iterations and learning rate when --steps and --lr are not given.
+pub(crate) const STEPS: usize = 1000;
+pub(crate) const LR: f32 = 0.1;
+
 /// Where every run starts, as in the paper's figures.
 const START: (f64, f64) = (1.0, 1.0);
 /// The R1 weight: with γ < 1 the damped run still turns as it closes in, so the plot shows
@@ -141,8 +145,8 @@ const SCHEDULES: [Schedule; 4] =
     [Schedule::Simultaneous, Schedule::Alternating, Schedule::AlternatingR1, Schedule::AlternatingNoise];
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
-    let steps = opts.steps.unwrap_or(1000);
-    let lr = opts.lr.unwrap_or(0.1);
+    let steps = opts.steps.unwrap_or(STEPS);
+    let lr = opts.lr.unwrap_or(LR);
     let runs: Vec<LossRuns> = [GanLoss::Minimax, GanLoss::NonSaturating]
         .into_iter()
         .map(|loss| {

@@ -97,6 +97,23 @@ impl LabOptions {
     }
 }
 
+/// Each experiment's own `--steps` and `--lr`, for `dcgan lab --help`.
+pub fn defaults_help() -> String {
+    let rows = [
+        ("shift1d", shift1d::STEPS, shift1d::LR),
+        ("optimal-d", optimal_d::STEPS, optimal_d::LR),
+        ("saturation", saturation::STEPS, saturation::LR),
+        ("ring", ring::STEPS, ring::LR),
+        ("dirac", dirac::STEPS, dirac::LR),
+    ];
+    let mut help = String::from("Defaults of --steps and --lr:\n");
+    for (name, steps, lr) in rows {
+        let _ = writeln!(help, "  {name:<11} {steps} steps, --lr {lr}");
+    }
+    let _ = write!(help, "  {:<11} one epoch of the classifier, --lr {}", "score", score::DEFAULT_LR);
+    help
+}
+
 /// What an experiment found: the one-line summary and the same numbers as JSON.
 #[derive(Clone, Debug)]
 pub struct LabSummary {

@@ -14,6 +14,10 @@ use crate::io::{PlotOptions, plot_series};
 use crate::nn::Module;
 use crate::optim::{Adam, Optimizer};
 
+/// Iterations and learning rate when --steps and --lr are not given.
+pub(crate) const STEPS: usize = 3000;
+pub(crate) const LR: f32 = 2e-3;
+
 /// p_data: ½ N(−1.5, 0.5²) + ½ N(1, 0.8²).
 fn p_data(x: f64) -> f64 {
     0.5 * normal_pdf(x, -1.5, 0.5) + 0.5 * normal_pdf(x, 1.0, 0.8)
@@ -41,8 +45,8 @@ fn xlogy(x: f64, y: f64) -> f64 {
 }
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
-    let steps = opts.steps.unwrap_or(3000);
-    let lr = opts.lr.unwrap_or(2e-3);
+    let steps = opts.steps.unwrap_or(STEPS);
+    let lr = opts.lr.unwrap_or(LR);
     let batch = 1024;
     let mut rng = Rng::new(opts.seed);
     let d = mlp(&[1, 64, 64, 1], true, &mut rng);

@@ -12,6 +12,10 @@ use crate::nn::{Module, Sequential};
 use crate::optim::{Adam, Optimizer};
 use crate::{Device, Rng, Tensor, no_grad};
 
+/// Iterations and learning rate when --steps and --lr are not given.
+pub(crate) const STEPS: usize = 5000;
+pub(crate) const LR: f32 = 3e-4;
+
 const MODES: usize = 8;
 const RADIUS: f64 = 2.0;
 const SIGMA: f64 = 0.02;
@@ -111,8 +115,8 @@ pub(crate) struct Eval {
 }
 
 pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
-    let steps = opts.steps.unwrap_or(5000);
-    let lr = opts.lr.unwrap_or(3e-4);
+    let steps = opts.steps.unwrap_or(STEPS);
+    let lr = opts.lr.unwrap_or(LR);
     let eval_every = (steps / 30).max(1);
     let mut rng = Rng::new(opts.seed);
     let g = mlp(&[Z_DIM, 128, 128, 2], false, &mut rng);

@@ -10,6 +10,10 @@ use super::{GanLoss, LabOptions, diverged, sigmoid64, write_csv};
 use crate::io::{PlotOptions, plot_series};
 use crate::{Device, Rng, Tensor};
 
+/// Iterations and learning rate when --steps and --lr are not given.
+pub(crate) const STEPS: usize = 1500;
+pub(crate) const LR: f32 = 0.1;
+
 /// d loss / d logit for each loss at each logit, by backward through the engine's loss.
 fn logit_grads(loss: GanLoss, logits: &[f64]) -> Vec<f64> {
     let a = Tensor::from_vec(logits.iter().map(|&x| x as f32).collect(), &[logits.len(), 1], Device::Cpu);
@@ -54,8 +58,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
         .collect();
 
     // Part 2: the toy, 6 to the left of μ, D trained first so that D(G(z)) ≈ 0.
-    let steps = opts.steps.unwrap_or(1500);
-    let lr = opts.lr.unwrap_or(0.1);
+    let steps = opts.steps.unwrap_or(STEPS);
+    let lr = opts.lr.unwrap_or(LR);
     let theta0 = MU - 6.0;
     let mut results = Vec::new();
     let mut curves = Vec::new();

@@ -46,7 +46,7 @@ const MAX_SAMPLES: usize = 1_000_000;
 
 /// Generated samples per checkpoint unless `--samples` says otherwise.
 pub const DEFAULT_SAMPLES: usize = 2000;
-const DEFAULT_LR: f32 = 2e-3;
+pub(crate) const DEFAULT_LR: f32 = 2e-3;
 /// Bumped whenever the classifier or its training changes, so stale caches are not reused.
 const CLASSIFIER_VERSION: u32 = 2;
 /// Images larger than this (and a multiple of it) are average-pooled down to it before the

@@ -9,6 +9,10 @@ use crate::io::{PlotOptions, plot_series};
 use crate::optim::{Optimizer, Sgd};
 use crate::{Rng, Tensor, linear};
 
+/// Iterations and learning rate when --steps and --lr are not given.
+pub(crate) const STEPS: usize = 1500;
+pub(crate) const LR: f32 = 0.1;
+
 pub(crate) const MU: f64 = 4.0;
 const BATCH: usize = 256;
 
@@ -117,8 +121,8 @@ pub(crate) fn run(opts: &LabOptions) -> Result<(String, serde_json::Value)> {
             opts.loss().name()
         );
     }
-    let steps = opts.steps.unwrap_or(1500);
-    let lr = opts.lr.unwrap_or(0.1);
+    let steps = opts.steps.unwrap_or(STEPS);
+    let lr = opts.lr.unwrap_or(LR);
     let theta0 = MU - 3.0;
     let mut rng = Rng::new(opts.seed);
     let snap_at: Vec<usize> =
