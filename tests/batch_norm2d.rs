@@ -8,8 +8,11 @@ use common::{assert_close, assert_close_abs, check_gradients, random, reference,
 use dcgan::nn::{BatchNorm2d, Module};
 use dcgan::{Device, Rng, Tensor, batch_norm2d};
 
-/// 35 images: the CPU backend sums them in chunks of 3, the last one ragged.
-const SHAPES: &[[usize; 4]] = &[[4, 3, 5, 7], [1, 2, 3, 3], [2, 5, 1, 1], [35, 3, 2, 3], [3, 4, 8, 8]];
+/// 35 images: the CPU backend sums them in chunks of 3, the last one ragged. 32×32 planes:
+/// a chunk's per-channel sums outgrow the 1024 terms its f32 lanes take before they are
+/// added into f64 (the training forward only; the gradients take the first four).
+const SHAPES: &[[usize; 4]] =
+    &[[4, 3, 5, 7], [1, 2, 3, 3], [2, 5, 1, 1], [35, 3, 2, 3], [3, 4, 8, 8], [4, 2, 32, 32]];
 const EPS: f64 = 1e-5;
 
 fn training_forward_and_running_stats(dev: Device) {

@@ -157,6 +157,9 @@ fn bf16_convolutions_match_f64_convolutions_of_the_rounded_inputs() {
         geom(2, 17, (6, 10), 5, 4, 2, 1),  // odd channels, non-square
         geom(2, 8, (8, 8), 40, 4, 2, 1),   // 40 output channels: wᵀ's full 32-deep steps
         geom(3, 6, (8, 8), 5, 4, 2, 1),    // an odd channel count over 16-pixel dy planes
+        // 256-pixel dy planes: backward-weight runs a gemm per image, and a batch quarter of
+        // two images sums two of them.
+        geom(6, 3, (32, 32), 8, 4, 2, 1),
     ]
     .into_iter()
     .enumerate()

@@ -145,6 +145,13 @@ fn resume_continues_bit_for_bit() {
             let y = std::fs::read(b.join("checkpoints/step_000024").join(f)).unwrap();
             assert!(x == y, "{dtype}: {f} differs between 24 straight steps and 12 + 12 resumed");
         }
+        // The weights files hold their float tensors in the dtype --save-dtype asked for.
+        let want = if dtype == "bf16" { "BF16" } else { "F32" };
+        for f in ["generator.safetensors", "discriminator.safetensors", "generator_ema.safetensors"] {
+            let arrays = dcgan::io::read_safetensors(&a.join("checkpoints/step_000024").join(f)).unwrap();
+            let floats: Vec<&str> = arrays.iter().map(|t| t.data.dtype()).filter(|&d| d != "I64").collect();
+            assert!(!floats.is_empty() && floats.iter().all(|&d| d == want), "{dtype}: {f} holds {floats:?}");
+        }
         let metrics = |d: &Path| std::fs::read(d.join("metrics.csv")).unwrap();
         assert_eq!(metrics(&a), metrics(&b), "{dtype}");
         // The layer norms are logged at the log steps, which the resume changed (20 → 5): the

@@ -28,9 +28,11 @@ fn fused_matches_composition(dev: Device) {
     let mut rng = Rng::new(31);
     // (x shape, weight shape, stride, padding): the k4 s2 p1 path with several tasks and a
     // ragged last one (4×4 outputs, 16 images a task), the generic tap-table path, a 1×1
-    // output (one plain gemm).
+    // output (one plain gemm), and k4 s2 p1 with 16 input channels and 1024 output pixels
+    // (the CPU's Winograd forward, on AVX-512: a spectral-norm D's conv + LeakyReLU layers).
     let cases = [
         ([40, 3, 8, 8], [5, 3, 4, 4], 2, 1),
+        ([4, 16, 32, 32], [8, 16, 4, 4], 2, 1),
         ([3, 2, 7, 5], [4, 2, 3, 3], 1, 1),
         ([6, 8, 4, 4], [3, 8, 4, 4], 1, 0),
     ];

@@ -271,6 +271,22 @@ fn large_blocks_cross_kc_nc_and_threads() {
     check_case(None, 20, 4200, 40, 0, 0, 1.0, 1.0, 0, false);
 }
 
+/// On one thread (no split into column tasks), a product wider than one packed B block
+/// (NC = 4096 columns) and tall enough that B's panels are packed rather than read in place:
+/// the second block's panels must come from B's columns 4096.., for B row-major (packed a
+/// run of rows at a time) and transposed.
+#[test]
+fn serial_product_wider_than_one_packed_b_block() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        for path in paths() {
+            for lb in [0, 1] {
+                check_case(path, 40, 4200, 24, 0, lb, 1.0, 0.0, 0, false);
+            }
+        }
+    });
+}
+
 #[test]
 fn empty_and_k_zero() {
     let mut c = vec![1.0f32; 6];

@@ -135,6 +135,35 @@ fn agrees_with_the_reference_implementation() {
     assert_eq!(back[2], NamedArray::scalar_i64("z", 9));
 }
 
+/// The layout the reference writer keeps: the header padded to a multiple of 8 bytes, then
+/// the tensors in descending element size, so that every tensor's data starts at a file
+/// offset that is a multiple of its element size (readers that map the file cast it in place).
+/// Names of every length mod 8 move the header's unpadded end through every residue.
+#[test]
+fn every_tensor_starts_aligned_in_the_file() {
+    use safetensors::tensor::Dtype;
+    for name_len in 1..=16 {
+        let ours = vec![
+            NamedArray::new("h", &[3], ArrayData::from_f32(&[1.0, 2.0, 3.0], SaveDtype::F16)),
+            NamedArray::f32("w".repeat(name_len), &[3], vec![1.0, 2.0, 3.0]),
+            NamedArray::scalar_i64("n", 7),
+        ];
+        let bytes = serialize_safetensors(&ours, &no_metadata());
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!((8 + n) % 8, 0, "a {n}-byte header leaves the data section unaligned");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("the reference reads our file");
+        for (name, view) in st.tensors() {
+            let at = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
+            let size = match view.dtype() {
+                Dtype::I64 => 8,
+                Dtype::F32 => 4,
+                _ => 2,
+            };
+            assert_eq!(at % size, 0, "{name} ({:?}) starts at byte {at} of the file", view.dtype());
+        }
+    }
+}
+
 /// A valid two-tensor file to damage.
 fn sample_file() -> Vec<u8> {
     serialize_safetensors(

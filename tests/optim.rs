@@ -52,6 +52,32 @@ fn adam_matches_pytorch(dev: Device) {
     assert_close(&big_lr, &want, 1e-5, "Adam lr 0.1 betas (0.9, 0.999)");
 }
 
+/// Adam's weight decay as torch.optim.Adam applies it (L2: wd·p added to the gradient before
+/// the moments), against the same five steps in f64. The decay is large enough to cancel or
+/// double a gradient (p = 2: 2pw + 1 = −1 and wd·p = 1), which Adam's normalised step, blind
+/// to the gradient's size, still sees.
+fn adam_weight_decay_matches_the_l2_formula(dev: Device) {
+    let (lr, betas, eps, wd) = (0.05f32, (0.9f32, 0.999f32), 1e-8f32, 0.5f32);
+    let got = five_steps(dev, |p| {
+        let mut adam = Adam::new(p, lr, betas);
+        adam.weight_decay = wd;
+        Box::new(adam)
+    });
+    let (lr, b1, b2, eps, wd) = (lr as f64, betas.0 as f64, betas.1 as f64, eps as f64, wd as f64);
+    let mut p: Vec<f64> = P0.iter().map(|&x| x as f64).collect();
+    let (mut m, mut v) = (vec![0.0; 5], vec![0.0; 5]);
+    for t in 1..=5 {
+        let (bias1, bias2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        for i in 0..5 {
+            let g = 2.0 * p[i] * W[i] as f64 + 1.0 + wd * p[i];
+            m[i] = b1 * m[i] + (1.0 - b1) * g;
+            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+            p[i] -= lr / bias1 * m[i] / (v[i].sqrt() / bias2.sqrt() + eps);
+        }
+    }
+    assert_close(&got, &p, 1e-5, "Adam lr 0.05 betas (0.9, 0.999) weight_decay 0.5");
+}
+
 fn sgd_momentum_matches_pytorch(dev: Device) {
     let got = five_steps(dev, |p| Box::new(Sgd::new(p, 0.01, 0.9)));
     let want = [
@@ -78,4 +104,9 @@ fn parameters_without_gradients_are_skipped(dev: Device) {
     assert_eq!(adam.steps, vec![1, 0]);
 }
 
-device_tests!(adam_matches_pytorch, sgd_momentum_matches_pytorch, parameters_without_gradients_are_skipped);
+device_tests!(
+    adam_matches_pytorch,
+    adam_weight_decay_matches_the_l2_formula,
+    sgd_momentum_matches_pytorch,
+    parameters_without_gradients_are_skipped
+);
