@@ -102,6 +102,9 @@ pub struct BenchReport {
     pub percent_of_fma_peak: Option<f64>,
     /// `conv_only_gflops` against `fma_peak_gflops`.
     pub conv_only_percent_of_fma_peak: Option<f64>,
+    /// With `--matmul bf16` on the CPU: where its products run, "amx", "avx512-bf16" or
+    /// "portable" (`amx::Bf16Path`).
+    pub bf16_path: Option<String>,
     /// With `--matmul bf16` on AMX: the tile units' bf16 multiply rate on every thread
     /// (`amx::tile_peak_gflops`), and the convolutions against it, over the step and over
     /// their own time.
@@ -437,6 +440,7 @@ pub fn run(opts: &BenchOptions) -> BenchReport {
         fma_peak_source: fma_peak.map(|(_, s)| s.to_string()),
         percent_of_fma_peak: fma_peak.map(|(p, _)| 100.0 * gflops / p),
         conv_only_percent_of_fma_peak: fma_peak.map(|(p, _)| 100.0 * conv_only_gflops / p),
+        bf16_path: bf16_on_cpu.then(|| crate::backend::cpu::amx::path().name().to_string()),
         bf16_tile_peak_gflops: tile_peak,
         percent_of_bf16_tile_peak: tile_peak.map(|p| 100.0 * gflops / p),
         conv_only_percent_of_bf16_tile_peak: tile_peak.map(|p| 100.0 * conv_only_gflops / p),
@@ -526,7 +530,7 @@ pub fn render_text(r: &BenchReport) -> String {
             );
         }
     } else if r.matmul == "bf16" {
-        s += "  bf16 products on the portable loop (this CPU has no AMX)\n";
+        s += &format!("  bf16 products {}\n", crate::backend::cpu::amx::path().describe());
     }
     s += &format!("  peak RSS {:.0} MiB", r.peak_rss_mib);
     if let Some(mib) = r.device_memory_mib {

@@ -279,7 +279,9 @@ struct TrainArgs {
     diffaugment: Option<dcgan::gan::DiffAugmentPolicy>,
     /// How the convolutions multiply on the CPU: f32, or bf16 (inputs rounded to bfloat16,
     /// sums in f32, as PyTorch's autocast; on the AMX tile units of Xeons from Sapphire
-    /// Rapids on, several times faster than f32, elsewhere a slow portable loop).
+    /// Rapids on, about twice as fast as f32; without AMX on AVX512-BF16 dot products, whose
+    /// speed against f32 depends on the CPU (`dcgan bench` compares); elsewhere a slow
+    /// portable loop).
     #[arg(long, value_enum, default_value = "f32")]
     matmul: MatmulPrecision,
     /// Plain log lines instead of a progress bar.

@@ -209,6 +209,7 @@ fn bf16_matmul_trains_resumes_bit_for_bit_and_is_refused_off_the_cpu() {
     let bench = ["--batch-size", "4", "--steps", "1", "--warmup", "0", "--peak", "50"];
     let j = bench_json(&[&bench[..], &["--matmul", "bf16"]].concat());
     assert_eq!(j["matmul"].as_str(), Some("bf16"), "{j}");
+    assert_eq!(j["bf16_path"].as_str(), Some(dcgan::backend::cpu::amx::path().name()), "{j}");
     match j["bf16_tile_peak_gflops"].as_f64() {
         Some(tile) => {
             assert!(dcgan::backend::cpu::amx::available() && tile > 0.0, "{j}");

@@ -467,14 +467,7 @@ pub fn train(mut cfg: TrainConfig, opts: &TrainOptions) -> Result<Summary> {
 
     eprintln!("device: {device}; data: {}", dataset.describe());
     if cfg.matmul == MatmulPrecision::Bf16 {
-        eprintln!(
-            "convolution products in bf16 {}",
-            if crate::backend::cpu::amx::available() {
-                "on the AMX tiles"
-            } else {
-                "on the portable loop: this CPU has no AMX-BF16, so this is much slower than --matmul f32"
-            }
-        );
+        eprintln!("convolution products in bf16 {}", crate::backend::cpu::amx::path().describe());
     }
     eprintln!(
         "G {} params, D {} params; image {}x{}x{}, batch {}, {} steps -> {}",

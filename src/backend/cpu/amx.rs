@@ -1,10 +1,13 @@
-//! bf16 matrix products on Intel AMX (Sapphire Rapids and later), for `--matmul bf16`.
+//! bf16 matrix products for `--matmul bf16`: on Intel AMX (Sapphire Rapids and later), else
+//! on AVX512-BF16 dot products over the same packed operands, else a portable loop
+//! ([`Bf16Path`]).
 //!
 //! `gemm_bf16` computes C = [C +] bf16(A)·bf16(B): both inputs rounded to bf16 (nearest
 //! even), every product exact in f32, summed in f32. A tile multiply (`tdpbf16ps`) adds a
 //! 32-deep step's products to its accumulator with one rounding (measured: it matches an
 //! exact sum of the step rounded once on ordinary data; with exponents far apart it does
-//! not, so the tests bound the error instead of asking for bits). Where AMX is missing,
+//! not, so the tests bound the error instead of asking for bits). Without AMX, `vdpbf16ps`
+//! adds each k-pair's two products to a lane's sum; without that,
 //! [`gemm_bf16_portable`] adds the same products one at a time. A C element's sum is never
 //! split between threads, and its steps run in k order, so the bits do not depend on the
 //! thread count.
@@ -428,14 +431,16 @@ pub fn gemm_bf16_part(
         return;
     }
     assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "C too small");
-    #[cfg(target_arch = "x86_64")]
-    if available() {
-        // SAFETY: AMX is present and the process may use it (`available`); C's extent is
-        // checked above and the packed operands hold whole blocks.
-        unsafe { tiles::gemm(a, rows, depth, b, accumulate, c, ldc) };
-        return;
+    match path() {
+        // SAFETY: AMX is present and the process may use it (`path`); C's extent is checked
+        // above and the packed operands hold whole blocks.
+        #[cfg(target_arch = "x86_64")]
+        Bf16Path::Amx => unsafe { tiles::gemm(a, rows, depth, b, accumulate, c, ldc) },
+        // SAFETY: the CPU has AVX512-BF16 (`path`); as above.
+        #[cfg(target_arch = "x86_64")]
+        Bf16Path::Avx512Bf16 => unsafe { each_block(a, rows, depth, b, accumulate, c, ldc, dot::block) },
+        _ => portable(a, rows, depth, b, accumulate, c, ldc),
     }
-    portable(a, rows, depth, b, accumulate, c, ldc);
 }
 
 /// [`gemm_bf16`] without AMX, one C element at a time from the packed operands: the same
@@ -528,6 +533,66 @@ fn best_rate_on_every_thread(rounds: usize, flops: f64, work: impl Fn() + Sync) 
         .fold(0.0, f64::max)
 }
 
+/// Where `gemm_bf16` multiplies, fastest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bf16Path {
+    /// The AMX tile units (Sapphire Rapids and later).
+    Amx,
+    /// AVX512-BF16 dot products (`vdpbf16ps`: Cooper Lake, Zen 4, and Xeons whose AMX is not
+    /// exposed, as in some VMs), 32 products an instruction where an f32 FMA does 16. Whether
+    /// that beats f32 depends on the CPU: this project's Xeon VM without AMX runs them at 85
+    /// GFLOP/s a core against 186 for the FMA loop (one instruction in 2.4 cycles, 0.46× the
+    /// f32 rate), and a DCGAN-32 step in 374 ms against 268 in f32.
+    Avx512Bf16,
+    /// One product at a time, on any CPU: much slower than `--matmul f32`.
+    Portable,
+}
+
+impl Bf16Path {
+    /// As `dcgan bench --json` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Path::Amx => "amx",
+            Bf16Path::Avx512Bf16 => "avx512-bf16",
+            Bf16Path::Portable => "portable",
+        }
+    }
+
+    /// As the training log and `dcgan bench` name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Bf16Path::Amx => "on the AMX tiles",
+            Bf16Path::Avx512Bf16 => {
+                "on AVX512-BF16 dot products (this CPU has no AMX): on CPUs that run them at half \
+                 the f32 FMA rate, slower than --matmul f32 (dcgan bench compares)"
+            }
+            Bf16Path::Portable => {
+                "on the portable loop (this CPU has neither AMX nor AVX512-BF16): much slower than --matmul f32"
+            }
+        }
+    }
+}
+
+/// The path this CPU takes. Asked once.
+pub fn path() -> Bf16Path {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static PATH: OnceLock<Bf16Path> = OnceLock::new();
+        *PATH.get_or_init(|| {
+            if available() {
+                Bf16Path::Amx
+            } else if dot::cpu_has_avx512_bf16() {
+                Bf16Path::Avx512Bf16
+            } else {
+                Bf16Path::Portable
+            }
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    Bf16Path::Portable
+}
+
 /// Whether the AMX tile path runs: the CPU has AMX-BF16 and Linux granted this process the
 /// tile registers. Asked once.
 pub fn available() -> bool {
@@ -542,8 +607,156 @@ pub fn available() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
+/// A C block's accumulators in a 32×32 f32 scratch (row stride 128 bytes), for edge blocks.
+#[repr(C, align(64))]
+struct Scratch([f32; BLOCK * BLOCK]);
+
+/// B column blocks per pass over A: their packed panels (up to 1 MiB, half the L2, for any k
+/// below 16384) stay in L2 while every A block streams past them. 8 blocks, fewer from k =
+/// 2048 on (on AMX at k = 4096, 4 blocks ran 15-20% faster than 8, and 1 or 2 no faster than
+/// 4). Each C block sums all of k in its accumulators: splitting an operand already made into
+/// 128- to 512-deep passes ran 0-25% slower on the DCGAN shapes. (Where the caller makes B a
+/// slice at a time, `gemm_bf16_part`, slices pay: B is then in L2.)
+#[cfg(target_arch = "x86_64")]
+fn b_blocks_per_pass(steps: usize) -> usize {
+    (512 / steps.max(1)).clamp(1, 8)
+}
+
+/// A 32×32 C block kernel: A's block and B's block at their first step, `steps` steps of
+/// each, C (row stride ldc) loaded first when accumulating, then stored.
+#[cfg(target_arch = "x86_64")]
+type BlockKernel = unsafe fn(*const u16, *const u16, usize, *mut f32, usize, bool);
+
+/// Runs `block` over every 32×32 block of C = [C +] A[rows, depth]·B, edge blocks through a
+/// scratch: the loop both the AMX and the AVX512-BF16 paths share.
+///
+/// # Safety
+/// `block` must be runnable on this CPU; C's extent is checked by the caller.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+unsafe fn each_block(
+    a: &PackedA16,
+    rows: Range<usize>,
+    depth: Range<usize>,
+    b: &PackedB16,
+    accumulate: bool,
+    c: &mut [f32],
+    ldc: usize,
+    block: BlockKernel,
+) {
+    let (m, n, steps) = (rows.len(), b.n, b.steps);
+    let (mb, nb) = (m.div_ceil(BLOCK), n.div_ceil(BLOCK));
+    // The first of `rows`' A blocks at the first of `depth`'s steps; A's blocks lie a.steps
+    // steps apart.
+    let a_block = a.steps * STEP_LEN;
+    let a0 =
+        unsafe { a.data.as_ref().as_ptr().add(rows.start / BLOCK * a_block + depth.start / STEP * STEP_LEN) };
+    let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
+    let cp = c.as_mut_ptr();
+    let per_pass = b_blocks_per_pass(steps);
+    for jb0 in (0..nb).step_by(per_pass) {
+        for ib in 0..mb {
+            let ap = unsafe { a0.add(ib * a_block) };
+            for jb in jb0..(jb0 + per_pass).min(nb) {
+                // SAFETY: the packed operands hold whole blocks and steps; C's rows and
+                // columns are those of the block, within C's checked extent.
+                unsafe {
+                    let bp = b.data.as_ref().as_ptr().add(jb * steps * STEP_LEN);
+                    let (rows, cols) = (BLOCK.min(m - ib * BLOCK), BLOCK.min(n - jb * BLOCK));
+                    let cb = cp.add(ib * BLOCK * ldc + jb * BLOCK);
+                    if rows == BLOCK && cols == BLOCK {
+                        block(ap, bp, steps, cb, ldc, accumulate);
+                    } else {
+                        // What the scratch holds past the block's rows and columns only feeds
+                        // C elements that are never copied out.
+                        let sp = scratch.0.as_mut_ptr();
+                        if accumulate {
+                            for r in 0..rows {
+                                std::ptr::copy_nonoverlapping(cb.add(r * ldc), sp.add(r * BLOCK), cols);
+                            }
+                        }
+                        block(ap, bp, steps, sp, BLOCK, accumulate);
+                        for r in 0..rows {
+                            std::ptr::copy_nonoverlapping(sp.add(r * BLOCK), cb.add(r * ldc), cols);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The AVX512-BF16 block kernel: the AMX path's packed operands read as they lie. A packed
+/// B step row (64 bytes) is 16 columns' k-pairs, exactly `vdpbf16ps`'s second operand; A's
+/// pair (i, 2q..2q + 2) is broadcast as its first.
+#[cfg(target_arch = "x86_64")]
+mod dot {
+    use super::{BLOCK, STEP, STEP_LEN, TILE};
+    use std::arch::x86_64::*;
+
+    pub(super) fn cpu_has_avx512_bf16() -> bool {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+    }
+
+    /// C rows a pass over the block's depth keeps in registers: 8 rows × 2 column tiles = 16
+    /// zmm accumulators, beside B's two rows and A's broadcast pair.
+    const ROWS: usize = 8;
+
+    /// One 32×32 C block (see `BlockKernel`): per 8-row band, for each step and k-pair q, two
+    /// B rows loaded and each row's A pair broadcast into 16 `vdpbf16ps`. Every C element
+    /// sums its k-pairs in k order, whatever the band or the caller's slicing.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn block(
+        a: *const u16,
+        b: *const u16,
+        steps: usize,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        let bh = |v: __m512i| -> __m512bh {
+            // SAFETY: both are 64 bytes of plain bits.
+            unsafe { std::mem::transmute(v) }
+        };
+        for r0 in (0..BLOCK).step_by(ROWS) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+            // SAFETY (this block): the packed operands hold `steps` whole steps of whole
+            // blocks; C holds 32 rows of 32 floats at row stride ldc (the caller's contract).
+            unsafe {
+                if accumulate {
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        for (t, v) in row.iter_mut().enumerate() {
+                            *v = _mm512_loadu_ps(c.add((r0 + r) * ldc + t * TILE));
+                        }
+                    }
+                }
+                for s in 0..steps {
+                    let (ap, bp) = (a.add(s * STEP_LEN + r0 * STEP), b.add(s * STEP_LEN));
+                    for q in 0..TILE {
+                        let b0 = bh(_mm512_loadu_si512(bp.add(q * 2 * TILE) as *const __m512i));
+                        let b1 =
+                            bh(_mm512_loadu_si512(bp.add(STEP_LEN / 2 + q * 2 * TILE) as *const __m512i));
+                        for (r, row) in acc.iter_mut().enumerate() {
+                            let pair = (ap.add(r * STEP + 2 * q) as *const i32).read_unaligned();
+                            let av = bh(_mm512_set1_epi32(pair));
+                            row[0] = _mm512_dpbf16_ps(row[0], av, b0);
+                            row[1] = _mm512_dpbf16_ps(row[1], av, b1);
+                        }
+                    }
+                }
+                for (r, row) in acc.iter().enumerate() {
+                    for (t, v) in row.iter().enumerate() {
+                        _mm512_storeu_ps(c.add((r0 + r) * ldc + t * TILE), *v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 mod tiles {
-    use super::{BLOCK, PackedA16, PackedB16, STEP, STEP_LEN, TILE};
+    use super::{PackedA16, PackedB16, STEP_LEN, TILE};
     use std::arch::asm;
     use std::ops::Range;
 
@@ -606,20 +819,7 @@ mod tiles {
         TileConfig { palette: 1, start_row: 0, reserved: [0; 14], colsb, rows }
     };
 
-    /// A C block's four accumulators in a 32×32 f32 scratch (row stride 128 bytes).
-    #[repr(C, align(64))]
-    struct Scratch([f32; BLOCK * BLOCK]);
-
-    /// B column blocks per pass over A: their packed panels (up to 1 MiB, half the L2, for
-    /// any k below 16384) stay in L2 while every A block streams past them. 8 blocks, fewer
-    /// from k = 2048 on (at k = 4096, 4 blocks ran 15-20% faster than 8, and 1 or 2 no
-    /// faster than 4). Each C block sums all of k in its tiles: splitting an operand already
-    /// made into 128- to 512-deep passes ran 0-25% slower on the DCGAN shapes. (Where the
-    /// caller makes B a slice at a time, `gemm_bf16_part`, slices pay: B is then in L2.)
-    fn b_blocks_per_pass(steps: usize) -> usize {
-        (512 / steps.max(1)).clamp(1, 8)
-    }
-
+    /// [`super::each_block`] with the tiles configured around it.
     pub(super) unsafe fn gemm(
         a: &PackedA16,
         rows: Range<usize>,
@@ -629,46 +829,9 @@ mod tiles {
         c: &mut [f32],
         ldc: usize,
     ) {
-        let (m, n, steps) = (rows.len(), b.n, b.steps);
-        let (mb, nb) = (m.div_ceil(BLOCK), n.div_ceil(BLOCK));
-        // The first of `rows`' A blocks at the first of `depth`'s steps; A's blocks lie
-        // a.steps steps apart.
-        let a_block = a.steps * STEP_LEN;
-        let a0 = unsafe {
-            a.data.as_ref().as_ptr().add(rows.start / BLOCK * a_block + depth.start / STEP * STEP_LEN)
-        };
-        let mut scratch = Scratch([0.0; BLOCK * BLOCK]);
-        let cp = c.as_mut_ptr();
         unsafe {
             asm!("ldtilecfg [{}]", in(reg) &CONFIG as *const TileConfig, options(nostack, readonly));
-            let per_pass = b_blocks_per_pass(steps);
-            for jb0 in (0..nb).step_by(per_pass) {
-                for ib in 0..mb {
-                    let ap = a0.add(ib * a_block);
-                    for jb in jb0..(jb0 + per_pass).min(nb) {
-                        let bp = b.data.as_ref().as_ptr().add(jb * steps * STEP_LEN);
-                        let (rows, cols) = (BLOCK.min(m - ib * BLOCK), BLOCK.min(n - jb * BLOCK));
-                        let cb = cp.add(ib * BLOCK * ldc + jb * BLOCK);
-                        if rows == BLOCK && cols == BLOCK {
-                            block(ap, bp, steps, cb, ldc, accumulate);
-                        } else {
-                            // An edge block goes through the scratch. What the scratch holds
-                            // past the block's rows and columns only feeds C elements that are
-                            // never copied out.
-                            let sp = scratch.0.as_mut_ptr();
-                            if accumulate {
-                                for r in 0..rows {
-                                    std::ptr::copy_nonoverlapping(cb.add(r * ldc), sp.add(r * BLOCK), cols);
-                                }
-                            }
-                            block(ap, bp, steps, sp, BLOCK, accumulate);
-                            for r in 0..rows {
-                                std::ptr::copy_nonoverlapping(sp.add(r * BLOCK), cb.add(r * ldc), cols);
-                            }
-                        }
-                    }
-                }
-            }
+            super::each_block(a, rows, depth, b, accumulate, c, ldc, block);
             asm!("tilerelease", options(nostack, nomem));
         }
     }
