@@ -103,7 +103,7 @@ pub struct BenchReport {
     /// `conv_only_gflops` against `fma_peak_gflops`.
     pub conv_only_percent_of_fma_peak: Option<f64>,
     /// With `--matmul bf16` on the CPU: where its products run, "amx", "avx512-bf16" or
-    /// "portable" (`amx::Bf16Path`).
+    /// "widened" (`amx::Bf16Path`).
     pub bf16_path: Option<String>,
     /// With `--matmul bf16` on AMX: the tile units' bf16 multiply rate on every thread
     /// (`amx::tile_peak_gflops`), and the convolutions against it, over the step and over

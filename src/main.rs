@@ -280,8 +280,8 @@ struct TrainArgs {
     /// How the convolutions multiply on the CPU: f32, or bf16 (inputs rounded to bfloat16,
     /// sums in f32, as PyTorch's autocast; on the AMX tile units of Xeons from Sapphire
     /// Rapids on, about twice as fast as f32; without AMX on AVX512-BF16 dot products, whose
-    /// speed against f32 depends on the CPU (`dcgan bench` compares); elsewhere a slow
-    /// portable loop).
+    /// speed against f32 depends on the CPU (`dcgan bench` compares); elsewhere on f32
+    /// FMAs at about half the f32 path's speed).
     #[arg(long, value_enum, default_value = "f32")]
     matmul: MatmulPrecision,
     /// Plain log lines instead of a progress bar.

@@ -1,14 +1,14 @@
 //! bf16 matrix products for `--matmul bf16`: on Intel AMX (Sapphire Rapids and later), else
-//! on AVX512-BF16 dot products over the same packed operands, else a portable loop
-//! ([`Bf16Path`]).
+//! on AVX512-BF16 dot products over the same packed operands, else on f32 FMAs over them
+//! widened back to f32 ([`Bf16Path`]).
 //!
 //! `gemm_bf16` computes C = [C +] bf16(A)·bf16(B): both inputs rounded to bf16 (nearest
 //! even), every product exact in f32, summed in f32. A tile multiply (`tdpbf16ps`) adds a
 //! 32-deep step's products to its accumulator with one rounding (measured: it matches an
 //! exact sum of the step rounded once on ordinary data; with exponents far apart it does
 //! not, so the tests bound the error instead of asking for bits). Without AMX, `vdpbf16ps`
-//! adds each k-pair's two products to a lane's sum; without that,
-//! [`gemm_bf16_portable`] adds the same products one at a time. A C element's sum is never
+//! adds each k-pair's two products to a lane's sum; without that, the widened kernel adds
+//! the same products one at a time as [`gemm_bf16_portable`], the tests' reference, does. A C element's sum is never
 //! split between threads, and its steps run in k order, so the bits do not depend on the
 //! thread count.
 //!
@@ -393,8 +393,8 @@ pub(crate) mod wide {
     }
 }
 
-/// C (m × n, row stride ldc) = [C +] bf16(A)·bf16(B) on this thread: AMX where the CPU has
-/// it, else the portable loop (the same products, rounded a little differently: see
+/// C (m × n, row stride ldc) = [C +] bf16(A)·bf16(B) on this thread, on the fastest
+/// [`Bf16Path`] (the same products on each, rounded a little differently: see
 /// [`gemm_bf16_portable`]).
 pub fn gemm_bf16(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
     gemm_bf16_part(a, 0..a.m, 0..a.k, b, accumulate, c, ldc);
@@ -439,13 +439,15 @@ pub fn gemm_bf16_part(
         // SAFETY: the CPU has AVX512-BF16 (`path`); as above.
         #[cfg(target_arch = "x86_64")]
         Bf16Path::Avx512Bf16 => unsafe { each_block(a, rows, depth, b, accumulate, c, ldc, dot::block) },
-        _ => portable(a, rows, depth, b, accumulate, c, ldc),
+        // SAFETY: `widened::block` picks a variant the CPU runs; as above.
+        _ => unsafe { each_block(a, rows, depth, b, accumulate, c, ldc, widened::block()) },
     }
 }
 
-/// [`gemm_bf16`] without AMX, one C element at a time from the packed operands: the same
-/// products, each added to the f32 sum in k order (the tiles sum each 32-deep step exactly
-/// first, so the two round differently, within f32 rounding of each other).
+/// The reference for [`gemm_bf16`], one C element at a time from the packed operands: the
+/// same products, each added to the f32 sum in k order, as the widened path does (the tiles
+/// sum each 32-deep step exactly first, `vdpbf16ps` each k-pair, so those round differently,
+/// within f32 rounding of each other).
 pub fn gemm_bf16_portable(a: &PackedA16, b: &PackedB16, accumulate: bool, c: &mut [f32], ldc: usize) {
     assert_eq!(a.k, b.k, "inner dimensions");
     assert!(a.m == 0 || b.n == 0 || c.len() >= (a.m - 1) * ldc + b.n, "C too small");
@@ -494,7 +496,7 @@ pub fn tile_peak_gflops(rounds: usize) -> Option<f64> {
 /// What `gemm_bf16` reaches on the threads of the current rayon pool, in GFLOP/s: each
 /// multiplies its own packed 256×1024 by 1024×256 (operands and C in its L2, the size of a
 /// convolution's per-task product) 20 times a round, packing not timed; best of `rounds`.
-/// None without AMX (the portable loop's rate says nothing about the tiles).
+/// None without AMX (the other paths' rates say nothing about the tiles).
 pub fn tile_gemm_gflops(rounds: usize) -> Option<f64> {
     const M: usize = 256;
     const K: usize = 1024;
@@ -544,8 +546,11 @@ pub enum Bf16Path {
     /// GFLOP/s a core against 186 for the FMA loop (one instruction in 2.4 cycles, 0.46× the
     /// f32 rate), and a DCGAN-32 step in 374 ms against 268 in f32.
     Avx512Bf16,
-    /// One product at a time, on any CPU: much slower than `--matmul f32`.
-    Portable,
+    /// f32 FMAs on the operands widened back from bf16 (AVX-512, AVX2 or baseline), on any
+    /// CPU: about half the f32 path's speed (the B rows widened per k-pair, C's block summed
+    /// in L1: a DCGAN-32 step in 535 ms against 268 in f32 on this project's VM with
+    /// AVX-512; the scalar loop it replaced took 30.8 s).
+    Widened,
 }
 
 impl Bf16Path {
@@ -554,7 +559,7 @@ impl Bf16Path {
         match self {
             Bf16Path::Amx => "amx",
             Bf16Path::Avx512Bf16 => "avx512-bf16",
-            Bf16Path::Portable => "portable",
+            Bf16Path::Widened => "widened",
         }
     }
 
@@ -566,8 +571,9 @@ impl Bf16Path {
                 "on AVX512-BF16 dot products (this CPU has no AMX): on CPUs that run them at half \
                  the f32 FMA rate, slower than --matmul f32 (dcgan bench compares)"
             }
-            Bf16Path::Portable => {
-                "on the portable loop (this CPU has neither AMX nor AVX512-BF16): much slower than --matmul f32"
+            Bf16Path::Widened => {
+                "on f32 FMAs over the widened bf16 (this CPU has neither AMX nor AVX512-BF16): slower \
+                 than --matmul f32"
             }
         }
     }
@@ -585,12 +591,12 @@ pub fn path() -> Bf16Path {
             } else if dot::cpu_has_avx512_bf16() {
                 Bf16Path::Avx512Bf16
             } else {
-                Bf16Path::Portable
+                Bf16Path::Widened
             }
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
-    Bf16Path::Portable
+    Bf16Path::Widened
 }
 
 /// Whether the AMX tile path runs: the CPU has AMX-BF16 and Linux granted this process the
@@ -606,7 +612,6 @@ pub fn available() -> bool {
     false
 }
 
-#[cfg(target_arch = "x86_64")]
 /// A C block's accumulators in a 32×32 f32 scratch (row stride 128 bytes), for edge blocks.
 #[repr(C, align(64))]
 struct Scratch([f32; BLOCK * BLOCK]);
@@ -617,14 +622,12 @@ struct Scratch([f32; BLOCK * BLOCK]);
 /// 4). Each C block sums all of k in its accumulators: splitting an operand already made into
 /// 128- to 512-deep passes ran 0-25% slower on the DCGAN shapes. (Where the caller makes B a
 /// slice at a time, `gemm_bf16_part`, slices pay: B is then in L2.)
-#[cfg(target_arch = "x86_64")]
 fn b_blocks_per_pass(steps: usize) -> usize {
     (512 / steps.max(1)).clamp(1, 8)
 }
 
 /// A 32×32 C block kernel: A's block and B's block at their first step, `steps` steps of
 /// each, C (row stride ldc) loaded first when accumulating, then stored.
-#[cfg(target_arch = "x86_64")]
 type BlockKernel = unsafe fn(*const u16, *const u16, usize, *mut f32, usize, bool);
 
 /// Runs `block` over every 32×32 block of C = [C +] A[rows, depth]·B, edge blocks through a
@@ -633,7 +636,6 @@ type BlockKernel = unsafe fn(*const u16, *const u16, usize, *mut f32, usize, boo
 /// # Safety
 /// `block` must be runnable on this CPU; C's extent is checked by the caller.
 #[allow(clippy::too_many_arguments)]
-#[cfg(target_arch = "x86_64")]
 unsafe fn each_block(
     a: &PackedA16,
     rows: Range<usize>,
@@ -683,6 +685,104 @@ unsafe fn each_block(
                 }
             }
         }
+    }
+}
+
+/// The block kernel without AMX or AVX512-BF16: bf16 widened to f32 (a shift), the same
+/// products as [`gemm_bf16_portable`] added to each sum in the same k order, so the same
+/// bits (a product of two bf16 is exact in f32, fused or not), with C's block in L1 and
+/// each k-pair's B row widened once for 32 rows.
+mod widened {
+    use super::{BLOCK, BlockKernel, STEP, STEP_LEN, TILE};
+
+    #[inline(always)]
+    unsafe fn body(a: *const u16, b: *const u16, steps: usize, c: *mut f32, ldc: usize, accumulate: bool) {
+        let widen = |bits: u32| f32::from_bits(bits << 16);
+        let mut acc = [[0.0f32; BLOCK]; BLOCK];
+        // SAFETY (this function): as `BlockKernel`'s contract.
+        unsafe {
+            if accumulate {
+                for (r, row) in acc.iter_mut().enumerate() {
+                    std::ptr::copy_nonoverlapping(c.add(r * ldc), row.as_mut_ptr(), BLOCK);
+                }
+            }
+            for s in 0..steps {
+                let (ap, bp) = (a.add(s * STEP_LEN), b.add(s * STEP_LEN) as *const u32);
+                for q in 0..TILE {
+                    // Rows 2q and 2q + 1 of B's 32 columns: tile t's row q holds columns
+                    // 16t..16t + 16.
+                    let (mut even, mut odd) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+                    for j in 0..BLOCK {
+                        let lane = bp.add(j / TILE * TILE * TILE + q * TILE + j % TILE).read();
+                        (even[j], odd[j]) = (widen(lane), f32::from_bits(lane & 0xffff_0000));
+                    }
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let x0 = widen(u32::from(ap.add(r * STEP + 2 * q).read()));
+                        let x1 = widen(u32::from(ap.add(r * STEP + 2 * q + 1).read()));
+                        for j in 0..BLOCK {
+                            row[j] += x0 * even[j];
+                            row[j] += x1 * odd[j];
+                        }
+                    }
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                std::ptr::copy_nonoverlapping(row.as_ptr(), c.add(r * ldc), BLOCK);
+            }
+        }
+    }
+
+    unsafe fn baseline(
+        a: *const u16,
+        b: *const u16,
+        steps: usize,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        unsafe { body(a, b, steps, c, ldc, accumulate) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(a: *const u16, b: *const u16, steps: usize, c: *mut f32, ldc: usize, accumulate: bool) {
+        unsafe { body(a, b, steps, c, ldc, accumulate) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512(a: *const u16, b: *const u16, steps: usize, c: *mut f32, ldc: usize, accumulate: bool) {
+        unsafe { body(a, b, steps, c, ldc, accumulate) }
+    }
+
+    /// Every variant this CPU runs, for the tests.
+    #[cfg(test)]
+    pub(super) fn variants() -> Vec<(&'static str, BlockKernel)> {
+        let mut all: Vec<(&'static str, BlockKernel)> = vec![("baseline", baseline)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                all.push(("avx2", avx2));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                all.push(("avx512", avx512));
+            }
+        }
+        all
+    }
+
+    /// The widest variant this CPU runs.
+    pub(super) fn block() -> BlockKernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return avx2;
+            }
+        }
+        baseline
     }
 }
 
@@ -922,6 +1022,31 @@ mod tiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The widened block kernel, every variant the CPU runs, gives the portable loop's bits:
+    /// the same exact products added in the same order, on edge blocks, depth slices that
+    /// carry their sums through C, and row bands.
+    #[test]
+    fn widened_blocks_give_the_portable_loops_bits() {
+        let mut rng = crate::Rng::new(5);
+        for (m, n, k) in [(1, 1, 1), (33, 47, 70), (64, 96, 257), (70, 45, 150)] {
+            let mut draw = |len: usize| (0..len).map(|_| rng.normal() as f32).collect::<Vec<f32>>();
+            let (x, y, c0) = (draw(m * k), draw(k * n), draw(m * n));
+            let a = PackedA16::new(m, k, MatRef::row_major(&x, k));
+            let b = PackedB16::new(k, n, MatRef::row_major(&y, n));
+            for accumulate in [false, true] {
+                let mut want = c0.clone();
+                portable(&a, 0..m, 0..k, &b, accumulate, &mut want, n);
+                for (name, kernel) in widened::variants() {
+                    let mut got = c0.clone();
+                    // SAFETY: `variants` lists only kernels this CPU runs; C is m × n.
+                    unsafe { each_block(&a, 0..m, 0..k, &b, accumulate, &mut got, n, kernel) };
+                    let differ = (0..m * n).filter(|&i| got[i].to_bits() != want[i].to_bits()).count();
+                    assert_eq!(differ, 0, "{name}, {m}×{n}×{k}, accumulate {accumulate}: {differ} differ");
+                }
+            }
+        }
+    }
 
     /// Every packed operand starts on a cache line, whatever the pool hands out: a tile row
     /// straddling two lines cost a third to a half of the tile gemm's rate.
