@@ -8,9 +8,9 @@
 //! exact sum of the step rounded once on ordinary data; with exponents far apart it does
 //! not, so the tests bound the error instead of asking for bits). Without AMX, `vdpbf16ps`
 //! adds each k-pair's two products to a lane's sum; without that, the widened kernel adds
-//! the same products one at a time as [`gemm_bf16_portable`], the tests' reference, does. A C element's sum is never
-//! split between threads, and its steps run in k order, so the bits do not depend on the
-//! thread count.
+//! the same products one at a time as [`gemm_bf16_portable`], the tests' reference, does.
+//! A C element's sum is never split between threads, and its steps run in k order, so the
+//! bits do not depend on the thread count.
 //!
 //! Layout: A is packed as 32-row blocks of 32-deep steps, each step two 16×32 bf16 tiles
 //! ([`PackedA16`]); B in the tiles' pair-interleaved ("VNNI") form, 32-column blocks of
@@ -631,7 +631,7 @@ fn b_blocks_per_pass(steps: usize) -> usize {
 type BlockKernel = unsafe fn(*const u16, *const u16, usize, *mut f32, usize, bool);
 
 /// Runs `block` over every 32×32 block of C = [C +] A[rows, depth]·B, edge blocks through a
-/// scratch: the loop both the AMX and the AVX512-BF16 paths share.
+/// scratch: the loop every [`Bf16Path`] shares.
 ///
 /// # Safety
 /// `block` must be runnable on this CPU; C's extent is checked by the caller.
@@ -690,8 +690,9 @@ unsafe fn each_block(
 
 /// The block kernel without AMX or AVX512-BF16: bf16 widened to f32 (a shift), the same
 /// products as [`gemm_bf16_portable`] added to each sum in the same k order, so the same
-/// bits (a product of two bf16 is exact in f32, fused or not), with C's block in L1 and
-/// each k-pair's B row widened once for 32 rows.
+/// bits (a product of two bf16 is exact in f32, fused or not; only a zero sum's sign can
+/// differ, the padding's products being +0), with C's block in L1 and each k-pair's B row
+/// widened once for 32 rows.
 mod widened {
     use super::{BLOCK, BlockKernel, STEP, STEP_LEN, TILE};
 
