@@ -1,7 +1,7 @@
 //! The `dcgan` command line. Each subcommand parses its flags here and calls the library;
 //! errors print as one message (with their causes) and exit 1, never as a panic.
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use dcgan::backend::cpu::MatmulPrecision;
 use dcgan::gan::GanLoss;
 use dcgan::gan::config::{DataFormatArg, TrainConfig, WeightDtype};
@@ -39,7 +39,7 @@ enum Command {
 #[command(allow_negative_numbers = true, after_help = dcgan::lab::defaults_help())]
 struct LabArgs {
     #[arg(value_enum)]
-    experiment: Experiment,
+    experiment: dcgan::lab::Experiment,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Folder for the plots and the CSV (default lab/<experiment>).
@@ -78,23 +78,6 @@ struct LabArgs {
     /// `dcgan sample --truncation`), to measure what it trades.
     #[arg(long, value_name = "THRESHOLD")]
     truncation: Option<f32>,
-}
-
-/// `dcgan lab`'s experiments; each prints what it used (--lr, --steps) in its JSON.
-#[derive(Clone, Copy, ValueEnum)]
-enum Experiment {
-    /// The textbook 1-D GAN: a shifted generator against a logistic D (--loss, --d-steps)
-    Shift1d,
-    /// A trained D against D* = p_data / (p_data + p_g), and V(D*, G) against −log 4 + 2·JSD
-    OptimalD,
-    /// Why the minimax generator loss saturates when D wins, and the non-saturating one does not
-    Saturation,
-    /// 8 Gaussians on a circle, MLP G and D: modes covered over training (--loss, --d-steps)
-    Ring,
-    /// The Dirac-GAN (Mescheder et al. 2018): GD circles or creeps; an R1 penalty converges
-    Dirac,
-    /// A checkpoint's Fréchet distance and class histogram in a small classifier's features
-    Score,
 }
 
 #[derive(Args)]
@@ -508,8 +491,7 @@ fn run_kernels(a: KernelsArgs) -> anyhow::Result<()> {
 }
 
 fn run_lab(a: LabArgs) -> anyhow::Result<()> {
-    let experiment = a.experiment.to_possible_value().expect("every experiment has a name");
-    let experiment = experiment.get_name();
+    let experiment = a.experiment.name();
     let out = a.out.unwrap_or_else(|| PathBuf::from("lab").join(experiment));
     let opts = dcgan::lab::LabOptions {
         seed: a.seed,

@@ -31,7 +31,36 @@ use crate::nn::{LeakyReLU, Linear, Module, ReLU, Sequential};
 use crate::{Device, Rng, Tensor};
 
 /// The experiments `run` knows: the issue's, in its order, then the Dirac-GAN, then scoring.
-pub const EXPERIMENTS: [&str; 6] = ["shift1d", "optimal-d", "saturation", "ring", "dirac", "score"];
+/// The docs are `dcgan lab --help`'s; each prints what it used (--lr, --steps) in its JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Experiment {
+    /// The textbook 1-D GAN: a shifted generator against a logistic D (--loss, --d-steps)
+    Shift1d,
+    /// A trained D against D* = p_data / (p_data + p_g), and V(D*, G) against −log 4 + 2·JSD
+    OptimalD,
+    /// Why the minimax generator loss saturates when D wins, and the non-saturating one does not
+    Saturation,
+    /// 8 Gaussians on a circle, MLP G and D: modes covered over training (--loss, --d-steps)
+    Ring,
+    /// The Dirac-GAN (Mescheder et al. 2018): GD circles or creeps; an R1 penalty converges
+    Dirac,
+    /// A checkpoint's Fréchet distance and class histogram in a small classifier's features
+    Score,
+}
+
+impl Experiment {
+    /// The command-line name (`optimal-d`), as clap derives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Experiment::Shift1d => "shift1d",
+            Experiment::OptimalD => "optimal-d",
+            Experiment::Saturation => "saturation",
+            Experiment::Ring => "ring",
+            Experiment::Dirac => "dirac",
+            Experiment::Score => "score",
+        }
+    }
+}
 
 /// The players' losses: the trainer's own enum, so the lab and `dcgan train` mean the same.
 pub use crate::gan::GanLoss;
@@ -100,17 +129,22 @@ impl LabOptions {
 /// Each experiment's own `--steps` and `--lr`, for `dcgan lab --help`.
 pub fn defaults_help() -> String {
     let rows = [
-        ("shift1d", shift1d::STEPS, shift1d::LR),
-        ("optimal-d", optimal_d::STEPS, optimal_d::LR),
-        ("saturation", saturation::STEPS, saturation::LR),
-        ("ring", ring::STEPS, ring::LR),
-        ("dirac", dirac::STEPS, dirac::LR),
+        (Experiment::Shift1d, shift1d::STEPS, shift1d::LR),
+        (Experiment::OptimalD, optimal_d::STEPS, optimal_d::LR),
+        (Experiment::Saturation, saturation::STEPS, saturation::LR),
+        (Experiment::Ring, ring::STEPS, ring::LR),
+        (Experiment::Dirac, dirac::STEPS, dirac::LR),
     ];
     let mut help = String::from("Defaults of --steps and --lr:\n");
-    for (name, steps, lr) in rows {
-        let _ = writeln!(help, "  {name:<11} {steps} steps, --lr {lr}");
+    for (experiment, steps, lr) in rows {
+        let _ = writeln!(help, "  {:<11} {steps} steps, --lr {lr}", experiment.name());
     }
-    let _ = write!(help, "  {:<11} one epoch of the classifier, --lr {}", "score", score::DEFAULT_LR);
+    let _ = write!(
+        help,
+        "  {:<11} one epoch of the classifier, --lr {}",
+        Experiment::Score.name(),
+        score::DEFAULT_LR
+    );
     help
 }
 
@@ -122,11 +156,13 @@ pub struct LabSummary {
     pub json: serde_json::Value,
 }
 
-/// Run `experiment` (one of [`EXPERIMENTS`]), writing its files into `opts.out`.
+/// Run `experiment` (an [`Experiment`]'s name), writing its files into `opts.out`.
 pub fn run(experiment: &str, opts: &LabOptions) -> Result<LabSummary> {
-    if !EXPERIMENTS.contains(&experiment) {
-        bail!("unknown lab experiment {experiment:?}; known experiments: {}", EXPERIMENTS.join(", "));
-    }
+    use clap::ValueEnum;
+    let Some(&which) = Experiment::value_variants().iter().find(|e| e.name() == experiment) else {
+        let known: Vec<_> = Experiment::value_variants().iter().map(|e| e.name()).collect();
+        bail!("unknown lab experiment {experiment:?}; known experiments: {}", known.join(", "));
+    };
     check_flags_used(experiment, opts)?;
     if opts.d_steps == Some(0) {
         bail!("--d-steps must be at least 1");
@@ -141,14 +177,13 @@ pub fn run(experiment: &str, opts: &LabOptions) -> Result<LabSummary> {
     }
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("{}: cannot create the output folder", opts.out.display()))?;
-    let (headline, json) = match experiment {
-        "shift1d" => shift1d::run(opts)?,
-        "optimal-d" => optimal_d::run(opts)?,
-        "saturation" => saturation::run(opts)?,
-        "ring" => ring::run(opts)?,
-        "dirac" => dirac::run(opts)?,
-        "score" => score::run(opts)?,
-        _ => unreachable!(),
+    let (headline, json) = match which {
+        Experiment::Shift1d => shift1d::run(opts)?,
+        Experiment::OptimalD => optimal_d::run(opts)?,
+        Experiment::Saturation => saturation::run(opts)?,
+        Experiment::Ring => ring::run(opts)?,
+        Experiment::Dirac => dirac::run(opts)?,
+        Experiment::Score => score::run(opts)?,
     };
     Ok(LabSummary { experiment: experiment.to_string(), headline, json })
 }
@@ -272,4 +307,18 @@ pub(crate) fn sigmoid64(a: f64) -> f64 {
 /// Evaluate a module on a column of x values without recording a graph.
 pub(crate) fn eval_column(m: &dyn Module, xs: &[f64]) -> Vec<f64> {
     crate::no_grad(|| m.forward(&column(xs)).to_vec().into_iter().map(f64::from).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Experiment;
+    use clap::ValueEnum;
+
+    /// `run` finds an experiment by `name`, the CLI by clap's derived name: they must agree.
+    #[test]
+    fn experiment_names_are_clap_s() {
+        for e in Experiment::value_variants() {
+            assert_eq!(e.to_possible_value().map(|v| v.get_name().to_string()).as_deref(), Some(e.name()));
+        }
+    }
 }
